@@ -5,18 +5,25 @@ from __future__ import annotations
 from pytest_axiomperf.errors import (
     AxiomPerfError,
     BaselineError,
+    BudgetExceeded,
     ConfigError,
     ExchangeError,
     MarkerError,
 )
+from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AxiomPerfError",
     "BaselineError",
+    "BudgetExceeded",
     "ConfigError",
     "ExchangeError",
+    "Histogram",
     "MarkerError",
+    "MetricStats",
+    "PerformanceTracker",
     "__version__",
 ]

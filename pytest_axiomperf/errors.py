@@ -21,3 +21,7 @@ class BaselineError(AxiomPerfError):
 
 class ExchangeError(AxiomPerfError):
     """The embedded exchange could not start, or did not answer."""
+
+
+class BudgetExceeded(AxiomPerfError, AssertionError):
+    """A test exceeded one of its budgets; the test fails with this error."""

@@ -1,3 +1,251 @@
-"""pytest hooks of pytest-axiomperf (work in progress)."""
+"""pytest hooks of pytest-axiomperf: they only wire the modules together.
+
+Data flows one way: fixtures record into the test's tracker -> budgets are
+checked when the test body ends -> the test's result travels on its report
+(so pytest-xdist carries it to the controller) -> session results -> reports.
+"""
 
 from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+from pytest_axiomperf.budgets import MARKERS, Budgets, Verdict, check_latency, marker_help
+from pytest_axiomperf.errors import BudgetExceeded, ConfigError, MarkerError
+from pytest_axiomperf.report.terminal import render_terminal_report
+from pytest_axiomperf.results import SessionResults, TestResult, write_json_atomic
+from pytest_axiomperf.sampler import ResourceSampler
+from pytest_axiomperf.settings import Settings, add_options
+from pytest_axiomperf.tracker import PerformanceTracker
+
+#: Modules holding the plugin's fixtures, registered as plugins of their own.
+FIXTURE_MODULES = ("pytest_axiomperf.fixtures",)
+
+PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
+BUDGETS_KEY = pytest.StashKey[Budgets]()
+TRACKER_KEY = pytest.StashKey[PerformanceTracker]()
+RESULT_KEY = pytest.StashKey[TestResult]()
+
+#: Name of the report attribute carrying a test's result (plain builtins).
+REPORT_ATTR = "axiomperf"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the command-line options and ini keys."""
+    add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Resolve the settings once and register the run's state object."""
+    for name in MARKERS:
+        config.addinivalue_line("markers", marker_help(name))
+    try:
+        settings = Settings.from_config(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
+    for name in FIXTURE_MODULES:
+        if not config.pluginmanager.has_plugin(name):
+            config.pluginmanager.register(importlib.import_module(name), name)
+    plugin = AxiomPerfPlugin(config, settings)
+    config.stash[PLUGIN_KEY] = plugin
+    config.pluginmanager.register(plugin, "axiomperf-runtime")
+
+
+def get_plugin(config: pytest.Config) -> AxiomPerfPlugin:
+    """The run's state object."""
+    return config.stash[PLUGIN_KEY]
+
+
+def tracker_for(item: pytest.Item) -> PerformanceTracker:
+    """The test's tracker, created on first use."""
+    tracker = item.stash.get(TRACKER_KEY, None)
+    if tracker is None:
+        tracker = item.stash[TRACKER_KEY] = PerformanceTracker(item.nodeid)
+    return tracker
+
+
+def budgets_for(item: pytest.Item) -> Budgets:
+    """The test's validated budgets (validated at collection for Python tests)."""
+    budgets = item.stash.get(BUDGETS_KEY, None)
+    if budgets is None:
+        budgets = item.stash[BUDGETS_KEY] = Budgets.from_item(item)
+    return budgets
+
+
+class AxiomPerfPlugin:
+    """The run's state: settings, session results, the resource sampler; runtime hooks."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.results = SessionResults()
+        self.is_worker = hasattr(config, "workerinput")
+        self.sampler: ResourceSampler | None = None
+        #: Budget checks beyond latency, added by other parts of the plugin.
+        self.checks: list[Any] = []
+
+    @property
+    def enabled(self) -> bool:
+        """Performance mode: budgets enforced, resources sampled, report printed."""
+        return self.settings.perf
+
+    # -- collection: budget marks are validated before anything runs --------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_pycollect_makeitem(
+        self, collector: pytest.Collector, name: str, obj: object
+    ) -> Generator[None, Any, Any]:
+        result = yield
+        if result is None:
+            return None
+        items = (
+            list(result)
+            if isinstance(result, (list, tuple)) or hasattr(result, "__next__")
+            else [result]
+        )
+        for item in items:
+            if isinstance(item, pytest.Item):
+                try:
+                    item.stash[BUDGETS_KEY] = Budgets.from_item(item)
+                except MarkerError as exc:
+                    raise collector.CollectError(str(exc)) from None
+        return items if not isinstance(result, pytest.Item | pytest.Collector) else result
+
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        # Marks can also be added here by other plugins; validate them all now.
+        for item in items:
+            try:
+                item.stash[BUDGETS_KEY] = Budgets.from_item(item)
+            except MarkerError as exc:
+                raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
+
+    # -- session -----------------------------------------------------------------
+
+    def pytest_report_header(self) -> str | None:
+        if not self.enabled:
+            return None
+        return (
+            f"axiomperf: performance mode on (threshold {self.settings.threshold:g}%, "
+            f"sampling every {self.settings.sample_interval:g}s)"
+        )
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        if not self.enabled:
+            ignored = [
+                flag
+                for flag, value in (
+                    ("--axiom-perf-json", self.settings.json_path),
+                    ("--axiom-perf-save", self.settings.save_path),
+                    ("--axiom-perf-compare", self.settings.compare_path),
+                    ("--axiom-perf-markdown", self.settings.markdown_path),
+                    ("--axiom-perf-html", self.settings.html_path),
+                )
+                if value is not None
+            ]
+            if ignored and not self.is_worker:
+                self.config.issue_config_time_warning(
+                    pytest.PytestConfigWarning(
+                        f"pytest-axiomperf: {', '.join(ignored)} ignored without --axiom-perf"
+                    ),
+                    stacklevel=2,
+                )
+            return
+        if self._runs_tests():
+            self.sampler = ResourceSampler(self.results.resources, self.settings.sample_interval)
+            self.sampler.start()
+
+    def _runs_tests(self) -> bool:
+        """False on a pytest-xdist controller, whose workers run the tests."""
+        return self.is_worker or not self.config.pluginmanager.has_plugin("dsession")
+
+    # -- per test ------------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self.enabled:
+                self._finish_test(item, time.perf_counter() - started)
+        result = item.stash.get(RESULT_KEY, None)
+        if result is not None and not result.passed_budgets:
+            raise BudgetExceeded(self._failure_text(result))
+
+    def _finish_test(self, item: pytest.Item, duration: float) -> None:
+        budgets = budgets_for(item)
+        tracker = item.stash.get(TRACKER_KEY, None)
+        if tracker is None and not budgets:
+            return
+        tracker = tracker_for(item)
+        verdicts: list[Verdict] = []
+        for budget in budgets.latency:
+            verdicts.extend(check_latency(budget, tracker))
+        for check in self.checks:
+            verdicts.extend(check(item, budgets, tracker))
+        item.stash[RESULT_KEY] = TestResult(
+            nodeid=item.nodeid,
+            tracker=tracker,
+            verdicts=verdicts,
+            budgets=[b.describe() for b in budgets.latency],
+            duration=duration,
+        )
+
+    @staticmethod
+    def _failure_text(result: TestResult) -> str:
+        failed = [v for v in result.verdicts if not v.passed]
+        lines = [f"{len(failed)} performance budget(s) exceeded:"]
+        lines.extend(f"  {v.kind} budget: {v.message()}" for v in failed)
+        return "\n".join(lines)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when != "call":
+            return report
+        result = item.stash.get(RESULT_KEY, None)
+        if result is None:
+            return report
+        if call.excinfo is not None and call.excinfo.errisinstance(BudgetExceeded):
+            # The budget message is the whole story: no traceback of plugin internals.
+            report.longrepr = str(call.excinfo.value)
+        if result.verdicts:
+            lines = [("PASS " if v.passed else "FAIL ") + v.message() for v in result.verdicts]
+            report.sections.append(("axiom-perf budgets", "\n".join(lines)))
+        result.outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        setattr(report, REPORT_ATTR, result.to_dict())
+        return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, REPORT_ATTR, None)
+        if data is not None and report.when == "call":
+            self.results.add(TestResult.from_dict(data))
+
+    # -- end of session --------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+        if not self.enabled or self.is_worker:
+            return
+        if self.settings.json_path is not None:
+            try:
+                write_json_atomic(self.settings.json_path, self.results.to_dict())
+            except OSError as exc:
+                self.results.notes.append(
+                    f"could not write {self.settings.json_path}: {exc.strerror or exc}"
+                )
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.enabled or self.is_worker:
+            return
+        terminalreporter.write_sep("=", "axiom-perf report")
+        for line in render_terminal_report(self.results).splitlines():
+            terminalreporter.write_line(line)

@@ -1,0 +1,327 @@
+"""Budget markers: one function per marker validates its arguments; checks yield verdicts.
+
+Each marker is described by a function whose signature *is* the marker's
+signature: the marker help text is generated from it, and a mark's arguments
+are bound to it at collection, so an unknown keyword, a positional argument or
+a bad value becomes a collection error naming the test and the argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pytest
+
+from pytest_axiomperf.errors import MarkerError
+from pytest_axiomperf.report.text import fmt_against, fmt_distribution
+from pytest_axiomperf.tracker import SECONDS, PerformanceTracker
+
+#: Statistics a latency budget can bound, in report order.
+LATENCY_STATISTICS = ("p50", "p90", "p95", "p99", "mean", "max")
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0}
+_DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ns|us|µs|ms|s)\s*$")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number (seconds) or text with a unit: "150ms", "0.15s", "800us"."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not a duration (use seconds, or text with a unit: "
+                "'150ms', '0.15s', '800us')"
+            )
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{value!r} must be a positive duration")
+    return seconds
+
+
+def _positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r} must be a number")
+    number = float(value)
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name}={value!r} must be {'>= 0' if allow_zero else '> 0'}")
+    return number
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """A validated ``latency_budget`` mark: bounds in seconds per statistic."""
+
+    bounds: tuple[tuple[str, float], ...]
+    metric: str | None = None
+    tag: str | None = None
+    min_samples: int = 1
+
+    def describe(self) -> str:
+        """``p95<=150.00ms`` style summary for reports."""
+        parts = [f"{s}<={fmt_against(b, b)[1]}" for s, b in self.bounds]
+        scope = self.metric or "all latency metrics"
+        if self.tag:
+            scope += f"[{self.tag}]"
+        return f"{scope}: {', '.join(parts)}"
+
+
+@dataclass(frozen=True)
+class MemoryBudget:
+    """A validated ``memory_budget`` mark (megabytes)."""
+
+    growth_mb: float | None = None
+    peak_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class ThroughputBudget:
+    """A validated ``throughput_budget`` mark."""
+
+    min_rps: float | None = None
+    max_error_rate: float | None = None
+    max_dropped: int | None = None
+
+
+def latency_budget(
+    *,
+    p50: float | str | None = None,
+    p90: float | str | None = None,
+    p95: float | str | None = None,
+    p99: float | str | None = None,
+    mean: float | str | None = None,
+    max: float | str | None = None,
+    metric: str | None = None,
+    tag: str | None = None,
+    min_samples: int = 1,
+) -> LatencyBudget:
+    """Latency bounds (seconds, or text with a unit such as "150ms") for the test's latency
+    metrics, or only `metric`, or one `tag` of it; fewer than `min_samples` samples fails."""
+    given = {"p50": p50, "p90": p90, "p95": p95, "p99": p99, "mean": mean, "max": max}
+    bounds = []
+    for name, value in given.items():
+        if value is None:
+            continue
+        try:
+            bounds.append((name, parse_duration(value)))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+    if not bounds:
+        raise ValueError("no bound given (give at least one of p50, p90, p95, p99, mean, max)")
+    if metric is not None and (not isinstance(metric, str) or not metric):
+        raise ValueError(f"metric={metric!r} must be a metric name")
+    if tag is not None and (not isinstance(tag, str) or not tag):
+        raise ValueError(f"tag={tag!r} must be a non-empty string")
+    if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
+        raise ValueError(f"min_samples={min_samples!r} must be an integer >= 1")
+    return LatencyBudget(tuple(bounds), metric, tag, min_samples)
+
+
+def memory_budget(*, growth_mb: float | None = None, peak_mb: float | None = None) -> MemoryBudget:
+    """Bounds in MB on the test body's net Python-heap growth (after gc) and tracemalloc peak."""
+    if growth_mb is None and peak_mb is None:
+        raise ValueError("no bound given (give growth_mb, peak_mb or both)")
+    return MemoryBudget(
+        None if growth_mb is None else _positive("growth_mb", growth_mb),
+        None if peak_mb is None else _positive("peak_mb", peak_mb),
+    )
+
+
+def throughput_budget(
+    *,
+    min_rps: float | None = None,
+    max_error_rate: float | None = None,
+    max_dropped: int | None = None,
+) -> ThroughputBudget:
+    """Bounds on the test's axiom_load runs: achieved requests/s, error rate (0..1), drops."""
+    if min_rps is None and max_error_rate is None and max_dropped is None:
+        raise ValueError("no bound given (give min_rps, max_error_rate or max_dropped)")
+    rate = (
+        None
+        if max_error_rate is None
+        else _positive("max_error_rate", max_error_rate, allow_zero=True)
+    )
+    if rate is not None and rate > 1:
+        raise ValueError(f"max_error_rate={max_error_rate!r} must be a fraction between 0 and 1")
+    if max_dropped is not None and (
+        isinstance(max_dropped, bool) or not isinstance(max_dropped, int) or max_dropped < 0
+    ):
+        raise ValueError(f"max_dropped={max_dropped!r} must be an integer >= 0")
+    return ThroughputBudget(
+        None if min_rps is None else _positive("min_rps", min_rps), rate, max_dropped
+    )
+
+
+MARKERS: dict[str, Callable[..., Any]] = {
+    "latency_budget": latency_budget,
+    "memory_budget": memory_budget,
+    "throughput_budget": throughput_budget,
+}
+
+
+def marker_help(name: str) -> str:
+    """``name(signature): first docstring sentence``, for ``pytest --markers``."""
+    func = MARKERS[name]
+    params = ", ".join(
+        f"{p.name}={p.default!r}" for p in inspect.signature(func).parameters.values()
+    )
+    doc = " ".join((func.__doc__ or "").split())
+    return f"{name}({params}): {doc}"
+
+
+def parse_mark(mark: pytest.Mark, where: str) -> Any:
+    """Validate one mark; ``MarkerError`` names the test, the marker and the argument."""
+    func = MARKERS[mark.name]
+    try:
+        inspect.signature(func).bind(*mark.args, **mark.kwargs)
+    except TypeError as exc:
+        allowed = ", ".join(inspect.signature(func).parameters)
+        raise MarkerError(
+            f"{where}: @pytest.mark.{mark.name}: {exc} (arguments are keywords: {allowed})"
+        ) from None
+    try:
+        return func(*mark.args, **mark.kwargs)
+    except ValueError as exc:
+        raise MarkerError(f"{where}: @pytest.mark.{mark.name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Every budget mark of one test, validated."""
+
+    latency: tuple[LatencyBudget, ...] = ()
+    memory: tuple[MemoryBudget, ...] = ()
+    throughput: tuple[ThroughputBudget, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.latency or self.memory or self.throughput)
+
+    @classmethod
+    def from_item(cls, item: pytest.Item) -> Budgets:
+        """Read and validate the budget marks of ``item``."""
+        found: dict[str, list[Any]] = {name: [] for name in MARKERS}
+        for name in MARKERS:
+            for mark in item.iter_markers(name):
+                found[name].append(parse_mark(mark, item.nodeid))
+        return cls(
+            tuple(found["latency_budget"]),
+            tuple(found["memory_budget"]),
+            tuple(found["throughput_budget"]),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One bound checked against one measurement."""
+
+    kind: str  # "latency", "memory", "throughput"
+    metric: str
+    tag: str | None
+    statistic: str
+    bound: float
+    observed: float
+    n: int
+    passed: bool
+    unit: str = SECONDS
+    detail: str = ""
+
+    @property
+    def scope(self) -> str:
+        """``metric[tag]``."""
+        return f"{self.metric}[{self.tag}]" if self.tag else self.metric
+
+    def message(self) -> str:
+        """One line: scope, statistic, measured vs bound, n, and the distribution."""
+        if self.statistic == "samples":
+            what = self.detail or f"{self.scope}: {self.n} samples recorded"
+            return f"{what}; the budget needs at least {int(self.bound)} (min_samples)"
+        shown, bound = fmt_against(self.observed, self.bound, self.unit)
+        op = "<=" if self.passed else ">"
+        if self.statistic.startswith("min"):
+            op = ">=" if self.passed else "<"
+        extra = f"; {self.detail}" if self.detail else ""
+        return f"{self.scope} {self.statistic} = {shown} {op} {bound} (n={self.n}{extra})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: ``{kind, metric, tag, statistic, bound, observed, n, passed, ...}``."""
+        data = asdict(self)
+        if isinstance(self.observed, float) and math.isnan(self.observed):
+            data["observed"] = None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        """Rebuild from :meth:`to_dict`."""
+        values = dict(data)
+        if values.get("observed") is None:
+            values["observed"] = math.nan
+        return cls(**values)
+
+
+def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Verdict]:
+    """Check one latency budget against a tracker: one verdict per metric and bound."""
+    if budget.metric is not None:
+        metrics = [budget.metric]
+    else:
+        metrics = [m for m in tracker.metrics() if tracker.unit(m) == SECONDS]
+        if budget.tag is not None:
+            metrics = [m for m in metrics if budget.tag in tracker.tags(m)]
+    if not metrics:
+        scope = "any latency metric" + (f" with tag {budget.tag!r}" if budget.tag else "")
+        return [
+            Verdict(
+                "latency",
+                "(none)",
+                budget.tag,
+                "samples",
+                float(budget.min_samples),
+                0.0,
+                0,
+                False,
+                detail=f"the test recorded no samples of {scope}",
+            )
+        ]
+    verdicts = []
+    for metric in metrics:
+        stats = tracker.stats(metric, budget.tag)
+        if stats.count < budget.min_samples:
+            verdicts.append(
+                Verdict(
+                    "latency",
+                    metric,
+                    budget.tag,
+                    "samples",
+                    float(budget.min_samples),
+                    float(stats.count),
+                    stats.count,
+                    False,
+                )
+            )
+            continue
+        for statistic, bound in budget.bounds:
+            observed = stats.get(statistic)
+            verdicts.append(
+                Verdict(
+                    "latency",
+                    metric,
+                    budget.tag,
+                    statistic,
+                    bound,
+                    observed,
+                    stats.count,
+                    observed <= bound,
+                    stats.unit,
+                    fmt_distribution(stats),
+                )
+            )
+    return verdicts

@@ -1,0 +1,114 @@
+"""Plain-text rendering: value formatting and the guide's performance report."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pytest_axiomperf.histogram import RELATIVE_ERROR
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
+
+PERCENTILE_DEFINITION = (
+    "percentiles: nearest rank (smallest sample with at least p% of samples at or below it), "
+    f"reported at most {RELATIVE_ERROR:.2%} high, never low"
+)
+
+
+def _scale(value: float, unit: str) -> tuple[float, str]:
+    """A multiplier and a readable unit for a value in ``unit``."""
+    if unit != "s":
+        return 1.0, unit
+    if value >= 1.0:
+        return 1.0, "s"
+    if value >= 1e-3:
+        return 1e3, "ms"
+    return 1e6, "us"
+
+
+def fmt(value: float | None, unit: str = "s", digits: int = 2) -> str:
+    """``0.04523`` -> ``"45.23ms"``; ``None``/NaN -> ``"-"``."""
+    if value is None or math.isnan(value):
+        return "-"
+    factor, shown = _scale(value, unit)
+    scaled = value * factor
+    sep = "" if shown in ("s", "ms", "us", "%") else " "
+    return f"{scaled:.{digits}f}{sep}{shown}"
+
+
+def fmt_against(value: float, bound: float, unit: str = "s") -> tuple[str, str]:
+    """Format a measured value and its bound so the display never crosses the bound.
+
+    Both print in one unit, the larger one's; when rounding would put the value on the
+    wrong side of the bound (or on it, for a value above it), more digits are shown.
+    """
+    factor, shown = _scale(max(value, bound) if math.isfinite(value) else bound, unit)
+    scaled, scaled_bound = value * factor, bound * factor
+    sep = "" if shown in ("s", "ms", "us", "%") else " "
+    for digits in range(2, 10):
+        a, b = f"{scaled:.{digits}f}", f"{scaled_bound:.{digits}f}"
+        if (value > bound) == (float(a) > float(b)):
+            return f"{a}{sep}{shown}", f"{b}{sep}{shown}"
+    return f"{scaled!r}{sep}{shown}", f"{scaled_bound!r}{sep}{shown}"
+
+
+def fmt_distribution(stats: MetricStats) -> str:
+    """``p50=.. p95=.. p99=.. max=..`` in the metric's unit."""
+    u = stats.unit
+    return (
+        f"p50={fmt(stats.p50, u)} p95={fmt(stats.p95, u)} "
+        f"p99={fmt(stats.p99, u)} max={fmt(stats.max, u)}"
+    )
+
+
+_GUIDE_SECTIONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "API Response Times",
+        "api_response_times",
+        (("Mean", "mean"), ("Median", "median"), ("P95", "p95"), ("P99", "p99")),
+    ),
+    ("WebSocket Latency", "websocket_latency", (("Mean", "mean"), ("P95", "p95"), ("P99", "p99"))),
+    ("Order Execution", "order_execution_times", (("Mean", "mean"), ("P95", "p95"))),
+    ("Memory Usage", "memory_usage", (("Mean", "mean"), ("Peak", "max"))),
+    ("CPU Usage", "cpu_usage", (("Mean", "mean"), ("Peak", "max"))),
+)
+
+
+def render_guide_report(tracker: PerformanceTracker, title: str = "Performance Report") -> str:
+    """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns."""
+    lines = [f"=== {title} ===", f"Runtime: {tracker.runtime:.2f} seconds"]
+    for heading, metric, rows in _GUIDE_SECTIONS:
+        stats = tracker.stats(metric)
+        if not stats.count:
+            lines.append(f"{heading}: no samples")
+            continue
+        lines.append(f"{heading} (n={stats.count}):")
+        for label, attr in rows:
+            lines.append(f"  {label}: {fmt(stats.get(attr), stats.unit)}")
+        tags = tracker.tags(metric)
+        if tags:
+            width = max(len(t) for t in tags)
+            for tag in tags:
+                ts = tracker.stats(metric, tag)
+                lines.append(
+                    f"    {tag:<{width}}  n={ts.count:<6} mean={fmt(ts.mean, ts.unit)} "
+                    f"{fmt_distribution(ts)}"
+                )
+    standard = {m for _, m, _ in _GUIDE_SECTIONS}
+    others = [m for m in tracker.metrics() if m not in standard]
+    for metric in others:
+        stats = tracker.stats(metric)
+        lines.append(
+            f"{metric} (n={stats.count}): mean={fmt(stats.mean, stats.unit)} "
+            f"{fmt_distribution(stats)}"
+        )
+    errors = tracker.errors
+    total = sum(errors.values())
+    if total:
+        lines.append(f"Error Rates ({total} errors):")
+        lines.extend(f"  {name}: {count}" for name, count in sorted(errors.items()))
+    else:
+        lines.append("Error Rates: no errors")
+    lines.append(f"({PERCENTILE_DEFINITION})")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""A run's results: per-test records, session totals, environment; JSON in and out."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_axiomperf.budgets import Verdict
+from pytest_axiomperf.tracker import PerformanceTracker
+
+#: Version of the results / baseline file format.
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TestResult:
+    """What one test measured and how its budgets fared."""
+
+    nodeid: str
+    tracker: PerformanceTracker
+    verdicts: list[Verdict] = field(default_factory=list)
+    budgets: list[str] = field(default_factory=list)
+    outcome: str = "passed"
+    duration: float = 0.0
+    #: Further per-test facts from other parts of the plugin (memory, load runs).
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed_budgets(self) -> bool:
+        """True when every verdict passed (or there were none)."""
+        return all(v.passed for v in self.verdicts)
+
+    @property
+    def flags(self) -> set[str]:
+        """Notes on how the numbers were obtained (e.g. ``"tracemalloc"``)."""
+        return self.tracker.flags
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: per metric count/mean/percentiles and the histogram; verdicts."""
+        metrics: dict[str, Any] = {}
+        for metric in self.tracker.metrics():
+            entry = self.tracker.stats(metric).to_dict()
+            entry["histogram"] = self.tracker.histogram(metric).to_dict()
+            entry["tags"] = {
+                tag: self.tracker.stats(metric, tag).to_dict() for tag in self.tracker.tags(metric)
+            }
+            metrics[metric] = entry
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "duration": self.duration,
+            "budgets": [v.to_dict() for v in self.verdicts],
+            "budget_marks": list(self.budgets),
+            "metrics": metrics,
+            "errors": self.tracker.errors,
+            "flags": sorted(self.flags),
+            "extra": self.extra,
+            "tracker": self.tracker.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
+        """Rebuild from :meth:`to_dict` (the ``tracker`` entry holds the lossless data)."""
+        return cls(
+            nodeid=str(data["nodeid"]),
+            tracker=PerformanceTracker.from_dict(data["tracker"]),
+            verdicts=[Verdict.from_dict(v) for v in data.get("budgets", [])],
+            budgets=[str(b) for b in data.get("budget_marks", [])],
+            outcome=str(data.get("outcome", "passed")),
+            duration=float(data.get("duration", 0.0)),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+def environment() -> dict[str, Any]:
+    """Where the numbers were measured: Python, platform, CPU model and count, plugin version."""
+    from pytest_axiomperf import __version__
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(terse=True),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "plugin_version": __version__,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+@dataclass
+class SessionResults:
+    """Every test's result, the session's resource samples, and run facts."""
+
+    tests: dict[str, TestResult] = field(default_factory=dict)
+    resources: PerformanceTracker = field(default_factory=lambda: PerformanceTracker("session"))
+    environment: dict[str, Any] = field(default_factory=environment)
+    exchange_profile: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, result: TestResult) -> None:
+        """Add (or replace, on a rerun) one test's result."""
+        self.tests[result.nodeid] = result
+
+    def totals(self) -> PerformanceTracker:
+        """One tracker merging every test's metrics and the resource samples."""
+        total = PerformanceTracker("session")
+        for result in self.tests.values():
+            total.merge(result.tracker)
+        total.merge(self.resources)
+        total._runtime = self.resources.runtime
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document written by ``--axiom-perf-json`` and ``--axiom-perf-save``."""
+        totals = self.totals()
+        return {
+            "format_version": FORMAT_VERSION,
+            "tool": "pytest-axiomperf",
+            "environment": self.environment,
+            "exchange_profile": self.exchange_profile,
+            "session": totals.get_statistics(),
+            "resources": self.resources.to_dict(),
+            "notes": list(self.notes),
+            "tests": {nodeid: r.to_dict() for nodeid, r in sorted(self.tests.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionResults:
+        """Rebuild from :meth:`to_dict`; ``ValueError``/``KeyError`` when malformed."""
+        if data.get("tool") != "pytest-axiomperf":
+            raise ValueError("not a pytest-axiomperf results file")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"format version {version!r}, this plugin reads {FORMAT_VERSION}")
+        return cls(
+            tests={k: TestResult.from_dict(v) for k, v in dict(data["tests"]).items()},
+            resources=PerformanceTracker.from_dict(data["resources"]),
+            environment=dict(data.get("environment", {})),
+            exchange_profile=data.get("exchange_profile"),
+            notes=list(data.get("notes", [])),
+        )
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) with None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temporary file + rename)."""
+    write_text_atomic(
+        path, json.dumps(_clean(data), indent=1, sort_keys=True, default=_json_default) + "\n"
+    )
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: readers see the old or the new file, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

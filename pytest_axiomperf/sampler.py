@@ -1,0 +1,56 @@
+"""Background sampling of this process's CPU and memory (psutil), in performance mode."""
+
+from __future__ import annotations
+
+import threading
+
+import psutil
+
+from pytest_axiomperf.tracker import CPU_USAGE, MEMORY_USAGE, PerformanceTracker
+
+
+class ResourceSampler:
+    """Records process RSS (MB) into ``memory_usage`` and CPU % into ``cpu_usage``.
+
+    One long-lived ``psutil.Process``; ``cpu_percent`` is primed once so every
+    sample is the usage since the previous one. The thread is a daemon and
+    :meth:`stop` joins it, taking one last sample.
+    """
+
+    def __init__(self, tracker: PerformanceTracker, interval: float = 0.5) -> None:
+        if not interval > 0:
+            raise ValueError(f"interval must be > 0, got {interval!r}")
+        self.tracker = tracker
+        self.interval = interval
+        self._process = psutil.Process()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start sampling in a background thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._process.cpu_percent(None)
+        self._sample_memory()
+        self._thread = threading.Thread(target=self._run, name="axiomperf-sampler", daemon=True)
+        self._thread.start()
+
+    def _sample_memory(self) -> None:
+        self.tracker.record(MEMORY_USAGE, self._process.memory_info().rss / 2**20)
+
+    def _sample(self) -> None:
+        self.tracker.record(CPU_USAGE, self._process.cpu_percent(None))
+        self._sample_memory()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def stop(self) -> None:
+        """Stop the thread and take a final sample (idempotent)."""
+        thread = self._thread
+        if thread is None or self._stop.is_set():
+            return
+        self._stop.set()
+        thread.join(timeout=max(5.0, 2 * self.interval))
+        self._sample()

@@ -1,0 +1,376 @@
+"""PerformanceTracker: records latencies and other metrics, computes their statistics."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
+
+from pytest_axiomperf.histogram import Histogram
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The guide's standard metric names.
+API_RESPONSE_TIMES = "api_response_times"
+WEBSOCKET_LATENCY = "websocket_latency"
+ORDER_EXECUTION_TIMES = "order_execution_times"
+MEMORY_USAGE = "memory_usage"
+CPU_USAGE = "cpu_usage"
+NETWORK_THROUGHPUT = "network_throughput"
+
+#: Units of the standard metrics that are not durations; every other metric is
+#: a duration in seconds unless declared with :meth:`PerformanceTracker.set_unit`.
+DEFAULT_UNITS: dict[str, str] = {
+    MEMORY_USAGE: "MB",
+    CPU_USAGE: "%",
+    NETWORK_THROUGHPUT: "B/s",
+}
+SECONDS = "s"
+
+#: The percentiles every report shows.
+REPORTED_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+
+
+@dataclass(frozen=True)
+class MetricStats:
+    """Statistics of one metric (optionally one tag of it).
+
+    Percentiles follow the nearest-rank definition documented in
+    :mod:`pytest_axiomperf.histogram` (never below the exact value, at most
+    0.78 % above it). Empty metrics have ``count == 0`` and NaN statistics.
+    """
+
+    metric: str
+    tag: str | None
+    unit: str
+    count: int
+    mean: float
+    median: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    min: float
+    max: float
+    std_dev: float
+
+    @classmethod
+    def from_histogram(
+        cls, metric: str, tag: str | None, unit: str, hist: Histogram
+    ) -> MetricStats:
+        """Compute the statistics of ``hist``."""
+        pct = hist.percentiles(REPORTED_PERCENTILES)
+        return cls(
+            metric=metric,
+            tag=tag,
+            unit=unit,
+            count=hist.count,
+            mean=hist.mean,
+            median=pct[50.0],
+            p50=pct[50.0],
+            p90=pct[90.0],
+            p95=pct[95.0],
+            p99=pct[99.0],
+            min=hist.min,
+            max=hist.max,
+            std_dev=hist.std_dev,
+        )
+
+    def get(self, statistic: str) -> float:
+        """One statistic by name (``"p95"``, ``"mean"``, ``"max"`` ...)."""
+        value = getattr(self, statistic)
+        if not isinstance(value, float):
+            raise KeyError(statistic)
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form; NaN becomes ``None``."""
+        return {
+            k: (None if isinstance(v, float) and math.isnan(v) else v)
+            for k, v in asdict(self).items()
+        }
+
+
+def error_name(error: BaseException | type[BaseException] | str) -> str:
+    """The name an error is counted under: its type name, or the text given."""
+    if isinstance(error, str):
+        return error
+    if isinstance(error, type):
+        return error.__name__
+    return type(error).__name__
+
+
+class _Measure:
+    """Times a block (``with`` / ``async with``) or every call of a decorated function."""
+
+    __slots__ = ("_metric", "_start", "_tag", "_tracker")
+
+    def __init__(self, tracker: PerformanceTracker, metric: str, tag: str | None) -> None:
+        self._tracker = tracker
+        self._metric = metric
+        self._tag = tag
+        self._start = 0
+
+    def __enter__(self) -> _Measure:
+        self._start = time.perf_counter_ns()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        elapsed = (time.perf_counter_ns() - self._start) / 1e9
+        self._tracker.record(self._metric, elapsed, self._tag)
+        if exc is not None and isinstance(exc, Exception):
+            self._tracker.record_error(exc)
+
+    async def __aenter__(self) -> _Measure:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]:
+        """Decorate ``func`` so each call is timed; coroutine functions are awaited."""
+        tracker, metric, tag = self._tracker, self._metric, self._tag
+        if inspect.iscoroutinefunction(func):
+            async_func: Callable[P, Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def timed_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with _Measure(tracker, metric, tag):
+                    return await async_func(*args, **kwargs)
+
+            return timed_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def timed(*args: P.args, **kwargs: P.kwargs) -> R:
+            return tracker.call(metric, func, *args, **kwargs)
+
+        return timed
+
+
+class PerformanceTracker:
+    """Collects one test's (or one bot run's) metrics.
+
+    ``record`` is cheap (an append to a bounded buffer), thread-safe and keeps
+    memory bounded whatever the sample count. Metrics may carry a tag (an
+    endpoint, a message kind) so a budget or the report can split them.
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name
+        self._series: dict[tuple[str, str | None], Histogram] = {}
+        self._units: dict[str, str] = dict(DEFAULT_UNITS)
+        self._errors: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._started_ns = time.perf_counter_ns()
+        self._runtime: float | None = None  # fixed when rebuilt from data
+        #: Notes about how the numbers were obtained (e.g. "tracemalloc").
+        self.flags: set[str] = set()
+
+    # -- recording -------------------------------------------------------------
+
+    def record(self, metric: str, seconds: float, tag: str | None = None) -> None:
+        """Record one value of ``metric`` (seconds for durations; see :meth:`set_unit`)."""
+        hist = self._series.get((metric, tag))
+        if hist is None:
+            hist = self._new_series(metric, tag)
+        hist.record(seconds)
+
+    def _new_series(self, metric: str, tag: str | None) -> Histogram:
+        if not isinstance(metric, str) or not metric:
+            raise TypeError(f"metric must be a non-empty str, not {metric!r}")
+        if tag is not None and not isinstance(tag, str):
+            raise TypeError(f"tag must be a str or None, not {tag!r}")
+        with self._lock:
+            return self._series.setdefault((metric, tag), Histogram())
+
+    def set_unit(self, metric: str, unit: str) -> None:
+        """Declare the unit of a metric that is not a duration in seconds."""
+        self._units[metric] = unit
+
+    def unit(self, metric: str) -> str:
+        """The unit of ``metric`` (``"s"`` for durations)."""
+        return self._units.get(metric, SECONDS)
+
+    def measure(self, metric: str, tag: str | None = None) -> _Measure:
+        """Time a block: ``with tracker.measure(m):`` or ``async with``; or decorate a function.
+
+        A block that raises is still recorded, and its exception counted.
+        """
+        return _Measure(self, metric, tag)
+
+    def call(self, metric: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call a plain (sync) ``func`` and record how long it took.
+
+        Raises ``TypeError`` for a coroutine function or anything returning an
+        awaitable: timing it would time the creation of a coroutine, not the work.
+        """
+        if inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"{getattr(func, '__qualname__', func)!r} is a coroutine function; "
+                "use `await tracker.track_api_call(...)` or `async with tracker.measure(...)`"
+            )
+        with _Measure(self, metric, None):
+            result = func(*args, **kwargs)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise TypeError(
+                f"{getattr(func, '__qualname__', func)!r} returned an awaitable: timing it "
+                "would measure nothing; await it inside `async with tracker.measure(...)`"
+            )
+        return result
+
+    async def track_api_call(
+        self, func: Callable[P, Awaitable[R]], *args: P.args, **kwargs: P.kwargs
+    ) -> R:
+        """Await ``func(*args, **kwargs)``, recording its duration in ``api_response_times``.
+
+        An exception is counted by type in the error counts and re-raised.
+        """
+        start = time.perf_counter_ns()
+        try:
+            awaitable = func(*args, **kwargs)
+            if not inspect.isawaitable(awaitable):
+                raise TypeError(
+                    f"{getattr(func, '__qualname__', func)!r} did not return an awaitable; "
+                    "use tracker.call(...) for plain functions"
+                )
+            result = await awaitable
+        except Exception as exc:
+            self.record_error(exc)
+            raise
+        finally:
+            self.record(API_RESPONSE_TIMES, (time.perf_counter_ns() - start) / 1e9)
+        return result
+
+    def record_error(self, error: BaseException | type[BaseException] | str, n: int = 1) -> None:
+        """Count an error under its exception type name (or the given text, e.g. ``"HTTP 5xx"``)."""
+        name = error_name(error)
+        with self._lock:
+            self._errors[name] += n
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def runtime(self) -> float:
+        """Seconds since the tracker was created (or the stored runtime of a rebuilt one)."""
+        if self._runtime is not None:
+            return self._runtime
+        return (time.perf_counter_ns() - self._started_ns) / 1e9
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Error counts by exception type name."""
+        with self._lock:
+            return dict(self._errors)
+
+    def metrics(self) -> list[str]:
+        """Names of the recorded metrics, sorted."""
+        return sorted({m for m, _ in list(self._series)})
+
+    def tags(self, metric: str) -> list[str]:
+        """Tags recorded for ``metric`` (untagged samples are not listed), sorted."""
+        return sorted({t for m, t in list(self._series) if m == metric and t is not None})
+
+    def histogram(self, metric: str, tag: str | None = None) -> Histogram:
+        """A copy of the histogram of ``metric`` (all tags merged when ``tag`` is None)."""
+        if tag is not None:
+            found = self._series.get((metric, tag))
+            return found.copy() if found is not None else Histogram()
+        merged = Histogram()
+        for (m, _), hist in list(self._series.items()):
+            if m == metric:
+                merged.merge(hist)
+        return merged
+
+    def stats(self, metric: str, tag: str | None = None) -> MetricStats:
+        """Statistics of ``metric`` (or of one tag of it); ``count == 0`` when never recorded."""
+        return MetricStats.from_histogram(
+            metric, tag, self.unit(metric), self.histogram(metric, tag)
+        )
+
+    def get_statistics(self) -> dict[str, Any]:
+        """Every metric's statistics (and per tag), the error counts and the runtime."""
+        out: dict[str, Any] = {}
+        for metric in self.metrics():
+            entry = self.stats(metric).to_dict()
+            entry["tags"] = {t: self.stats(metric, t).to_dict() for t in self.tags(metric)}
+            out[metric] = entry
+        return {"runtime_seconds": self.runtime, "metrics": out, "errors": self.errors}
+
+    def generate_performance_report(self) -> str:
+        """The guide's text report for this tracker."""
+        from pytest_axiomperf.report.text import render_guide_report
+
+        return render_guide_report(self)
+
+    # -- combining and (de)serializing ------------------------------------------
+
+    def merge(self, other: PerformanceTracker) -> None:
+        """Add every metric, tag and error count of ``other`` to this tracker."""
+        for (metric, tag), hist in list(other._series.items()):
+            mine = self._series.get((metric, tag)) or self._new_series(metric, tag)
+            mine.merge(hist)
+        for metric, unit in other._units.items():
+            self._units.setdefault(metric, unit)
+        with self._lock:
+            self._errors.update(other.errors)
+        self.flags |= other.flags
+
+    def series(self) -> Iterator[tuple[str, str | None, Histogram]]:
+        """``(metric, tag, histogram)`` for every recorded series (live objects)."""
+        for (metric, tag), hist in sorted(
+            self._series.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+        ):
+            yield metric, tag, hist
+
+    def to_dict(self) -> dict[str, Any]:
+        """Lossless JSON-able form (histograms serialized), for xdist and result files."""
+        return {
+            "name": self.name,
+            "runtime_seconds": self.runtime,
+            "units": {m: self.unit(m) for m in self.metrics()},
+            "series": [
+                {"metric": m, "tag": t, "histogram": h.to_dict()} for m, t, h in self.series()
+            ],
+            "errors": self.errors,
+            "flags": sorted(self.flags),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PerformanceTracker:
+        """Rebuild a tracker from :meth:`to_dict`; ``ValueError`` when malformed."""
+        tracker = cls(data.get("name"))
+        try:
+            for metric, unit in dict(data.get("units", {})).items():
+                tracker.set_unit(str(metric), str(unit))
+            for entry in data["series"]:
+                hist = Histogram.from_dict(entry["histogram"])
+                tracker._series[(str(entry["metric"]), entry["tag"])] = hist
+            tracker._errors.update({str(k): int(v) for k, v in dict(data["errors"]).items()})
+            tracker.flags = {str(f) for f in data.get("flags", [])}
+            tracker._runtime = float(data.get("runtime_seconds", 0.0))
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed tracker data: {exc!r}") from None
+        return tracker
+
+    def __repr__(self) -> str:
+        return f"PerformanceTracker(name={self.name!r}, metrics={self.metrics()!r})"

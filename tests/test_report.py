@@ -1,0 +1,150 @@
+"""The session report and the JSON results, as printed and written for a user's run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_axiomperf.histogram import Histogram
+
+RUN = """
+import pytest
+
+@pytest.mark.latency_budget(p95="100ms", p99="150ms")
+def test_orders(axiom_tracker):
+    for i in range(100):
+        axiom_tracker.record("api_response_times", 0.010 + i * 0.0001, tag="POST /orders")
+        axiom_tracker.record("order_execution_times", 0.020)
+    axiom_tracker.record("websocket_latency", 0.003)
+    axiom_tracker.record_error(TimeoutError())
+
+@pytest.mark.latency_budget(mean="1ms")
+def test_slow(axiom_tracker):
+    axiom_tracker.record("api_response_times", 0.5, tag="GET /health")
+
+def test_untracked():
+    pass
+"""
+
+
+def test_report_sections(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(RUN)
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-sample-interval=0.05")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= axiom-perf report =*",
+            "=== AxiomTrade Performance Report ===",
+            "Runtime: * seconds",
+            "API Response Times (n=101):",
+            "  Mean: *ms",
+            "  Median: *ms",
+            "  P95: *ms",
+            "  P99: *ms",
+            "    GET /health   n=1 *",
+            "    POST /orders  n=100 *",
+            "WebSocket Latency (n=1):",
+            "  Mean: 3.00ms",
+            "  P95: 3.00ms",
+            "  P99: 3.00ms",
+            "Order Execution (n=100):",
+            "  Mean: 20.00ms",
+            "  P95: 20.??ms",
+            "Memory Usage (n=*):",
+            "  Mean: * MB",
+            "  Peak: * MB",
+            "CPU Usage (n=*):",
+            "  Mean: *%",
+            "  Peak: *%",
+            "Error Rates (1 errors):",
+            "  TimeoutError: 1",
+            "(percentiles: nearest rank*)",
+            "Budgets (2 tests, 1 over budget):",
+            "PASSED   test_report_sections.py::test_orders",
+            "    PASS latency    api_response_times p95 = 19.??ms <= 100.00ms (n=100;*",
+            "FAILED   test_report_sections.py::test_slow",
+            "    FAIL latency    api_response_times mean = 500.00ms > 1.00ms (n=1;*",
+        ]
+    )
+
+
+def test_json_results(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(RUN)
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=out/results.json")
+    result.assert_outcomes(passed=2, failed=1)
+    data = json.loads((user_project.path / "out" / "results.json").read_text())
+    assert data["tool"] == "pytest-axiomperf" and data["format_version"] == 1
+    assert {"python", "platform", "cpu_count", "cpu_model", "plugin_version"} <= set(
+        data["environment"]
+    )
+    orders = data["tests"]["test_json_results.py::test_orders"]
+    assert orders["outcome"] == "passed"
+    api = orders["metrics"]["api_response_times"]
+    assert api["count"] == 100
+    assert set(api) >= {"mean", "p50", "p90", "p95", "p99", "max", "histogram", "tags"}
+    assert api["tags"]["POST /orders"]["count"] == 100
+    # The serialized histogram is lossless: it rebuilds to the same percentiles.
+    hist = Histogram.from_dict(api["histogram"])
+    assert hist.count == 100 and hist.percentile(95) == api["p95"]
+    api_verdicts = [v for v in orders["budgets"] if v["metric"] == "api_response_times"]
+    assert len(orders["budgets"]) == 6  # two bounds on each of the three latency metrics
+    assert api_verdicts == [
+        {
+            "kind": "latency",
+            "metric": "api_response_times",
+            "tag": None,
+            "statistic": "p95",
+            "bound": 0.1,
+            "observed": api["p95"],
+            "n": 100,
+            "passed": True,
+            "unit": "s",
+            "detail": api_verdicts[0]["detail"],
+        },
+        {
+            "kind": "latency",
+            "metric": "api_response_times",
+            "tag": None,
+            "statistic": "p99",
+            "bound": 0.15,
+            "observed": api["p99"],
+            "n": 100,
+            "passed": True,
+            "unit": "s",
+            "detail": api_verdicts[1]["detail"],
+        },
+    ]
+    assert orders["errors"] == {"TimeoutError": 1}
+    slow = data["tests"]["test_json_results.py::test_slow"]
+    assert slow["outcome"] == "failed" and slow["budgets"][0]["passed"] is False
+    assert "test_json_results.py::test_untracked" not in data["tests"]
+    assert data["session"]["metrics"]["api_response_times"]["count"] == 101
+    assert data["session"]["metrics"]["memory_usage"]["count"] >= 2
+    # Written atomically: no temporary file left beside it.
+    assert [p.name for p in (user_project.path / "out").iterdir()] == ["results.json"]
+
+
+def test_json_path_that_cannot_be_written_is_reported_not_lost(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(RUN)
+    (user_project.path / "blocker").write_text("a file, not a folder")
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=blocker/results.json")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["Notes:", "  could not write blocker/results.json: *"])
+    # The report is still printed in full.
+    result.stdout.fnmatch_lines(["Budgets (2 tests, 1 over budget):"])
+
+
+def test_no_report_without_performance_mode(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(RUN)
+    result = user_project.runpytest()
+    result.assert_outcomes(passed=3)
+    assert "Performance Report" not in result.stdout.str()
+
+
+def test_report_header(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile("def test_x(): pass")
+    result = user_project.runpytest("--axiom-perf")
+    result.stdout.fnmatch_lines(["axiomperf: performance mode on (threshold 10%, sampling *"])

@@ -1,0 +1,137 @@
+"""Each option resolved from the command line, the ini file and the environment, in that order."""
+
+from __future__ import annotations
+
+import pytest
+
+SHOW = """
+from pytest_axiomperf.plugin import get_plugin
+
+def test_show(request):
+    s = get_plugin(request.config).settings
+    print("RESOLVED", s.perf, s.threshold, s.base_url, s.ws_url, s.sample_interval,
+          s.source("threshold"), s.source("base_url"))
+    print("REPR", repr(s))
+"""
+
+
+@pytest.fixture
+def project(user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    for name in ("AXIOM_BASE_URL", "AXIOM_WS_URL", "AXIOM_AUTH_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    user_project.makepyfile(SHOW)
+    return user_project
+
+
+def test_defaults(project: pytest.Pytester) -> None:
+    result = project.runpytest("-s")
+    result.stdout.fnmatch_lines(["*RESOLVED False 10.0 None None 0.5 default default"])
+
+
+def test_ini_values_are_read(project: pytest.Pytester) -> None:
+    project.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        axiom_perf = yes
+        axiom_perf_threshold = 25%
+        axiom_base_url = http://127.0.0.1:9/
+        axiom_perf_sample_interval = 0.25
+        """
+    )
+    result = project.runpytest("-s")
+    result.stdout.fnmatch_lines(["*RESOLVED True 25.0 http://127.0.0.1:9 None 0.25 ini ini"])
+
+
+def test_pyproject_ini_options(project: pytest.Pytester) -> None:
+    (project.path / "tox.ini").unlink()
+    project.makepyprojecttoml(
+        """
+        [tool.pytest.ini_options]
+        asyncio_default_fixture_loop_scope = "function"
+        axiom_perf = "true"
+        axiom_perf_threshold = "12.5"
+        """
+    )
+    result = project.runpytest("-s")
+    result.stdout.fnmatch_lines(["*RESOLVED True 12.5 None None 0.5 ini default"])
+
+
+def test_environment_is_read(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AXIOM_BASE_URL", "http://127.0.0.1:8001")
+    monkeypatch.setenv("AXIOM_WS_URL", "ws://127.0.0.1:8001/ws")
+    result = project.runpytest("-s")
+    result.stdout.fnmatch_lines(
+        [
+            "*RESOLVED False 10.0 http://127.0.0.1:8001 ws://127.0.0.1:8001/ws 0.5 "
+            "default environment"
+        ]
+    )
+
+
+def test_command_line_beats_ini_beats_environment(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AXIOM_BASE_URL", "http://127.0.0.1:1")
+    project.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        axiom_base_url = http://127.0.0.1:2
+        axiom_perf_threshold = 30
+        """
+    )
+    result = project.runpytest("-s")
+    result.stdout.fnmatch_lines(["*RESOLVED False 30.0 http://127.0.0.1:2 None 0.5 ini ini"])
+    result = project.runpytest(
+        "-s", "--axiom-perf", "--axiom-perf-threshold=5", "--axiom-base-url=http://127.0.0.1:3"
+    )
+    result.stdout.fnmatch_lines(
+        ["*RESOLVED True 5.0 http://127.0.0.1:3 None 0.5 command line command line"]
+    )
+
+
+def test_token_comes_from_the_environment_and_is_never_shown(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AXIOM_AUTH_TOKEN", "s3cr3t-token-value")
+    result = project.runpytest("-s", "--axiom-perf")
+    result.stdout.fnmatch_lines(["REPR Settings(*auth_token=<set>)"])
+    assert "s3cr3t-token-value" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (["--axiom-perf-threshold=lots"], "", "--axiom-perf-threshold: could not convert*"),
+        (["--axiom-perf-threshold=-5"], "", "--axiom-perf-threshold: expected a percentage >= 0*"),
+        ([], "axiom_perf = maybe", "ini key axiom_perf (in *tox.ini): expected true or false*"),
+        (["--axiom-base-url=localhost"], "", "--axiom-base-url: expected a URL such as*"),
+        (["--axiom-perf-sample-interval=0"], "", "--axiom-perf-sample-interval: expected*> 0*"),
+    ],
+)
+def test_bad_values_are_usage_errors_naming_the_option(
+    project: pytest.Pytester, args: list[str], ini: str, message: str
+) -> None:
+    project.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}\n")
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-axiomperf: {message}"])
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_help_lists_options_with_ini_and_env(project: pytest.Pytester) -> None:
+    result = project.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "*--axiom-perf *performance mode*",
+            "*--axiom-base-url=URL*",
+            "*ini: axiom_base_url; env: AXIOM_BASE_URL*",
+        ]
+    )
+
+
+def test_output_options_without_performance_mode_warn(project: pytest.Pytester) -> None:
+    result = project.runpytest("--axiom-perf-json=out.json")
+    result.stdout.fnmatch_lines(["*--axiom-perf-json ignored without --axiom-perf*"])
+    assert not (project.path / "out.json").exists()
