@@ -1,13 +1,16 @@
 """A mergeable, bounded-memory histogram of non-negative values (latencies in seconds).
 
-How it works: recorded values are appended to a small raw buffer (the hot path is
-one ``list.append``); when the buffer fills, it is folded into log-linear buckets
-at C speed. A bucket is the top 7 mantissa bits and the exponent of the IEEE 754
-double, so every power-of-two range is split into 128 equal buckets and a bucket's
-width is at most 1/128 (0.78 %) of the values it holds. Memory is bounded by the
-number of distinct buckets (a few thousand for any realistic range), whatever the
-sample count. Count, sum, min and max are exact; the mean is exact; the standard
-deviation uses Chan's parallel update, exact up to float rounding.
+How it works: recorded values are appended to a raw buffer (the hot path is one
+``list.append``); when the buffer fills, it is folded into log-linear buckets at
+C speed. A bucket key is the top 16 bits of the value as an IEEE 754 float32:
+sign, 8 exponent bits and the top 7 mantissa bits. So every power-of-two range
+is split into 128 equal buckets, and a bucket is at most 1/128 (0.78 %) as wide
+as the values it holds. (Rounding to float32 can move a value up into the next
+bucket, never down: bucket edges are exact float32 values.) Memory is bounded
+by the number of distinct buckets, a few thousand for any realistic range,
+whatever the sample count. Count, min and max are exact; sum and mean are
+exact up to float rounding; the variance is summed per batch and combined with
+Chan's parallel update.
 
 Percentile definition (nearest rank, conservative): the p-th percentile is the
 smallest recorded value ``v`` such that at least ``p`` % of the samples are
@@ -20,29 +23,33 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 import threading
 from array import array
-from collections import Counter
+from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Mapping
-from itertools import repeat
-from operator import mul, rshift
+from operator import mul
 from typing import Any
 
-#: Bits of the double dropped to form a bucket key: 52 mantissa bits - 7 kept.
-_SHIFT = 45
-#: Raw samples kept before a fold; bounds the buffer to ~200 KB.
-_BUFFER = 8192
+#: Raw samples kept before a fold; bounds the buffer to ~260 KB.
+BUFFER_SIZE = 8192
 #: Largest relative error of a reported percentile (one bucket's width).
 RELATIVE_ERROR = 1 / 128
 
-_pack_d = struct.Struct("<d")
-_pack_q = struct.Struct("<Q")
+_f32 = struct.Struct("<f")
+_u32 = struct.Struct("<I")
+#: Index of the high 16-bit half of a float32 in an array("H") view of it.
+_HIGH = 1 if sys.byteorder == "little" else 0
+
+
+def _keys(values: list[float]) -> array[int]:
+    """Bucket keys (top 16 bits of each value as a float32), computed at C speed."""
+    return array("H", array("f", values).tobytes())[_HIGH::2]
 
 
 def _key_upper(key: int) -> float:
-    """Upper edge of a bucket: the largest double whose key is ``key``."""
-    bits = ((key + 1) << _SHIFT) - 1
-    return float(_pack_d.unpack(_pack_q.pack(bits))[0])
+    """Upper edge of a bucket: the first float32 of the next bucket (exclusive)."""
+    return float(_f32.unpack(_u32.pack(((key + 1) << 16) & 0xFFFFFFFF))[0])
 
 
 def percentile_rank(p: float, n: int) -> int:
@@ -57,7 +64,7 @@ class Histogram:
 
     def __init__(self) -> None:
         self._buf: list[float] = []
-        self._buckets: Counter[int] = Counter()
+        self._buckets: dict[int, int] = {}
         self._lock = threading.Lock()
         self._count = 0
         self._sum = 0.0
@@ -72,7 +79,7 @@ class Histogram:
             raise ValueError(f"cannot record {value!r}: values must be >= 0")
         buf = self._buf
         buf.append(value)
-        if len(buf) >= _BUFFER:
+        if len(buf) >= BUFFER_SIZE:
             self._fold()
 
     def _fold(self) -> None:
@@ -86,11 +93,10 @@ class Histogram:
             # and stay for the next fold (both operations are atomic on a list).
             batch = buf[:n]
             del buf[:n]
-            bits = array("Q", array("d", batch).tobytes())
-            self._buckets.update(map(rshift, bits, repeat(_SHIFT, n)))
-            total = math.fsum(batch)
+            _count_elements(self._buckets, _keys(batch))
+            total = sum(batch)
             mean_b = total / n
-            m2_b = max(0.0, math.fsum(map(mul, batch, batch)) - total * mean_b)
+            m2_b = max(0.0, sum(map(mul, batch, batch)) - total * mean_b)
             count = self._count + n
             delta = mean_b - self._mean
             self._m2 += m2_b + delta * delta * self._count * n / count
@@ -188,7 +194,9 @@ class Histogram:
             self._sum += other._sum
             self._min = min(self._min, other._min)
             self._max = max(self._max, other._max)
-            self._buckets.update(other._buckets)
+            buckets = self._buckets
+            for key, n in other._buckets.items():
+                buckets[key] = buckets.get(key, 0) + n
 
     def copy(self) -> Histogram:
         """An independent copy."""
@@ -201,7 +209,7 @@ class Histogram:
         self._fold()
         keys = sorted(self._buckets)
         return {
-            "format": "axiomperf-loglinear-1",
+            "format": "axiomperf-f32-loglinear-1",
             "count": self._count,
             "sum": self._sum,
             "mean": self._mean if self._count else None,
@@ -214,15 +222,15 @@ class Histogram:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
         """Rebuild a histogram from :meth:`to_dict`; ``ValueError`` when malformed."""
-        if not isinstance(data, Mapping) or data.get("format") != "axiomperf-loglinear-1":
-            raise ValueError("not an axiomperf histogram (format 'axiomperf-loglinear-1')")
+        if not isinstance(data, Mapping) or data.get("format") != "axiomperf-f32-loglinear-1":
+            raise ValueError("not an axiomperf histogram (format 'axiomperf-f32-loglinear-1')")
         h = cls()
         try:
             pairs = [(int(k), int(c)) for k, c in data["buckets"]]
             count = int(data["count"])
             if any(c <= 0 for _, c in pairs) or sum(c for _, c in pairs) != count:
                 raise ValueError("bucket counts do not add up to the count")
-            h._buckets = Counter(dict(pairs))
+            h._buckets = dict(pairs)
             h._count = count
             if count:
                 h._sum = float(data["sum"])

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -176,6 +176,8 @@ class PerformanceTracker:
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self._series: dict[tuple[str, str | None], Histogram] = {}
+        # Each series' raw buffer, for the hot path of ``record``.
+        self._buffers: dict[tuple[str, str | None], list[float]] = {}
         self._units: dict[str, str] = dict(DEFAULT_UNITS)
         self._errors: Counter[str] = Counter()
         self._lock = threading.Lock()
@@ -187,11 +189,19 @@ class PerformanceTracker:
     # -- recording -------------------------------------------------------------
 
     def record(self, metric: str, seconds: float, tag: str | None = None) -> None:
-        """Record one value of ``metric`` (seconds for durations; see :meth:`set_unit`)."""
-        hist = self._series.get((metric, tag))
-        if hist is None:
-            hist = self._new_series(metric, tag)
-        hist.record(seconds)
+        """Record one value of ``metric`` (seconds for durations; see :meth:`set_unit`).
+
+        Raises ``ValueError`` for a negative or NaN value.
+        """
+        # The hot path, inlined from Histogram.record: one dict lookup, one append.
+        buf = self._buffers.get((metric, tag))
+        if buf is None:
+            buf = self._new_series(metric, tag)._buf
+        if not seconds >= 0.0:
+            raise ValueError(f"cannot record {seconds!r} for {metric!r}: values must be >= 0")
+        buf.append(seconds)
+        if len(buf) >= BUFFER_SIZE:
+            self._series[(metric, tag)]._fold()
 
     def _new_series(self, metric: str, tag: str | None) -> Histogram:
         if not isinstance(metric, str) or not metric:
@@ -199,7 +209,9 @@ class PerformanceTracker:
         if tag is not None and not isinstance(tag, str):
             raise TypeError(f"tag must be a str or None, not {tag!r}")
         with self._lock:
-            return self._series.setdefault((metric, tag), Histogram())
+            hist = self._series.setdefault((metric, tag), Histogram())
+            self._buffers[(metric, tag)] = hist._buf
+            return hist
 
     def set_unit(self, metric: str, unit: str) -> None:
         """Declare the unit of a metric that is not a duration in seconds."""
@@ -364,7 +376,9 @@ class PerformanceTracker:
                 tracker.set_unit(str(metric), str(unit))
             for entry in data["series"]:
                 hist = Histogram.from_dict(entry["histogram"])
-                tracker._series[(str(entry["metric"]), entry["tag"])] = hist
+                key = (str(entry["metric"]), entry["tag"])
+                tracker._series[key] = hist
+                tracker._buffers[key] = hist._buf
             tracker._errors.update({str(k): int(v) for k, v in dict(data["errors"]).items()})
             tracker.flags = {str(f) for f in data.get("flags", [])}
             tracker._runtime = float(data.get("runtime_seconds", 0.0))
