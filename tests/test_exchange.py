@@ -337,7 +337,7 @@ async def test_ping_pong_and_unsubscribe(axiom_exchange):
         await ws.send(json.dumps({"type": "unsubscribe"}))
         while (message := await recv(ws))["type"] == "token_update":
             pass
-        assert message == {"type": "unsubscribed", "tokens": "all"}
+        assert message == {"type": "unsubscribed", "tokens": ["SOL"]}
         with pytest.raises(asyncio.TimeoutError):
             await recv(ws, timeout=0.3)
 
@@ -584,3 +584,26 @@ def test_simulator_handle_errors() -> None:
         assert "handle-secret" not in repr(handle) and handle.running
         pid = handle.pid
     assert pid is not None and _gone(pid) and not handle.running
+
+
+def test_stop_with_a_connected_websocket_is_prompt() -> None:
+    """Shutdown closes connected WebSockets (1001) instead of waiting for them."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    exchange = ExchangeSimulator().start()
+    headers = {"Authorization": f"Bearer {exchange.token}"}
+    try:
+        with connect(exchange.ws_url, additional_headers=headers, proxy=None) as ws:
+            ws.send('{"type": "subscribe", "tokens": ["SOL"]}')
+            assert json.loads(ws.recv(timeout=5))["type"] == "subscribed"
+            start = time.monotonic()
+            exchange.stop()
+            # Stopping escalates to SIGKILL only after 3 s: a graceful stop is well below that.
+            assert time.monotonic() - start < 2.5
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    ws.recv(timeout=5)
+    finally:
+        exchange.stop()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001

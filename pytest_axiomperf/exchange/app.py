@@ -16,8 +16,10 @@ WebSocket at ``/ws`` (JSON text messages, dispatched on ``"type"``):
   is the time the server *intended* to send it (epoch seconds), so clients measure
   delivery latency without coordinated omission, and ``seq`` counts per token.
 - ``{"type": "unsubscribe", "tokens": [...]}`` (no tokens: all) -> ``unsubscribed``
+  with the tokens stopped
 - ``{"type": "ping", "timestamp": t}`` -> ``{"type": "pong", "timestamp": t}``
-- anything else -> ``{"type": "error", "error": ...}``; the connection stays open.
+- anything else -> ``{"type": "error", "error": ...}``; the connection stays open
+  (a frame over 64 KiB is a protocol error: closed with 1009).
 
 Every error is JSON. Faults and latency come from the `FaultModel` in force,
 which the handle changes through the ``/_control/`` routes (enabled only with a
@@ -443,11 +445,12 @@ async def _ws_unsubscribe(session: WsSession, message: dict[str, Any]) -> None:
     if tokens is None:
         await session.error("unsubscribe takes 'tokens': a non-empty list of token names")
         return
-    for token in tokens or list(session.streams):
+    tokens = tokens or list(session.streams)
+    for token in tokens:
         task = session.streams.pop(token, None)
         if task is not None:
             task.cancel()
-    await session.send({"type": "unsubscribed", "tokens": tokens or "all"})
+    await session.send({"type": "unsubscribed", "tokens": tokens})
 
 
 async def _ws_ping(session: WsSession, message: dict[str, Any]) -> None:
@@ -519,8 +522,13 @@ async def _control_reset(request: web.Request) -> web.Response:
 
 async def _close_websockets(app: web.Application) -> None:
     # Without this, runner cleanup waits for connected clients (see PITFALLS.md).
-    for ws in list(app[STATE].websockets):
-        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+    await asyncio.gather(
+        *(
+            ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+            for ws in list(app[STATE].websockets)
+        ),
+        return_exceptions=True,
+    )
 
 
 def create_app(
