@@ -23,7 +23,7 @@ from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.tracker import PerformanceTracker
 
 #: Modules holding the plugin's fixtures, registered as plugins of their own.
-FIXTURE_MODULES = ("pytest_axiomperf.fixtures",)
+FIXTURE_MODULES = ("pytest_axiomperf.fixtures", "pytest_axiomperf.exchange.fixture")
 
 PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
 BUDGETS_KEY = pytest.StashKey[Budgets]()

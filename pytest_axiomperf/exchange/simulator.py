@@ -1,0 +1,256 @@
+"""`ExchangeSimulator`: the test process's handle to an exchange in its own subprocess.
+
+The exchange runs in a child process so that it shares neither the test's event
+loop nor its GIL. The handle talks to it with plain blocking HTTP (urllib,
+proxies disabled) so `configure` and `reset` work from sync and async tests
+alike. The child exits when its stdin pipe closes, which the kernel does when
+this process ends in any way, so no exchange outlives its test run.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import queue
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from types import TracebackType
+from typing import IO, Any
+
+from pytest_axiomperf.errors import ConfigError, ExchangeError
+from pytest_axiomperf.exchange.models import ExchangeProfile
+
+__all__ = ["ExchangeSimulator"]
+
+# Kept in sync with pytest_axiomperf.exchange.__main__ / app, which this module must not
+# import: that would load aiohttp into every test process for nothing.
+_CONTROL_SECRET_ENV = "AXIOM_EXCHANGE_CONTROL_SECRET"
+_CONTROL_HEADER = "X-Axiom-Control"
+_CONTROL_TIMEOUT = 5.0
+_STOP_TIMEOUT = 3.0
+
+
+class ExchangeSimulator:
+    """Handle to the embedded exchange, served by a subprocess on 127.0.0.1.
+
+    ``ExchangeSimulator(token)`` prepares it; `start` (or ``with``) launches it on
+    a free port; `stop` ends it. `token` is the bearer token clients must send
+    (default: a random one). Latency and faults are set with `configure`.
+    """
+
+    def __init__(self, token: str | None = None, *, startup_timeout: float = 10.0) -> None:
+        """Prepare (not start) an exchange requiring `token` (random if None)."""
+        if token is not None and not token.strip():
+            raise ConfigError("ExchangeSimulator: token must not be empty")
+        if startup_timeout <= 0:
+            raise ConfigError(
+                f"ExchangeSimulator: startup_timeout must be > 0, got {startup_timeout!r}"
+            )
+        self._token = token or secrets.token_urlsafe(32)
+        self._startup_timeout = startup_timeout
+        self._secret = secrets.token_urlsafe(32)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._base_url: str | None = None
+        self._ws_url: str | None = None
+
+    def __repr__(self) -> str:
+        """Show where it serves; never the token."""
+        state = "running" if self.running else "stopped"
+        return f"<ExchangeSimulator {state} base_url={self._base_url!r}>"
+
+    def __enter__(self) -> ExchangeSimulator:
+        """Start the exchange."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the exchange."""
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """Whether the exchange process is alive."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the exchange, or None when not started."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def token(self) -> str:
+        """The bearer token clients must send (``Authorization: Bearer <token>``)."""
+        return self._token
+
+    @property
+    def base_url(self) -> str:
+        """REST base URL, e.g. ``http://127.0.0.1:PORT``."""
+        if self._base_url is None:
+            raise ExchangeError("the embedded exchange is not started: call start() first")
+        return self._base_url
+
+    @property
+    def ws_url(self) -> str:
+        """WebSocket URL, e.g. ``ws://127.0.0.1:PORT/ws``."""
+        if self._ws_url is None:
+            raise ExchangeError("the embedded exchange is not started: call start() first")
+        return self._ws_url
+
+    def start(self) -> ExchangeSimulator:
+        """Launch the exchange process and wait until it serves; returns self."""
+        if self._process is not None:
+            raise ExchangeError("the embedded exchange is already started")
+        env = dict(os.environ)
+        # Secrets go through the environment: argv is visible to every user (ps).
+        env["AXIOM_AUTH_TOKEN"] = self._token
+        env[_CONTROL_SECRET_ENV] = self._secret
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
+        command = [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0"]
+        self._process = subprocess.Popen(
+            [*command, "--exit-with-parent"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+        )
+        atexit.register(self.stop)
+        try:
+            self._base_url, self._ws_url = self._read_urls(self._process)
+        except ExchangeError as exc:
+            tail = self._stderr_tail()
+            self.stop()
+            raise ExchangeError(f"{exc}{tail}") from None
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _read_urls(self, process: subprocess.Popen[bytes]) -> tuple[str, str]:
+        assert process.stdout is not None
+        stdout = process.stdout
+        lines: queue.Queue[bytes] = queue.Queue()
+
+        def read_two_lines() -> None:
+            for _ in range(2):
+                lines.put(stdout.readline())
+
+        # A thread, because a pipe cannot be read with a timeout portably.
+        threading.Thread(target=read_two_lines, name="axiom-exchange-start", daemon=True).start()
+        deadline = time.monotonic() + self._startup_timeout
+        urls: dict[str, str] = {}
+        while len(urls) < 2:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise ExchangeError(
+                    f"the embedded exchange did not start within {self._startup_timeout:g} s"
+                ) from None
+            kind, _, url = line.decode(errors="replace").strip().partition(" ")
+            if kind not in ("REST", "WS") or not url:
+                raise ExchangeError(
+                    f"the embedded exchange did not start (exit code {process.wait(5)})"
+                )
+            urls[kind] = url
+        # Nothing more is printed; closing our end keeps no pipe around.
+        stdout.close()
+        return urls["REST"], urls["WS"]
+
+    def _stderr_tail(self) -> str:
+        """The end of the child's stderr, to explain a failed start."""
+        if self._stderr is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            self._stderr.seek(0)
+            text = self._stderr.read()[-2000:].decode(errors="replace").strip()
+            if text:
+                return f"; its stderr:\n{text}"
+        return ""
+
+    def stop(self) -> None:
+        """Stop the exchange process (terminate, then kill if it lingers); idempotent."""
+        process, self._process = self._process, None
+        atexit.unregister(self.stop)
+        if process is not None:
+            if process.stdin is not None:
+                with contextlib.suppress(OSError):
+                    process.stdin.close()
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(_STOP_TIMEOUT)
+            if process.stdout is not None:
+                process.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._base_url = self._ws_url = None
+
+    def configure(
+        self,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        error_rate: float = 0.0,
+        seed: int | None = None,
+        **knobs: Any,
+    ) -> None:
+        """Put a new latency/fault profile in force (knobs not given take their defaults).
+
+        `latency` and `jitter` are seconds; `error_rate` a share of REST 500s;
+        `seed` makes the draws repeatable. Other knobs (``distribution``,
+        ``rate_limit``, ``rate_limit_burst``, ``ws_disconnect_every``, ``stall``,
+        ``stall_after``, ``stall_every``, ``push_rate``) are documented in
+        `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
+        """
+        profile = ExchangeProfile.from_dict(
+            {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}
+        )
+        self._control("POST", "profile", profile.to_dict())
+
+    def reset(self) -> None:
+        """Restore the default profile (no latency, no faults) and forget all orders."""
+        self._control("POST", "reset", {})
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The latency/fault profile in force, as stored in results."""
+        return self._control("GET", "profile", None)
+
+    def _control(self, method: str, route: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        url = f"{self.base_url}/_control/{route}"
+        request = urllib.request.Request(
+            url,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={_CONTROL_HEADER: self._secret, "Content-Type": "application/json"},
+        )
+        try:
+            with self._opener.open(request, timeout=_CONTROL_TIMEOUT) as response:
+                answer: dict[str, Any] = json.load(response)
+                return answer
+        except urllib.error.HTTPError as exc:
+            detail = ""
+            with contextlib.suppress(ValueError, AttributeError):
+                detail = json.load(exc).get("error", "")
+            if exc.code == 400:
+                raise ConfigError(detail) from None
+            raise ExchangeError(f"{method} {url} answered {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            state = "running" if self.running else "not running"
+            raise ExchangeError(f"{method} {url} failed ({state}): {exc}") from None
