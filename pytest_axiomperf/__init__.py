@@ -10,6 +10,7 @@ from pytest_axiomperf.errors import (
     ExchangeError,
     MarkerError,
 )
+from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 
@@ -21,6 +22,8 @@ __all__ = [
     "BudgetExceeded",
     "ConfigError",
     "ExchangeError",
+    "ExchangeProfile",
+    "ExchangeSimulator",
     "Histogram",
     "MarkerError",
     "MetricStats",

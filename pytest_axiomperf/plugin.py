@@ -16,6 +16,8 @@ import pytest
 
 from pytest_axiomperf.budgets import MARKERS, Budgets, Verdict, check_latency, marker_help
 from pytest_axiomperf.errors import BudgetExceeded, ConfigError, MarkerError
+from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
+from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.report.terminal import render_terminal_report
 from pytest_axiomperf.results import SessionResults, TestResult, write_json_atomic
 from pytest_axiomperf.sampler import ResourceSampler
@@ -29,6 +31,8 @@ PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
 BUDGETS_KEY = pytest.StashKey[Budgets]()
 TRACKER_KEY = pytest.StashKey[PerformanceTracker]()
 RESULT_KEY = pytest.StashKey[TestResult]()
+
+DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
 #: Name of the report attribute carrying a test's result (plain builtins).
 REPORT_ATTR = "axiomperf"
@@ -187,12 +191,19 @@ class AxiomPerfPlugin:
             verdicts.extend(check_latency(budget, tracker))
         for check in self.checks:
             verdicts.extend(check(item, budgets, tracker))
+        extra: dict[str, Any] = {}
+        exchange = item.stash.get(EXCHANGE_KEY, None)
+        if exchange is not None:
+            # The latency profile the numbers were measured under; a baseline
+            # comparison refuses to compare numbers taken under different ones.
+            extra["exchange_profile"] = exchange.configured or DEFAULT_PROFILE
         item.stash[RESULT_KEY] = TestResult(
             nodeid=item.nodeid,
             tracker=tracker,
             verdicts=verdicts,
             budgets=[b.describe() for b in budgets.latency],
             duration=duration,
+            extra=extra,
         )
 
     @staticmethod

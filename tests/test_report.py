@@ -148,3 +148,33 @@ def test_report_header(user_project: pytest.Pytester) -> None:
     user_project.makepyfile("def test_x(): pass")
     result = user_project.runpytest("--axiom-perf")
     result.stdout.fnmatch_lines(["axiomperf: performance mode on (threshold 10%, sampling *"])
+
+
+def test_exchange_profile_is_scoped_to_the_test_and_stored_with_it(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(
+        """
+        def test_configures(axiom_exchange, axiom_tracker):
+            axiom_exchange.configure(latency=0.2, seed=3)
+            axiom_tracker.record("api_response_times", 0.2)
+
+        def test_sees_the_default(axiom_exchange, axiom_tracker):
+            assert axiom_exchange.profile["latency"] == 0.0
+            axiom_tracker.record("api_response_times", 0.001)
+        """
+    )
+    result = user_project.runpytest_subprocess(
+        "--axiom-perf", "--axiom-perf-json=r.json", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=2)
+    tests = json.loads((user_project.path / "r.json").read_text())["tests"]
+    first = tests[
+        "test_exchange_profile_is_scoped_to_the_test_and_stored_with_it.py::test_configures"
+    ]
+    second = tests[
+        "test_exchange_profile_is_scoped_to_the_test_and_stored_with_it.py::test_sees_the_default"
+    ]
+    assert first["extra"]["exchange_profile"]["latency"] == 0.2
+    assert first["extra"]["exchange_profile"]["seed"] == 3
+    assert second["extra"]["exchange_profile"]["latency"] == 0.0

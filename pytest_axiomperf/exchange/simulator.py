@@ -62,6 +62,7 @@ class ExchangeSimulator:
         self._stderr: IO[bytes] | None = None
         self._base_url: str | None = None
         self._ws_url: str | None = None
+        self._configured: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         """Show where it serves; never the token."""
@@ -222,10 +223,17 @@ class ExchangeSimulator:
             {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}
         )
         self._control("POST", "profile", profile.to_dict())
+        self._configured = profile.to_dict()
 
     def reset(self) -> None:
         """Restore the default profile (no latency, no faults) and forget all orders."""
         self._control("POST", "reset", {})
+        self._configured = None
+
+    @property
+    def configured(self) -> dict[str, Any] | None:
+        """The profile last put in force through this handle (None: the default); no I/O."""
+        return self._configured
 
     @property
     def profile(self) -> dict[str, Any]:
