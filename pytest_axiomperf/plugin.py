@@ -8,18 +8,34 @@ checked when the test body ends -> the test's result travels on its report
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
+from pytest_axiomperf.baseline import (
+    Comparison,
+    attach,
+    compare,
+    environment_mismatches,
+    load_results,
+    save_results,
+)
 from pytest_axiomperf.budgets import MARKERS, Budgets, Verdict, check_latency, marker_help
-from pytest_axiomperf.errors import BudgetExceeded, ConfigError, MarkerError
+from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, MarkerError
 from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
 from pytest_axiomperf.exchange.models import ExchangeProfile
+from pytest_axiomperf.report.html import render_html
+from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
-from pytest_axiomperf.results import SessionResults, TestResult, write_json_atomic
+from pytest_axiomperf.results import (
+    SessionResults,
+    TestResult,
+    write_json_atomic,
+    write_text_atomic,
+)
 from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.tracker import PerformanceTracker
@@ -36,6 +52,10 @@ DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
 #: Name of the report attribute carrying a test's result (plain builtins).
 REPORT_ATTR = "axiomperf"
+#: Key of a pytest-xdist worker's resource samples in ``workeroutput``.
+WORKER_RESOURCES = "axiomperf_resources"
+#: Percentiles of each latency metric recorded as JUnit XML properties.
+JUNIT_PERCENTILES = ("p50", "p95", "p99")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -91,6 +111,9 @@ class AxiomPerfPlugin:
         self.sampler: ResourceSampler | None = None
         #: Budget checks beyond latency, added by other parts of the plugin.
         self.checks: list[Any] = []
+        #: The baseline given with --axiom-perf-compare, loaded at session start.
+        self.baseline: SessionResults | None = None
+        self.comparison: Comparison | None = None
 
     @property
     def enabled(self) -> bool:
@@ -158,9 +181,24 @@ class AxiomPerfPlugin:
                     stacklevel=2,
                 )
             return
+        if not self.is_worker and self.settings.compare_path is not None:
+            self._load_baseline(self.settings.compare_path)
         if self._runs_tests():
             self.sampler = ResourceSampler(self.results.resources, self.settings.sample_interval)
             self.sampler.start()
+
+    def _load_baseline(self, path: Any) -> None:
+        """Load the baseline before any test runs: a bad file is a usage error, not a traceback."""
+        try:
+            self.baseline = load_results(path)
+        except BaselineError as exc:
+            raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
+        mismatches = environment_mismatches(self.baseline.environment, self.results.environment)
+        if mismatches and self.settings.mismatch == "refuse":
+            raise pytest.UsageError(
+                f"pytest-axiomperf: baseline {path} was measured elsewhere "
+                f"(--axiom-perf-mismatch=refuse): {'; '.join(mismatches)}"
+            )
 
     def _runs_tests(self) -> bool:
         """False on a pytest-xdist controller, whose workers run the tests."""
@@ -231,6 +269,15 @@ class AxiomPerfPlugin:
             report.sections.append(("axiom-perf budgets", "\n".join(lines)))
         result.outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
         setattr(report, REPORT_ATTR, result.to_dict())
+        tracker = result.tracker
+        for metric in tracker.metrics():
+            if tracker.unit(metric) == "s":
+                stats = tracker.stats(metric)
+                props = [(f"axiomperf.{metric}.{p}", stats.get(p)) for p in JUNIT_PERCENTILES]
+                # On the item too, as record_property does: junitxml writes the
+                # properties of the teardown report, which copies the item's.
+                item.user_properties.extend(props)
+                report.user_properties.extend(props)
         return report
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -240,23 +287,89 @@ class AxiomPerfPlugin:
 
     # -- end of session --------------------------------------------------------------
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist controller: merge a finished worker's resource samples.
+
+        Per-test results came earlier, on the reports, so a crashed worker loses none.
+        """
+        data = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
+        if self.enabled and data is not None:
+            self.results.resources.merge(PerformanceTracker.from_dict(data))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.sampler is not None:
             self.sampler.stop()
-        if not self.enabled or self.is_worker:
+        if not self.enabled:
             return
-        if self.settings.json_path is not None:
+        if self.is_worker:
+            workeroutput = getattr(self.config, "workeroutput", None)
+            if workeroutput is not None:
+                workeroutput[WORKER_RESOURCES] = self.results.resources.to_dict()
+            return
+        if self.baseline is not None:
+            self.comparison = compare(
+                self.baseline,
+                self.results,
+                threshold=self.settings.threshold,
+                noise_floor=self.settings.noise_floor,
+                mismatch=self.settings.mismatch,
+                baseline=str(self.settings.compare_path),
+            )
+            attach(self.comparison, self.results)
+        self._write_outputs()
+        if self.comparison is not None and self.comparison.failed and session.exitstatus == 0:
+            # The gate: a regression fails the run (the report names the test).
+            session.exitstatus = (
+                pytest.ExitCode.USAGE_ERROR
+                if self.comparison.refused
+                else pytest.ExitCode.TESTS_FAILED
+            )
+
+    def _write_outputs(self) -> None:
+        """JSON, baseline, Markdown and HTML files; a path that fails is noted, not fatal."""
+        settings = self.settings
+        outputs: list[tuple[Any, Any]] = [
+            (settings.json_path, lambda p: write_json_atomic(p, self.results.to_dict())),
+            (settings.save_path, lambda p: save_results(p, self.results)),
+            (
+                settings.markdown_path,
+                lambda p: write_text_atomic(p, render_markdown(self.results, self.comparison)),
+            ),
+            (
+                settings.html_path,
+                lambda p: write_text_atomic(
+                    p, render_html(self.results, self.comparison, self.baseline)
+                ),
+            ),
+        ]
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if settings.markdown_path is not None and summary:
+            outputs.append((summary, self._append_step_summary))
+        for path, write in outputs:
+            if path is None:
+                continue
             try:
-                write_json_atomic(self.settings.json_path, self.results.to_dict())
+                write(path)
             except OSError as exc:
-                self.results.notes.append(
-                    f"could not write {self.settings.json_path}: {exc.strerror or exc}"
-                )
+                self.results.notes.append(f"could not write {path}: {exc.strerror or exc}")
+
+    def _append_step_summary(self, path: str) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(render_markdown(self.results, self.comparison) + "\n")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.enabled or self.is_worker:
             return
         terminalreporter.write_sep("=", "axiom-perf report")
-        for line in render_terminal_report(self.results).splitlines():
+        for line in render_terminal_report(self.results, self.comparison).splitlines():
             terminalreporter.write_line(line)
+        if self.comparison is not None and self.comparison.failed:
+            blamed = sorted({m.nodeid for m in self.comparison.regressions})
+            what = (
+                "baseline comparison refused"
+                if self.comparison.refused
+                else f"performance regression in {', '.join(blamed)}"
+            )
+            terminalreporter.write_sep("=", f"axiom-perf: {what}", red=True, bold=True)

@@ -114,6 +114,8 @@ class SessionResults:
     environment: dict[str, Any] = field(default_factory=environment)
     exchange_profile: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: The comparison with a baseline (``baseline.Comparison.to_dict()``), when one was made.
+    comparison: dict[str, Any] | None = None
 
     def add(self, result: TestResult) -> None:
         """Add (or replace, on a rerun) one test's result."""
@@ -139,6 +141,7 @@ class SessionResults:
             "session": totals.get_statistics(),
             "resources": self.resources.to_dict(),
             "notes": list(self.notes),
+            "comparison": self.comparison,
             "tests": {nodeid: r.to_dict() for nodeid, r in sorted(self.tests.items())},
         }
 
@@ -156,6 +159,7 @@ class SessionResults:
             environment=dict(data.get("environment", {})),
             exchange_profile=data.get("exchange_profile"),
             notes=list(data.get("notes", [])),
+            comparison=data.get("comparison"),
         )
 
 

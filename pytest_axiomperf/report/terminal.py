@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pytest_axiomperf.baseline import Comparison
+from pytest_axiomperf.report.comparison import render_comparison
 from pytest_axiomperf.report.text import render_guide_report
 from pytest_axiomperf.results import SessionResults, TestResult
 
@@ -31,10 +33,12 @@ def render_budget_table(results: SessionResults) -> str:
     return "\n".join(lines)
 
 
-def render_terminal_report(results: SessionResults) -> str:
-    """The guide's report for the whole session, then the budgets table, then notes."""
+def render_terminal_report(results: SessionResults, comparison: Comparison | None = None) -> str:
+    """The guide's report, the budgets table, the baseline comparison (if any), then notes."""
     parts = [render_guide_report(results.totals(), "AxiomTrade Performance Report")]
     parts.append(render_budget_table(results))
+    if comparison is not None:
+        parts.append(render_comparison(comparison))
     if results.notes:
         parts.append("Notes:\n" + "\n".join(f"  {n}" for n in results.notes))
     return "\n\n".join(parts)

@@ -1,0 +1,365 @@
+"""Baselines: save a run's results, load them back, and compare two runs.
+
+The gate. For every test present in both runs and every latency metric (unit
+seconds) it recorded, the metric *regresses* only when all three hold:
+
+1. its p95 is worse than the baseline's by more than ``threshold`` percent;
+2. and by more than ``noise_floor`` milliseconds (so a 0.2 ms -> 0.3 ms p95 on a
+   shared runner never fails a build);
+3. and the shift is statistically significant: a one-sided Mann-Whitney U test
+   (the current samples tend to be larger) at level :data:`ALPHA`.
+
+The samples are stored as histograms, not raw values, so the U test is computed
+from bucket counts: two samples in one bucket are a tie (buckets are at most
+0.78 % wide, so ties only hide differences smaller than that), ranks use the
+tie-averaged ranks of each bucket, and the p-value uses the normal approximation
+with the tie-corrected variance and a continuity correction. That is exactly what
+``scipy.stats.mannwhitneyu(new, old, alternative="greater", method="asymptotic")``
+returns for the bucketed values (checked in the tests), computed in
+O(buckets) with the standard library only.
+
+An improvement is the mirror image (better by more than both bounds, significant
+the other way). A metric with fewer than :data:`MIN_SAMPLES` samples on either side
+is "insufficient data": shown, never failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_axiomperf.errors import BaselineError
+from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.results import SessionResults, write_json_atomic
+from pytest_axiomperf.tracker import SECONDS
+
+#: One-sided significance level of the U test. A/A false alarms stay below it
+#: (the percent and noise-floor conditions only remove alarms).
+ALPHA = 0.005
+#: Fewer samples than this on either side: "insufficient data".
+MIN_SAMPLES = 20
+
+REGRESSION = "regression"
+IMPROVEMENT = "improvement"
+UNCHANGED = "unchanged"
+INSUFFICIENT = "insufficient data"
+NEW = "new"
+VANISHED = "vanished"
+
+#: Environment keys whose difference makes two runs' timings incomparable.
+FINGERPRINT_KEYS = (
+    "python",
+    "implementation",
+    "platform",
+    "machine",
+    "cpu_model",
+    "cpu_count",
+    "plugin_version",
+)
+
+
+# -- files -------------------------------------------------------------------------
+
+
+def save_results(path: Path, results: SessionResults) -> None:
+    """Write ``results`` to ``path`` as a baseline (plain JSON, atomically)."""
+    write_json_atomic(Path(path), results.to_dict())
+
+
+def load_results(path: Path) -> SessionResults:
+    """Read a results / baseline file; ``BaselineError`` naming the file when it is unusable."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BaselineError(f"baseline {path}: no such file") from None
+    except IsADirectoryError:
+        raise BaselineError(f"baseline {path}: is a directory, not a results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BaselineError(f"baseline {path}: cannot be read ({reason})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BaselineError(
+            f"baseline {path}: corrupt, not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+    if not isinstance(data, Mapping):
+        raise BaselineError(f"baseline {path}: not a pytest-axiomperf results file")
+    try:
+        return SessionResults.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = exc.args[0] if isinstance(exc, ValueError) and exc.args else repr(exc)
+        raise BaselineError(f"baseline {path}: incompatible or corrupt ({detail})") from None
+
+
+# -- the significance test -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UTest:
+    """A Mann-Whitney U test of ``new`` against ``old``, from bucket counts."""
+
+    u: float  # U statistic of the new sample
+    z: float  # standardized U (without continuity correction); 0 when all values tie
+    p_greater: float  # one-sided p-value: new tends to be larger
+    p_less: float  # one-sided p-value: new tends to be smaller
+
+
+def _bucket_counts(hist: Histogram) -> dict[int, int]:
+    return {int(k): int(c) for k, c in hist.to_dict()["buckets"]}
+
+
+def mann_whitney_u(old: Histogram, new: Histogram) -> UTest:
+    """One-sided Mann-Whitney U p-values of ``new`` vs ``old`` (normal approximation).
+
+    Tie-corrected variance, continuity correction of 0.5, as scipy's asymptotic method.
+    """
+    a, b = _bucket_counts(old), _bucket_counts(new)
+    n1, n2 = sum(a.values()), sum(b.values())
+    if not n1 or not n2:
+        raise ValueError("both samples need at least one value")
+    n = n1 + n2
+    below = 0
+    rank_sum_new = 0.0
+    ties = 0.0
+    for key in sorted(a.keys() | b.keys()):
+        t = a.get(key, 0) + b.get(key, 0)
+        rank_sum_new += b.get(key, 0) * (below + (t + 1) / 2)
+        ties += t**3 - t
+        below += t
+    u = rank_sum_new - n2 * (n2 + 1) / 2
+    mu = n1 * n2 / 2
+    var = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        # Every value ties: no evidence of a shift either way.
+        return UTest(u=u, z=0.0, p_greater=1.0, p_less=1.0)
+    sd = math.sqrt(var)
+    p_greater = 0.5 * math.erfc((u - mu - 0.5) / sd / math.sqrt(2))
+    p_less = 0.5 * math.erfc(-(u - mu + 0.5) / sd / math.sqrt(2))
+    return UTest(u=u, z=(u - mu) / sd, p_greater=min(1.0, p_greater), p_less=min(1.0, p_less))
+
+
+# -- comparing two runs ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One test's latency metric, baseline against current."""
+
+    nodeid: str
+    metric: str
+    status: str  # REGRESSION, IMPROVEMENT, UNCHANGED, INSUFFICIENT, NEW or VANISHED
+    old_n: int
+    new_n: int
+    old_p95: float | None
+    new_p95: float | None
+    change_pct: float | None
+    p_value: float | None  # of the one-sided test in the direction of the change
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
+        """Rebuild from :meth:`to_dict`."""
+        return cls(**dict(data))
+
+
+@dataclass
+class Comparison:
+    """A whole run against its baseline."""
+
+    baseline: str
+    threshold: float
+    noise_floor: float
+    metrics: list[MetricComparison] = field(default_factory=list)
+    new_tests: list[str] = field(default_factory=list)
+    vanished_tests: list[str] = field(default_factory=list)
+    #: Environment or exchange-profile differences.
+    mismatches: list[str] = field(default_factory=list)
+    #: True when a mismatch stopped the comparison (``mismatch="refuse"``).
+    refused: bool = False
+
+    def with_status(self, status: str) -> list[MetricComparison]:
+        """The metric comparisons of one status."""
+        return [m for m in self.metrics if m.status == status]
+
+    @property
+    def regressions(self) -> list[MetricComparison]:
+        """Significant regressions beyond the threshold and the noise floor."""
+        return self.with_status(REGRESSION)
+
+    @property
+    def failed(self) -> bool:
+        """True when the run must fail: a regression, or a refused comparison."""
+        return self.refused or bool(self.regressions)
+
+    def for_test(self, nodeid: str) -> list[MetricComparison]:
+        """The comparisons of one test."""
+        return [m for m in self.metrics if m.nodeid == nodeid]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "baseline": self.baseline,
+            "threshold": self.threshold,
+            "noise_floor_ms": self.noise_floor,
+            "alpha": ALPHA,
+            "min_samples": MIN_SAMPLES,
+            "refused": self.refused,
+            "mismatches": list(self.mismatches),
+            "metrics": [m.to_dict() for m in self.metrics],
+            "new_tests": list(self.new_tests),
+            "vanished_tests": list(self.vanished_tests),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
+        """Rebuild from :meth:`to_dict` (as stored in a results file)."""
+        return cls(
+            baseline=str(data["baseline"]),
+            threshold=float(data["threshold"]),
+            noise_floor=float(data["noise_floor_ms"]),
+            metrics=[MetricComparison.from_dict(m) for m in data.get("metrics", [])],
+            new_tests=[str(t) for t in data.get("new_tests", [])],
+            vanished_tests=[str(t) for t in data.get("vanished_tests", [])],
+            mismatches=[str(m) for m in data.get("mismatches", [])],
+            refused=bool(data.get("refused", False)),
+        )
+
+
+def environment_mismatches(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Differences of two environment fingerprints (see :data:`FINGERPRINT_KEYS`)."""
+    return [
+        f"environment {key}: baseline {old.get(key)!r}, now {new.get(key)!r}"
+        for key in FINGERPRINT_KEYS
+        if old.get(key) != new.get(key)
+    ]
+
+
+def fingerprint_mismatches(old: SessionResults, new: SessionResults) -> list[str]:
+    """Human-readable differences of environment fingerprint and exchange latency profile."""
+    out = environment_mismatches(old.environment, new.environment)
+    if (old.exchange_profile or None) != (new.exchange_profile or None):
+        out.append(
+            f"exchange latency profile: baseline {old.exchange_profile!r}, "
+            f"now {new.exchange_profile!r}"
+        )
+    return out
+
+
+def compare_metric(
+    nodeid: str,
+    metric: str,
+    old: Histogram,
+    new: Histogram,
+    threshold: float,
+    noise_floor: float,
+) -> MetricComparison:
+    """Compare one latency metric (see the module docstring for the rule)."""
+    old_n, new_n = old.count, new.count
+    old_p95 = old.percentile(95) if old_n else None
+    new_p95 = new.percentile(95) if new_n else None
+    change = None
+    if old_p95 is not None and new_p95 is not None and old_p95 > 0:
+        change = (new_p95 - old_p95) / old_p95 * 100.0
+
+    def result(status: str, p_value: float | None, reason: str) -> MetricComparison:
+        return MetricComparison(
+            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p_value, reason
+        )
+
+    if old_n < MIN_SAMPLES or new_n < MIN_SAMPLES:
+        return result(
+            INSUFFICIENT,
+            None,
+            f"needs >= {MIN_SAMPLES} samples on each side (baseline {old_n}, now {new_n})",
+        )
+    assert old_p95 is not None and new_p95 is not None
+    test = mann_whitney_u(old, new)
+    diff_ms = (new_p95 - old_p95) * 1e3
+    worse = new_p95 >= old_p95
+    p_value = test.p_greater if worse else test.p_less
+    beyond_pct = change is None or abs(change) > threshold
+    beyond_floor = abs(diff_ms) > noise_floor
+    significant = p_value < ALPHA
+    if beyond_pct and beyond_floor and significant:
+        return result(
+            REGRESSION if worse else IMPROVEMENT,
+            p_value,
+            f"p95 {'+' if worse else '-'}{abs(diff_ms):.3g}ms, significant (p={p_value:.2g})",
+        )
+    if not beyond_pct:
+        why = f"p95 change within the {threshold:g}% threshold"
+    elif not beyond_floor:
+        why = f"p95 change {abs(diff_ms):.3g}ms within the {noise_floor:g}ms noise floor"
+    else:
+        why = f"shift not significant (p={p_value:.2g} >= {ALPHA:g})"
+    return result(UNCHANGED, p_value, why)
+
+
+def compare(
+    old: SessionResults,
+    new: SessionResults,
+    *,
+    threshold: float = 10.0,
+    noise_floor: float = 1.0,
+    mismatch: str = "warn",
+    baseline: str = "baseline",
+) -> Comparison:
+    """Compare every test's latency metrics of ``new`` with ``old``.
+
+    ``threshold`` is in percent, ``noise_floor`` in milliseconds; ``mismatch="refuse"``
+    makes a differing environment or exchange profile stop the comparison.
+    """
+    comparison = Comparison(baseline=baseline, threshold=threshold, noise_floor=noise_floor)
+    comparison.mismatches = fingerprint_mismatches(old, new)
+    if comparison.mismatches and mismatch == "refuse":
+        comparison.refused = True
+        return comparison
+    comparison.new_tests = sorted(new.tests.keys() - old.tests.keys())
+    comparison.vanished_tests = sorted(old.tests.keys() - new.tests.keys())
+    for nodeid in sorted(old.tests.keys() & new.tests.keys()):
+        was, now = old.tests[nodeid].tracker, new.tests[nodeid].tracker
+        latency = {m for m in was.metrics() if was.unit(m) == SECONDS} | {
+            m for m in now.metrics() if now.unit(m) == SECONDS
+        }
+        for metric in sorted(latency):
+            old_hist, new_hist = was.histogram(metric), now.histogram(metric)
+            if not old_hist.count or not new_hist.count:
+                status = NEW if not old_hist.count else VANISHED
+                comparison.metrics.append(
+                    MetricComparison(
+                        nodeid,
+                        metric,
+                        status,
+                        old_hist.count,
+                        new_hist.count,
+                        old_hist.percentile(95) if old_hist.count else None,
+                        new_hist.percentile(95) if new_hist.count else None,
+                        None,
+                        None,
+                        f"metric {status} in this run",
+                    )
+                )
+                continue
+            comparison.metrics.append(
+                compare_metric(nodeid, metric, old_hist, new_hist, threshold, noise_floor)
+            )
+    return comparison
+
+
+def attach(comparison: Comparison, results: SessionResults) -> None:
+    """Record the comparison in ``results``: per test (``extra["comparison"]``) and whole."""
+    for nodeid, result in results.tests.items():
+        mine = comparison.for_test(nodeid)
+        if mine:
+            result.extra["comparison"] = [m.to_dict() for m in mine]
+    results.comparison = comparison.to_dict()

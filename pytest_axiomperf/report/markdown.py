@@ -1,0 +1,111 @@
+"""The Markdown summary (``--axiom-perf-markdown``, GitHub's step summary).
+
+What a reviewer needs first comes first: budgets over and regressions, then the
+budget table, the comparison, and the per-test metrics tables.
+"""
+
+from __future__ import annotations
+
+from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison
+from pytest_axiomperf.report.comparison import STATUS_ORDER, describe_change, summary_line
+from pytest_axiomperf.report.text import PERCENTILE_DEFINITION, fmt
+from pytest_axiomperf.results import SessionResults
+
+
+def _cell(text: str) -> str:
+    """Table-cell safe text (pipes escaped, code for node ids)."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    return f"`{_cell(text).replace('`', '')}`"
+
+
+def render_markdown(results: SessionResults, comparison: Comparison | None = None) -> str:
+    """The whole summary as GitHub-flavoured Markdown."""
+    budgeted = [r for _, r in sorted(results.tests.items()) if r.verdicts]
+    over = [r for r in budgeted if not r.passed_budgets]
+    regressions = comparison.regressions if comparison is not None else []
+    verdict = "FAILED" if over or regressions or (comparison and comparison.refused) else "passed"
+    lines = [f"## pytest-axiomperf: {verdict}", ""]
+    lines.append(
+        f"- Budgets: {len(budgeted)} test(s) with budgets, {len(over)} over budget"
+        if budgeted
+        else "- Budgets: no test has a budget"
+    )
+    if comparison is not None:
+        lines.append(f"- Baseline `{_cell(comparison.baseline)}`: {summary_line(comparison)}")
+        lines.extend(f"- :warning: {_cell(m)}" for m in comparison.mismatches)
+    lines.append("")
+
+    if over or regressions:
+        lines += ["### Needs attention", "", "| test | what | detail |", "|---|---|---|"]
+        for result in over:
+            for v in result.verdicts:
+                if not v.passed:
+                    lines.append(
+                        f"| {_code(result.nodeid)} | {v.kind} budget | {_cell(v.message())} |"
+                    )
+        for m in regressions:
+            lines.append(
+                f"| {_code(m.nodeid)} | regression | {_cell(describe_change(m))}; "
+                f"{_cell(m.reason)} |"
+            )
+        lines.append("")
+
+    if budgeted:
+        lines += ["### Budgets", "", "| test | outcome | verdict |", "|---|---|---|"]
+        for result in budgeted:
+            for v in result.verdicts:
+                mark = "PASS" if v.passed else "**FAIL**"
+                lines.append(
+                    f"| {_code(result.nodeid)} | {result.outcome} | {mark} {_cell(v.message())} |"
+                )
+        lines.append("")
+
+    if comparison is not None and not comparison.refused:
+        lines += [
+            "### Baseline comparison",
+            "",
+            f"Regression: p95 worse by more than {comparison.threshold:g}% and "
+            f"{comparison.noise_floor:g}ms, and a significant shift (one-sided Mann-Whitney U).",
+            "",
+            "| status | test | metric | p95 baseline | p95 now | change | n | note |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for status in STATUS_ORDER:
+            for m in comparison.with_status(status):
+                shown = status if status in (IMPROVEMENT, UNCHANGED) else f"**{status}**"
+                change = f"{m.change_pct:+.1f}%" if m.change_pct is not None else "-"
+                lines.append(
+                    f"| {shown} | {_code(m.nodeid)} | {m.metric} | {fmt(m.old_p95)} | "
+                    f"{fmt(m.new_p95)} | {change} | {m.old_n}->{m.new_n} | {_cell(m.reason)} |"
+                )
+        lines.extend(f"| new test | {_code(t)} | | | | | | |" for t in comparison.new_tests)
+        lines.extend(
+            f"| vanished test | {_code(t)} | | | | | | |" for t in comparison.vanished_tests
+        )
+        lines.append("")
+
+    lines += ["### Metrics", ""]
+    if not results.tests:
+        lines += ["No test recorded metrics.", ""]
+    for nodeid, result in sorted(results.tests.items()):
+        tracker = result.tracker
+        flags = f" (measured under {', '.join(sorted(result.flags))})" if result.flags else ""
+        lines += [
+            f"#### {_code(nodeid)} {result.outcome}{flags}",
+            "",
+            "| metric | n | mean | p50 | p90 | p95 | p99 | max |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for metric in tracker.metrics():
+            s = tracker.stats(metric)
+            u = s.unit
+            lines.append(
+                f"| {_cell(metric)} | {s.count} | {fmt(s.mean, u)} | {fmt(s.p50, u)} | "
+                f"{fmt(s.p90, u)} | {fmt(s.p95, u)} | {fmt(s.p99, u)} | {fmt(s.max, u)} |"
+            )
+        lines.append("")
+    lines.append(f"<sub>{PERCENTILE_DEFINITION}</sub>")
+    return "\n".join(lines) + "\n"
