@@ -1,0 +1,294 @@
+"""The regression gate: the U test against scipy, the rule, and the plugin's pytester runs."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from pytest_axiomperf.baseline import (
+    IMPROVEMENT,
+    INSUFFICIENT,
+    REGRESSION,
+    UNCHANGED,
+    compare,
+    compare_metric,
+    load_results,
+    mann_whitney_u,
+)
+from pytest_axiomperf.errors import BaselineError
+from pytest_axiomperf.histogram import Histogram, _key_upper
+from pytest_axiomperf.results import SessionResults
+from pytest_axiomperf.results import TestResult as PerfResult
+from pytest_axiomperf.tracker import PerformanceTracker
+
+
+def _hist(values: list[float]) -> Histogram:
+    h = Histogram()
+    for v in values:
+        h.record(v)
+    return h
+
+
+def _bucketed(h: Histogram) -> list[float]:
+    """The histogram's samples as the values the U test ranks: one per bucket key."""
+    return [_key_upper(k) for k, c in h.to_dict()["buckets"] for _ in range(c)]
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_old", "n_new", "scale", "sigma"),
+    [
+        (1, 200, 200, 1.0, 0.3),
+        (2, 200, 200, 1.1, 0.3),
+        (3, 50, 300, 0.9, 0.5),
+        (4, 40, 40, 1.5, 0.05),  # narrow: many samples share buckets (heavy ties)
+        (5, 500, 120, 1.02, 1.0),
+    ],
+)
+def test_u_test_matches_scipy(
+    seed: int, n_old: int, n_new: int, scale: float, sigma: float
+) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(seed)
+    old = _hist([rng.lognormvariate(-4.0, sigma) for _ in range(n_old)])
+    new = _hist([rng.lognormvariate(-4.0, sigma) * scale for _ in range(n_new)])
+    ours = mann_whitney_u(old, new)
+    x, y = _bucketed(new), _bucketed(old)
+    greater = stats.mannwhitneyu(x, y, alternative="greater", method="asymptotic")
+    less = stats.mannwhitneyu(x, y, alternative="less", method="asymptotic")
+    assert ours.u == pytest.approx(greater.statistic, rel=1e-12)
+    assert ours.p_greater == pytest.approx(greater.pvalue, rel=1e-9, abs=1e-300)
+    assert ours.p_less == pytest.approx(less.pvalue, rel=1e-9, abs=1e-300)
+
+
+def test_u_test_all_tied_is_not_significant() -> None:
+    test = mann_whitney_u(_hist([0.01] * 30), _hist([0.01] * 30))
+    assert test.p_greater == 1.0 and test.p_less == 1.0
+
+
+def _lognormal(seed: int, n: int, scale: float = 1.0, sigma: float = 0.25) -> Histogram:
+    rng = random.Random(seed)
+    return _hist([rng.lognormvariate(-3.9, sigma) * scale for _ in range(n)])
+
+
+def test_rule_regression_improvement_and_guards() -> None:
+    base = _lognormal(1, 200)
+    slower = compare_metric("t", "m", base, _lognormal(2, 200, 1.5), 10.0, 1.0)
+    assert slower.status == REGRESSION and slower.change_pct is not None
+    assert slower.change_pct > 10 and slower.p_value is not None and slower.p_value < 0.005
+    faster = compare_metric("t", "m", base, _lognormal(3, 200, 0.6), 10.0, 1.0)
+    assert faster.status == IMPROVEMENT
+    # The same shift below a large threshold, or below a large noise floor: unchanged.
+    assert compare_metric("t", "m", base, _lognormal(2, 200, 1.5), 80.0, 1.0).status == UNCHANGED
+    floor = compare_metric("t", "m", base, _lognormal(2, 200, 1.5), 10.0, 500.0)
+    assert floor.status == UNCHANGED and "noise floor" in floor.reason
+    few = compare_metric("t", "m", _lognormal(1, 10), _lognormal(2, 10, 4.0), 10.0, 1.0)
+    assert few.status == INSUFFICIENT and "needs >= 20 samples" in few.reason
+
+
+def test_tail_noise_without_a_shift_is_not_significant() -> None:
+    # Same distribution; the new run's p95 happens to be >10 % higher (a few slow
+    # outliers): percent alone would fail the build, the U test does not.
+    rng = random.Random(7)
+    values = [rng.lognormvariate(-3.9, 0.25) for _ in range(200)]
+    new_values = sorted(values)
+    new_values[-15:] = [v * 1.6 for v in new_values[-15:]]
+    result = compare_metric("t", "m", _hist(values), _hist(new_values), 10.0, 1.0)
+    assert result.change_pct is not None and result.change_pct > 10
+    assert result.status == UNCHANGED and "not significant" in result.reason
+
+
+def _results(tests: dict[str, float], cpu: str = "cpu A") -> SessionResults:
+    results = SessionResults()
+    results.environment = dict(results.environment, cpu_model=cpu)
+    for i, (nodeid, scale) in enumerate(sorted(tests.items())):
+        tracker = PerformanceTracker(nodeid)
+        rng = random.Random(i)
+        for _ in range(100):
+            tracker.record("api_response_times", rng.lognormvariate(-4, 0.2) * scale)
+        tracker.record("memory_usage", 50.0)  # not a latency: never compared
+        results.add(PerfResult(nodeid=nodeid, tracker=tracker))
+    return results
+
+
+def test_compare_lists_new_and_vanished_and_mismatch() -> None:
+    old = _results({"a": 1.0, "gone": 1.0})
+    new = _results({"a": 1.0, "fresh": 1.0}, cpu="cpu B")
+    result = compare(old, new)
+    assert result.new_tests == ["fresh"] and result.vanished_tests == ["gone"]
+    assert [m.metric for m in result.metrics] == ["api_response_times"]
+    assert result.mismatches == ["environment cpu_model: baseline 'cpu A', now 'cpu B'"]
+    assert not result.failed
+    refused = compare(old, new, mismatch="refuse")
+    assert refused.refused and refused.failed and not refused.metrics
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "corrupt, not valid JSON"),
+        ("[1, 2]", "not a pytest-axiomperf results file"),
+        ('{"tool": "other"}', "not a pytest-axiomperf results file"),
+        ('{"tool": "pytest-axiomperf", "format_version": 99}', "format version 99"),
+        ('{"tool": "pytest-axiomperf", "format_version": 1, "tests": 3}', "incompatible"),
+    ],
+)
+def test_load_bad_files_name_the_file(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "base.json"
+    path.write_text(content)
+    with pytest.raises(BaselineError, match=message) as info:
+        load_results(path)
+    assert str(path) in str(info.value)
+
+
+# -- the plugin ----------------------------------------------------------------------
+
+GATED = """
+import os, random, pytest
+
+SCALE = float(os.environ.get("AXIOM_TEST_SCALE", "1"))
+
+@pytest.mark.latency_budget(p95="1s")
+def test_orders(axiom_tracker):
+    rng = random.Random(42)  # the same samples every run: only SCALE moves them
+    for _ in range(100):
+        axiom_tracker.record("api_response_times", rng.lognormvariate(-4.6, 0.2) * SCALE)
+
+def test_stream(axiom_tracker):
+    rng = random.Random(43)
+    for _ in range(100):
+        axiom_tracker.record("websocket_latency", rng.lognormvariate(-6, 0.2))
+"""
+
+
+@pytest.fixture
+def gated(user_project: pytest.Pytester) -> pytest.Pytester:
+    user_project.makepyfile(test_gate=GATED)
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-save=baseline.json")
+    assert result.ret == 0
+    return user_project
+
+
+def test_same_latency_passes(gated: pytest.Pytester) -> None:
+    result = gated.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-json=new.json"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "Baseline comparison with baseline.json (regression: p95 worse by > 10% and > 1ms*",
+            "  unchanged * test_gate.py::test_orders  api_response_times p95 * -> * (+0.0%)*",
+            "Result: 0 regression(s), 0 improved, 2 unchanged, 0 insufficient data, *",
+        ]
+    )
+    data = json.loads((gated.path / "new.json").read_text())
+    assert data["comparison"]["baseline"] == "baseline.json"
+    per_test = data["tests"]["test_gate.py::test_orders"]["extra"]["comparison"]
+    assert [m["status"] for m in per_test] == ["unchanged"]
+
+
+def test_four_times_slower_fails_the_run_and_names_the_test(
+    gated: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "4")
+    result = gated.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-json=new.json"
+    )
+    result.assert_outcomes(passed=2)  # the tests themselves pass: the gate fails the run
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "  REGRESSION * test_gate.py::test_orders  api_response_times p95 * (+3??.?%)*",
+            "*unchanged * test_gate.py::test_stream *",
+            "Result: 1 regression(s), *",
+            "*= axiom-perf: performance regression in test_gate.py::test_orders =*",
+        ]
+    )
+    data = json.loads((gated.path / "new.json").read_text())
+    orders = data["tests"]["test_gate.py::test_orders"]["extra"]["comparison"]
+    assert orders[0]["status"] == "regression" and orders[0]["change_pct"] > 250
+    stream = data["tests"]["test_gate.py::test_stream"]["extra"]["comparison"]
+    assert stream[0]["status"] == "unchanged"
+
+
+def test_new_and_vanished_tests_are_listed(gated: pytest.Pytester) -> None:
+    gated.makepyfile(
+        test_gate="""
+        def test_orders(axiom_tracker):
+            for _ in range(30):
+                axiom_tracker.record("api_response_times", 0.01)
+
+        def test_brand_new(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.01)
+        """
+    )
+    result = gated.runpytest("--axiom-perf", "--axiom-perf-compare=baseline.json")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "  new test          test_gate.py::test_brand_new",
+            "  vanished test     test_gate.py::test_stream",
+            "Result: *, 1 new test(s), 1 vanished test(s)",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "baseline missing.json: no such file"),
+        ("{truncated", "baseline missing.json: corrupt, not valid JSON (line 1*"),
+        (
+            '{"tool": "pytest-axiomperf", "format_version": 2, "tests": {}}',
+            "baseline missing.json: incompatible or corrupt (format version 2, *",
+        ),
+    ],
+)
+def test_bad_baseline_is_a_usage_error(
+    user_project: pytest.Pytester, content: str | None, message: str
+) -> None:
+    user_project.makepyfile(GATED)
+    if content is not None:
+        (user_project.path / "missing.json").write_text(content)
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-compare=missing.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: pytest-axiomperf: {message}"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert " passed" not in result.stdout.str()  # nothing ran
+
+
+def test_environment_mismatch_warns_or_refuses(gated: pytest.Pytester) -> None:
+    path = gated.path / "baseline.json"
+    data = json.loads(path.read_text())
+    data["environment"]["cpu_model"] = "Some Other CPU"
+    path.write_text(json.dumps(data))
+    warned = gated.runpytest("--axiom-perf", "--axiom-perf-compare=baseline.json")
+    assert warned.ret == 0
+    warned.stdout.fnmatch_lines(["  WARNING: environment cpu_model: baseline 'Some Other CPU', *"])
+    refused = gated.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-mismatch=refuse"
+    )
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    refused.stderr.fnmatch_lines(
+        ["ERROR: pytest-axiomperf: baseline baseline.json was measured elsewhere*cpu_model*"]
+    )
+
+
+def test_exchange_profile_mismatch_refused_at_the_end(gated: pytest.Pytester) -> None:
+    path = gated.path / "baseline.json"
+    data = json.loads(path.read_text())
+    data["exchange_profile"] = {"latency": 0.05, "jitter": 0.0}
+    path.write_text(json.dumps(data))
+    result = gated.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-mismatch=refuse"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(
+        [
+            "  REFUSED: exchange latency profile: baseline {'latency': 0.05, *}, now None",
+            "  the comparison was not made (mismatch=refuse)*",
+            "*= axiom-perf: baseline comparison refused =*",
+        ]
+    )
