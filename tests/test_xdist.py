@@ -1,0 +1,98 @@
+"""pytest-xdist: one merged report and JSON, equal count for count to a run without xdist."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+pytest.importorskip("xdist")
+
+MANY = """
+import pytest
+
+@pytest.mark.parametrize("i", range(8))
+@pytest.mark.latency_budget(p99="1s")
+def test_calls(axiom_tracker, i):
+    for k in range(50 + i):
+        axiom_tracker.record("api_response_times", 0.001 * (1 + (k * 7 + i) % 13), tag=f"t{i % 3}")
+    axiom_tracker.record_error("HTTP 5xx", n=i)
+
+def test_plain():
+    pass
+"""
+
+
+def _counts(data: dict[str, Any]) -> dict[str, Any]:
+    """Per test: outcome, per metric count and p95, error counts; then the session's counts."""
+    tests = {
+        nodeid: (
+            t["outcome"],
+            {m: (v["count"], v["p95"]) for m, v in t["metrics"].items()},
+            t["errors"],
+        )
+        for nodeid, t in data["tests"].items()
+    }
+    session = {
+        m: v["count"]
+        for m, v in data["session"]["metrics"].items()
+        if m not in ("memory_usage", "cpu_usage")
+    }
+    return {"tests": tests, "session": session, "errors": data["session"]["errors"]}
+
+
+def test_two_workers_merge_to_the_same_results(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(MANY)
+    serial = user_project.runpytest_subprocess(
+        "--axiom-perf", "--axiom-perf-json=serial.json", "-p", "no:xdist"
+    )
+    serial.assert_outcomes(passed=9)
+    result = user_project.runpytest_subprocess(
+        "-n", "2", "--axiom-perf", "--axiom-perf-json=xdist.json", "--axiom-perf-save=base.json"
+    )
+    result.assert_outcomes(passed=9)
+    out = result.stdout.str()
+    assert out.count("= axiom-perf report =") == 1  # the controller's, once
+    result.stdout.fnmatch_lines(
+        ["API Response Times (n=428):", "Budgets (8 tests, 0 over budget):"]
+    )
+    merged = json.loads((user_project.path / "xdist.json").read_text())
+    alone = json.loads((user_project.path / "serial.json").read_text())
+    assert _counts(merged) == _counts(alone)
+    assert len(merged["tests"]) == 8
+    # Both workers' resource samples reached the controller (>= 2 samples each).
+    assert merged["session"]["metrics"]["memory_usage"]["count"] >= 4
+    assert json.loads((user_project.path / "base.json").read_text())["tests"] == merged["tests"]
+
+
+def test_a_crashed_workers_finished_tests_are_kept(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        test_crash="""
+        import os
+
+        def test_a_first(axiom_tracker):
+            for _ in range(30):
+                axiom_tracker.record("api_response_times", 0.002)
+
+        def test_b_crashes():
+            os._exit(3)
+        """
+    )
+    result = user_project.runpytest_subprocess(
+        "-n", "2", "--dist", "loadfile", "--axiom-perf", "--axiom-perf-json=out.json"
+    )
+    result.stdout.fnmatch_lines(["*test_b_crashes*"])
+    assert result.ret != 0
+    data = json.loads((user_project.path / "out.json").read_text())
+    kept = data["tests"]["test_crash.py::test_a_first"]["metrics"]["api_response_times"]
+    assert kept["count"] == 30
+
+
+def test_quiet_without_perf_tests(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile("def test_plain():\n    assert True\n")
+    result = user_project.runpytest_subprocess("-n", "2", "--axiom-perf", "-W", "error")
+    result.assert_outcomes(passed=1)
+    assert "warnings summary" not in result.stdout.str()
+    assert "Warning" not in result.stderr.str()
+    assert result.ret == 0
