@@ -245,14 +245,31 @@ def environment_mismatches(old: Mapping[str, Any], new: Mapping[str, Any]) -> li
 
 
 def fingerprint_mismatches(old: SessionResults, new: SessionResults) -> list[str]:
-    """Human-readable differences of environment fingerprint and exchange latency profile."""
+    """Differences of environment fingerprint and exchange latency profiles, human-readable.
+
+    The exchange profile is compared for the session and for every test in both runs
+    (each test's result stores the profile it was measured under, ``extra["exchange_profile"]``).
+    """
     out = environment_mismatches(old.environment, new.environment)
     if (old.exchange_profile or None) != (new.exchange_profile or None):
         out.append(
             f"exchange latency profile: baseline {old.exchange_profile!r}, "
             f"now {new.exchange_profile!r}"
         )
+    for nodeid in sorted(old.tests.keys() & new.tests.keys()):
+        was = old.tests[nodeid].extra.get("exchange_profile")
+        now = new.tests[nodeid].extra.get("exchange_profile")
+        if was != now:
+            out.append(f"{nodeid}: exchange latency profile: {_profile_diff(was, now)}")
     return out
+
+
+def _profile_diff(was: object, now: object) -> str:
+    """Only the knobs that differ, when both profiles are mappings."""
+    if isinstance(was, Mapping) and isinstance(now, Mapping):
+        keys = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
+        return ", ".join(f"{k} baseline {was.get(k)!r}, now {now.get(k)!r}" for k in keys)
+    return f"baseline {was!r}, now {now!r}"
 
 
 def compare_metric(

@@ -279,7 +279,7 @@ def test_environment_mismatch_warns_or_refuses(gated: pytest.Pytester) -> None:
 def test_exchange_profile_mismatch_refused_at_the_end(gated: pytest.Pytester) -> None:
     path = gated.path / "baseline.json"
     data = json.loads(path.read_text())
-    data["exchange_profile"] = {"latency": 0.05, "jitter": 0.0}
+    data["tests"]["test_gate.py::test_orders"]["extra"]["exchange_profile"] = {"latency": 0.05}
     path.write_text(json.dumps(data))
     result = gated.runpytest(
         "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-mismatch=refuse"
@@ -287,8 +287,47 @@ def test_exchange_profile_mismatch_refused_at_the_end(gated: pytest.Pytester) ->
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(
         [
-            "  REFUSED: exchange latency profile: baseline {'latency': 0.05, *}, now None",
+            "  REFUSED: test_gate.py::test_orders: exchange latency profile: "
+            "baseline {'latency': 0.05}, now None",
             "  the comparison was not made (mismatch=refuse)*",
             "*= axiom-perf: baseline comparison refused =*",
+        ]
+    )
+
+
+EXCHANGE = """
+import os, time, urllib.request
+
+LATENCY = float(os.environ.get("AXIOM_TEST_LATENCY", "0"))
+
+def test_health(axiom_exchange, axiom_tracker):
+    if LATENCY:
+        axiom_exchange.configure(latency=LATENCY)
+    request = urllib.request.Request(
+        axiom_exchange.base_url + "/health",
+        headers={"Authorization": "Bearer " + axiom_exchange.token},
+    )
+    for _ in range(25):
+        with axiom_tracker.measure("api_response_times"):
+            urllib.request.urlopen(request, timeout=5).read()
+"""
+
+
+def test_real_exchange_profile_change_warns_by_default(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_project.makepyfile(test_ex=EXCHANGE)
+    saved = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-save=base.json")
+    assert saved.ret == 0
+    monkeypatch.setenv("AXIOM_TEST_LATENCY", "0.02")
+    result = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-compare=base.json")
+    # A 20 ms server delay on ~1 ms requests is a regression, measured under another
+    # exchange profile: the report says so next to it.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "  WARNING: test_ex.py::test_health: exchange latency profile: "
+            "latency baseline 0.0, now 0.02",
+            "  REGRESSION * test_ex.py::test_health  api_response_times p95 *",
         ]
     )

@@ -130,11 +130,12 @@ def render_plot(
     return "".join(parts)
 
 
-def _legend(has_baseline: bool) -> str:
+def _legend(has_baseline: bool, has_budget: bool) -> str:
     items = [f'<span style="color:{_CURRENT}">&#9644; this run</span>']
     if has_baseline:
         items.append(f'<span style="color:{_BASELINE}">&#9476; baseline</span>')
-    items.append(f'<span style="color:{_BUDGET}">&#9476; budget</span>')
+    if has_budget:
+        items.append(f'<span style="color:{_BUDGET}">&#9476; budget</span>')
     return " &nbsp; ".join(items)
 
 
@@ -208,7 +209,8 @@ def render_html(
             body.append(
                 f"<figure>{render_plot(metric, hist, budgets, old_hist)}"
                 f"<figcaption>{escape(metric)} (n={hist.count}){change}<br>"
-                f"{_legend(old_hist is not None and old_hist.count > 0)}</figcaption></figure>"
+                f"{_legend(old_hist is not None and old_hist.count > 0, bool(budgets))}"
+                "</figcaption></figure>"
             )
         body.append("</section>")
     body.append(f'<p class="note">{escape(PERCENTILE_DEFINITION)}</p>')
