@@ -70,31 +70,37 @@ def save_results(path: Path, results: SessionResults) -> None:
     write_json_atomic(Path(path), results.to_dict())
 
 
-def load_results(path: Path) -> SessionResults:
-    """Read a results / baseline file; ``BaselineError`` naming the file when it is unusable."""
+def load_results(path: Path, role: str = "baseline") -> SessionResults:
+    """Read a results / baseline file; ``BaselineError`` naming the file when it is unusable.
+
+    ``role`` names the file in messages (``"baseline"``, ``"results"``).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise BaselineError(f"baseline {path}: no such file") from None
+        raise BaselineError(f"{role} {path}: no such file") from None
     except IsADirectoryError:
-        raise BaselineError(f"baseline {path}: is a directory, not a results file") from None
+        raise BaselineError(f"{role} {path}: is a directory, not a results file") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise BaselineError(f"baseline {path}: cannot be read ({reason})") from None
+        raise BaselineError(f"{role} {path}: cannot be read ({reason})") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BaselineError(
-            f"baseline {path}: corrupt, not valid JSON (line {exc.lineno}: {exc.msg})"
+            f"{role} {path}: corrupt, not valid JSON (line {exc.lineno}: {exc.msg})"
         ) from None
     if not isinstance(data, Mapping):
-        raise BaselineError(f"baseline {path}: not a pytest-axiomperf results file")
+        raise BaselineError(f"{role} {path}: not a pytest-axiomperf results file")
     try:
-        return SessionResults.from_dict(data)
+        results = SessionResults.from_dict(data)
+        if results.comparison is not None:
+            Comparison.from_dict(results.comparison)  # validated here, read by `show`
+        return results
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         detail = exc.args[0] if isinstance(exc, ValueError) and exc.args else repr(exc)
-        raise BaselineError(f"baseline {path}: incompatible or corrupt ({detail})") from None
+        raise BaselineError(f"{role} {path}: incompatible or corrupt ({detail})") from None
 
 
 # -- the significance test -----------------------------------------------------------

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         if args.command == "compare":
-            old, new = load_results(args.old), load_results(args.new)
+            old, new = load_results(args.old), load_results(args.new, role="results")
             comparison = compare(
                 old,
                 new,
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if comparison.refused:
                 return EXIT_BAD_INPUT
             return EXIT_REGRESSION if comparison.regressions else EXIT_OK
-        results = load_results(args.path)
+        results = load_results(args.path, role="results")
         stored = Comparison.from_dict(results.comparison) if results.comparison else None
         print(render_terminal_report(results, stored))
         return EXIT_OK

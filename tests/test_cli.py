@@ -80,9 +80,12 @@ def test_bad_file_exits_2(
     if content is not None:
         bad.write_text(content)
     assert main(["compare", str(bad), str(files["same"])]) == EXIT_BAD_INPUT
-    assert main(["show", str(bad)]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert f"axiomperf: error: baseline {bad}: " in err and message in err
+    assert main(["compare", str(files["old"]), str(bad)]) == EXIT_BAD_INPUT
+    assert main(["show", str(bad)]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count(f"axiomperf: error: results {bad}: ") == 2 and message in err
     assert "Traceback" not in err
 
 
