@@ -171,7 +171,7 @@ def test_string_units(user_project: pytest.Pytester) -> None:
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "*api_response_times p50 = 1.2?ms > 0.80ms*",
+            "*api_response_times p50 = 1.2?ms > 800.00us*",
             "*PASS latency    api_response_times p95 = 1.2?ms <= 1.50ms*",
             "*PASS latency    api_response_times max = 1.20ms <= 2.00ms*",
         ]

@@ -40,13 +40,22 @@ def fmt(value: float | None, unit: str = "s", digits: int = 2) -> str:
 def fmt_against(value: float, bound: float, unit: str = "s") -> tuple[str, str]:
     """Format a measured value and its bound so the display never crosses the bound.
 
-    Both print in one unit, the larger one's; when rounding would put the value on the
-    wrong side of the bound (or on it, for a value above it), more digits are shown.
+    Each prints in its own readable unit; when rounding would put the value on
+    the wrong side of the bound (or on it, for a value above it), both print in
+    one unit with as many digits as it takes.
     """
-    factor, shown = _scale(max(value, bound) if math.isfinite(value) else bound, unit)
+    if not math.isfinite(value):
+        return fmt(value, unit), fmt(bound, unit)
+    f_v, _ = _scale(value, unit)
+    f_b, _ = _scale(bound, unit)
+    shown_v = round(value * f_v, 2) / f_v
+    shown_b = round(bound * f_b, 2) / f_b
+    if (value > bound) == (shown_v > shown_b):
+        return fmt(value, unit), fmt(bound, unit)
+    factor, shown = _scale(max(value, bound), unit)
     scaled, scaled_bound = value * factor, bound * factor
     sep = "" if shown in ("s", "ms", "us", "%") else " "
-    for digits in range(2, 10):
+    for digits in range(3, 10):
         a, b = f"{scaled:.{digits}f}", f"{scaled_bound:.{digits}f}"
         if (value > bound) == (float(a) > float(b)):
             return f"{a}{sep}{shown}", f"{b}{sep}{shown}"
