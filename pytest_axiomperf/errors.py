@@ -25,3 +25,7 @@ class ExchangeError(AxiomPerfError):
 
 class BudgetExceeded(AxiomPerfError, AssertionError):
     """A test exceeded one of its budgets; the test fails with this error."""
+
+
+class LoadError(AxiomPerfError, ValueError):
+    """A load run was refused: a bad argument, or a target that is not on this machine."""
