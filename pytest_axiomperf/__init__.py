@@ -8,10 +8,12 @@ from pytest_axiomperf.errors import (
     BudgetExceeded,
     ConfigError,
     ExchangeError,
+    LoadError,
     MarkerError,
 )
 from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
 from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 
 __version__ = "0.1.0"
@@ -25,6 +27,10 @@ __all__ = [
     "ExchangeProfile",
     "ExchangeSimulator",
     "Histogram",
+    "Lane",
+    "LoadError",
+    "LoadGenerator",
+    "LoadResult",
     "MarkerError",
     "MetricStats",
     "PerformanceTracker",

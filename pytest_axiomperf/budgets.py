@@ -92,6 +92,17 @@ class ThroughputBudget:
     max_error_rate: float | None = None
     max_dropped: int | None = None
 
+    def describe(self) -> str:
+        """``load: min_rps>=100, max_error_rate<=1%`` style summary for reports."""
+        parts = []
+        if self.min_rps is not None:
+            parts.append(f"min_rps>={self.min_rps:g}")
+        if self.max_error_rate is not None:
+            parts.append(f"max_error_rate<={self.max_error_rate:.2%}")
+        if self.max_dropped is not None:
+            parts.append(f"max_dropped<={self.max_dropped}")
+        return f"load: {', '.join(parts)}"
+
 
 def latency_budget(
     *,

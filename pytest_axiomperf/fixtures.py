@@ -3,9 +3,17 @@ loop scope; async resources are created lazily in the test's running loop."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import pytest
 
 from pytest_axiomperf.tracker import PerformanceTracker
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.load import LoadGenerator
 
 
 @pytest.fixture
@@ -14,3 +22,46 @@ def axiom_tracker(request: pytest.FixtureRequest) -> PerformanceTracker:
     from pytest_axiomperf.plugin import tracker_for
 
     return tracker_for(request.node)
+
+
+def _terminal_progress(config: pytest.Config) -> Callable[[str | None], None] | None:
+    """A live progress line on pytest's terminal when it is a TTY (never in CI or workers)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or os.environ.get("CI") or not bool(reporter.isatty):
+        return None
+    shown = [False]
+
+    def show(line: str | None) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            if line is None:
+                if shown[0]:
+                    reporter.write_raw("\r\x1b[K", flush=True)
+                return
+            # The first line goes below the test's name, which the last clear would erase.
+            reporter.write_raw(("\r\x1b[K" if shown[0] else "\n") + line, flush=True)
+            shown[0] = True
+
+    return show
+
+
+@pytest.fixture
+def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
+    """A LoadGenerator for the test: ``await axiom_load.run(fn, rate=, duration=, ...)``.
+
+    Latencies go to the test's tracker (``load_latency`` from the intended start,
+    ``load_service_time`` from the send, tagged with the run's name); each run's
+    result is kept in the test's results (``extra["load"]``), where
+    ``throughput_budget`` marks and the report read it. Targets must be loopback
+    or the configured base URL (``--axiom-base-url``).
+    """
+    from pytest_axiomperf.load import LoadGenerator
+    from pytest_axiomperf.plugin import extra_for, get_plugin, tracker_for
+
+    runs: list[dict[str, Any]] = extra_for(request.node).setdefault("load", [])
+    return LoadGenerator(
+        tracker_for(request.node),
+        allowed_base_url=get_plugin(request.config).settings.base_url,
+        progress=_terminal_progress(request.config),
+        on_result=lambda result: runs.append(result.to_dict()),
+    )

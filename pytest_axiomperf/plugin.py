@@ -27,6 +27,7 @@ from pytest_axiomperf.budgets import MARKERS, Budgets, Verdict, check_latency, m
 from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, MarkerError
 from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
 from pytest_axiomperf.exchange.models import ExchangeProfile
+from pytest_axiomperf.load import check_throughput
 from pytest_axiomperf.report.html import render_html
 from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
@@ -47,6 +48,7 @@ PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
 BUDGETS_KEY = pytest.StashKey[Budgets]()
 TRACKER_KEY = pytest.StashKey[PerformanceTracker]()
 RESULT_KEY = pytest.StashKey[TestResult]()
+EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 
 DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
@@ -100,6 +102,23 @@ def budgets_for(item: pytest.Item) -> Budgets:
     return budgets
 
 
+def extra_for(item: pytest.Item) -> dict[str, Any]:
+    """The test's extra facts (plain builtins), created on first use; they become
+    ``TestResult.extra`` (e.g. ``"load"``: the ``to_dict()`` of each load run)."""
+    extra = item.stash.get(EXTRA_KEY, None)
+    if extra is None:
+        extra = item.stash[EXTRA_KEY] = {}
+    return extra
+
+
+def check_load_runs(
+    item: pytest.Item, budgets: Budgets, tracker: PerformanceTracker
+) -> list[Verdict]:
+    """``throughput_budget`` marks against the test's ``axiom_load`` runs."""
+    runs = extra_for(item).get("load", [])
+    return [v for budget in budgets.throughput for v in check_throughput(budget, runs)]
+
+
 class AxiomPerfPlugin:
     """The run's state: settings, session results, the resource sampler; runtime hooks."""
 
@@ -110,7 +129,7 @@ class AxiomPerfPlugin:
         self.is_worker = hasattr(config, "workerinput")
         self.sampler: ResourceSampler | None = None
         #: Budget checks beyond latency, added by other parts of the plugin.
-        self.checks: list[Any] = []
+        self.checks: list[Any] = [check_load_runs]
         #: The baseline given with --axiom-perf-compare, loaded at session start.
         self.baseline: SessionResults | None = None
         self.comparison: Comparison | None = None
@@ -229,7 +248,7 @@ class AxiomPerfPlugin:
             verdicts.extend(check_latency(budget, tracker))
         for check in self.checks:
             verdicts.extend(check(item, budgets, tracker))
-        extra: dict[str, Any] = {}
+        extra = extra_for(item)
         exchange = item.stash.get(EXCHANGE_KEY, None)
         if exchange is not None:
             # The latency profile the numbers were measured under; a baseline
@@ -239,7 +258,8 @@ class AxiomPerfPlugin:
             nodeid=item.nodeid,
             tracker=tracker,
             verdicts=verdicts,
-            budgets=[b.describe() for b in budgets.latency],
+            budgets=[b.describe() for b in budgets.latency]
+            + [b.describe() for b in budgets.throughput],
             duration=duration,
             extra=extra,
         )

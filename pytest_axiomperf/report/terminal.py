@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pytest_axiomperf.baseline import Comparison
 from pytest_axiomperf.report.comparison import render_comparison
-from pytest_axiomperf.report.text import render_guide_report
+from pytest_axiomperf.report.text import fmt, render_guide_report
 from pytest_axiomperf.results import SessionResults, TestResult
 
 _VERDICT_LABEL = {True: "PASS", False: "FAIL"}
@@ -33,9 +35,47 @@ def render_budget_table(results: SessionResults) -> str:
     return "\n".join(lines)
 
 
+def _load_row(run: dict[str, Any]) -> list[str]:
+    latency = run["latency"]
+    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    origin = "from intended start" if run["model"] == "open" else "closed loop, from send"
+    rows = [
+        f"    {run['name']}: {run['model']} ({run['slots']} slots), target {target}, "
+        f"achieved {run['achieved_rate']:.1f}/s; completed {run['completed']}, "
+        f"failed {run['failed']}, dropped {run['dropped']}, late {run['late']}; "
+        f"p50={fmt(latency['p50'])} p99={fmt(latency['p99'])} ({origin})"
+    ]
+    for lane, data in run.get("lanes", {}).items():
+        lat = data["latency"]
+        rows.append(
+            f"      lane {lane}: target {data['target_rate']:g}/s, completed "
+            f"{data['completed']}, dropped {data['dropped']}; p50={fmt(lat['p50'])} "
+            f"p99={fmt(lat['p99'])}"
+        )
+    if run["saturated"]:
+        rows.append(f"      ! {run['generator']['note']}")
+    return rows
+
+
+def render_load_runs(results: SessionResults) -> str | None:
+    """Per test, each ``axiom_load`` run: model, rates, counts, p50/p99, saturation."""
+    lines = []
+    for nodeid, result in sorted(results.tests.items()):
+        runs = result.extra.get("load") or []
+        if runs:
+            lines.append(f"  {nodeid}")
+            for run in runs:
+                lines.extend(_load_row(run))
+    return "Load runs:\n" + "\n".join(lines) if lines else None
+
+
 def render_terminal_report(results: SessionResults, comparison: Comparison | None = None) -> str:
-    """The guide's report, the budgets table, the baseline comparison (if any), then notes."""
+    """The guide's report, the load runs, the budgets table, the baseline comparison (if any),
+    then notes."""
     parts = [render_guide_report(results.totals(), "AxiomTrade Performance Report")]
+    load = render_load_runs(results)
+    if load is not None:
+        parts.append(load)
     parts.append(render_budget_table(results))
     if comparison is not None:
         parts.append(render_comparison(comparison))

@@ -1,0 +1,41 @@
+"""Load tests: hold a rate open-loop, bound throughput, keep the order path fast under a flood.
+
+Run with ``pytest --axiom-perf examples/test_load.py``. The calls below are
+stand-ins for a bot's operations; with the embedded exchange, use e.g.
+``functools.partial(axiom_client.get, "/health")`` as the load function.
+"""
+
+import asyncio
+
+import pytest
+
+
+async def place_order() -> None:
+    """Stand-in for a bot's order call (5 ms round trip)."""
+    await asyncio.sleep(0.005)
+
+
+async def fetch_market_data() -> None:
+    """Stand-in for a market-data request (20 ms)."""
+    await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+@pytest.mark.throughput_budget(min_rps=45, max_error_rate=0.01, max_dropped=0)
+@pytest.mark.latency_budget(p99="100ms", metric="load_latency")
+async def test_orders_hold_50_per_second(axiom_load):
+    result = await axiom_load.run(place_order, rate=50, duration=2.0, warmup=0.2)
+    assert result.model == "open"
+    assert result.completed >= 90
+
+
+@pytest.mark.asyncio
+async def test_orders_first_under_a_market_data_flood(axiom_load):
+    # Two workers serve 100 market-data requests/s (capacity ~100/s) plus 10 orders/s:
+    # orders jump the queue, market data waits.
+    result = await axiom_load.run_lanes(
+        {"high": (place_order, 10), "low": (fetch_market_data, 100)},
+        duration=2.0,
+        workers=2,
+    )
+    assert result.lanes["high"].latency.p99 < result.lanes["low"].latency.p50
