@@ -450,13 +450,12 @@ class _Run:
             lane.dropped += 1
 
     def progress_line(self, name: str, elapsed: float, total: float) -> str:
-        sent = sum(lane.sent for lane in self.lanes)
         done = sum(lane.completed for lane in self.lanes)
         failed = sum(lane.failed for lane in self.lanes)
         dropped = sum(lane.dropped for lane in self.lanes)
         return (
-            f"axiom-load {name}: {elapsed:5.1f}/{total:g}s sent={sent} ok={done} "
-            f"failed={failed} dropped={dropped} in-flight={self.in_flight}"
+            f"axiom-load {name}: {elapsed:5.1f}/{total:g}s ok={done} failed={failed} "
+            f"dropped={dropped} in-flight={self.in_flight}"
         )
 
 
@@ -632,6 +631,17 @@ class LoadGenerator:
     def _check_fn(fn: object, what: str) -> None:
         if not callable(fn):
             raise LoadError(f"{what} must be an async callable taking no arguments, not {fn!r}")
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):  # some builtins have no signature: call and see
+            return
+        try:
+            signature.bind()
+        except TypeError as exc:
+            raise LoadError(
+                f"{what} {_name_of(fn)!r} must take no arguments ({exc}); bind them first, "
+                "e.g. functools.partial(fn, ...) or lambda: fn(...)"
+            ) from None
 
     def _check_targets(self, fns: Sequence[object], target: str | None) -> None:
         urls = [] if target is None else [target]

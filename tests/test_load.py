@@ -265,6 +265,12 @@ async def test_bad_lanes_and_sync_functions_are_refused() -> None:
     generator = quiet_generator()
     with pytest.raises(LoadError, match=r"unknown lane.*'urgent'.*lanes are high, normal, low"):
         await generator.run_lanes({"urgent": (noop, 1)}, duration=0.1)
+    with pytest.raises(LoadError, match=r"'request' must take no arguments"):
+
+        async def request(url: str) -> None:
+            pass
+
+        await generator.run(request, rate=1, duration=0.1)  # type: ignore[arg-type]
     with pytest.raises(LoadError, match="give \\(fn, rate\\)"):
         await generator.run_lanes({"high": noop}, duration=0.1)  # type: ignore[dict-item]
     with pytest.raises(LoadError, match="'sync_call' returned NoneType, not an awaitable"):
