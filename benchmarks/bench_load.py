@@ -55,8 +55,9 @@ class Health:
 
     async def get(self) -> None:
         if self.session is None:
-            connector = aiohttp.TCPConnector(limit=0)
-            self.session = aiohttp.ClientSession(connector=connector)
+            # aiohttp's default pool (100 connections): after a hiccup, a burst of overdue
+            # calls queues for a connection instead of opening hundreds at once.
+            self.session = aiohttp.ClientSession()
         async with self.session.get(self.url, headers=self.headers) as response:
             await response.read()
             response.raise_for_status()
