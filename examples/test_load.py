@@ -1,12 +1,12 @@
 """Load tests: hold a rate open-loop, bound throughput, keep the order path fast under a flood.
 
-Run with ``pytest --axiom-perf examples/test_load.py``. The calls below are
-stand-ins for a bot's operations; with the embedded exchange, use e.g.
-``functools.partial(axiom_client.get, "/health")`` as the load function.
+Run with ``pytest --axiom-perf examples/test_load.py``. The first two tests use
+stand-ins for a bot's operations; the last one loads the embedded exchange.
 """
 
 import asyncio
 
+import aiohttp
 import pytest
 
 
@@ -39,3 +39,20 @@ async def test_orders_first_under_a_market_data_flood(axiom_load):
         workers=2,
     )
     assert result.lanes["high"].latency.p99 < result.lanes["low"].latency.p50
+
+
+@pytest.mark.asyncio
+@pytest.mark.throughput_budget(min_rps=95, max_error_rate=0.0, max_dropped=0)
+async def test_exchange_serves_100_requests_per_second(axiom_exchange, axiom_load):
+    headers = {"Authorization": f"Bearer {axiom_exchange.token}"}
+    async with aiohttp.ClientSession(axiom_exchange.base_url, headers=headers) as session:
+
+        async def health():
+            async with session.get("/health") as response:
+                response.raise_for_status()
+
+        # target= is checked: only loopback or the configured --axiom-base-url is allowed.
+        result = await axiom_load.run(
+            health, rate=100, duration=2.0, warmup=0.5, target=axiom_exchange.base_url
+        )
+    assert result.latency.p99 < 0.5, result.summary()
