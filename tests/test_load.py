@@ -7,9 +7,11 @@ import functools
 import json
 import time
 
+import aiohttp
 import pytest
 
 from pytest_axiomperf import LoadError, LoadGenerator, PerformanceTracker
+from pytest_axiomperf.exchange import ExchangeSimulator
 from pytest_axiomperf.load import LOAD_LATENCY, LOAD_SERVICE_TIME, Lane, check_target
 
 
@@ -129,7 +131,7 @@ async def test_generator_that_cannot_keep_up_says_so() -> None:
         future.set_result(None)
         return future
 
-    result = await quiet_generator().run(blocks_the_loop, rate=200, duration=0.5)
+    result = await quiet_generator().run(blocks_the_loop, rate=100, duration=0.3)
     assert result.saturated
     assert result.late > result.sent * 0.5
     assert "generator saturated" in result.generator.note
@@ -382,3 +384,41 @@ def test_throughput_budget_validated_at_collection(
     result = user_project.runpytest("--axiom-perf")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines([f"*test_it*throughput_budget*{message}*"])
+
+
+@pytest.mark.asyncio
+async def test_an_exchange_stall_shows_in_the_open_model_only() -> None:
+    generator = quiet_generator()
+    with ExchangeSimulator() as exchange:
+        headers = {"Authorization": f"Bearer {exchange.token}"}
+        async with aiohttp.ClientSession(exchange.base_url, headers=headers) as session:
+
+            async def health() -> None:
+                async with session.get("/health") as response:
+                    response.raise_for_status()
+
+            await asyncio.to_thread(exchange.configure, stall=0.5, stall_after=0.3)
+            open_run = await generator.run(
+                health, rate=100, duration=1.2, timeout=5.0, target=exchange.base_url
+            )
+            await asyncio.to_thread(exchange.configure, stall=0.5, stall_after=0.3)
+            closed_run = await generator.run(
+                health, concurrency=1, duration=1.2, timeout=5.0, target=exchange.base_url
+            )
+    assert open_run.failed == closed_run.failed == 0
+    assert open_run.latency.p99 >= 0.4
+    assert closed_run.latency.max >= 0.4
+    assert closed_run.latency.p99 < 0.1
+
+
+def test_load_runs_reach_the_report_from_xdist_workers(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(BUDGETED)
+    result = user_project.runpytest_subprocess("--axiom-perf", "-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "Load runs:",
+            "  test_*.py::test_drops",
+            "    hang: open (2 slots), target 50/s, *completed 0, failed 2, dropped 8*",
+        ]
+    )
