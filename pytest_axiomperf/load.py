@@ -364,14 +364,17 @@ class _Run:
         self.last_send_ns = 0
         self.fatal: BaseException | None = None
         self.stopped = False
+        #: Report each lane separately (runs made with ``run_lanes``).
+        self.per_lane = False
 
     def start(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
         self.in_flight += 1
-        task = asyncio.get_running_loop().create_task(self._call(lane, intended_ns, measured))
+        task = asyncio.get_running_loop().create_task(self.call(lane, intended_ns, measured))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _call(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
+    async def call(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
+        """Await one call of the lane's function and account for it."""
         send_ns = time.perf_counter_ns()
         error: BaseException | None = None
         try:
@@ -623,7 +626,9 @@ class LoadGenerator:
         timeout_s = None if timeout is None else _number("timeout", timeout, low=0.0, high=3600.0)
         drain = _number("drain", drain, low=0.0, high=3600.0, zero_ok=True)
         late = _number("late_after", late_after, low=0.0, high=60.0)
-        return await self._open(run_name, states, slots, duration, warmup, timeout_s, drain, late)
+        return await self._open(
+            run_name, states, slots, duration, warmup, timeout_s, drain, late, per_lane=True
+        )
 
     # -- validation ----------------------------------------------------------------------
 
@@ -684,8 +689,11 @@ class LoadGenerator:
         timeout: float | None,
         drain: float,
         late_after: float,
+        *,
+        per_lane: bool = False,
     ) -> LoadResult:
         run = _Run(lanes, self.tracker, slots, timeout)
+        run.per_lane = per_lane
         late_ns = int(late_after * _NS)
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         t0 = time.perf_counter_ns()
@@ -747,7 +755,7 @@ class LoadGenerator:
                     return
                 budget[0] -= 1
                 run.in_flight += 1
-                await run._call(lane, now, now >= run.window_ns)
+                await run.call(lane, now, now >= run.window_ns)
 
         ticker = self._start_progress(run, name, duration + warmup)
         loop = asyncio.get_running_loop()
@@ -833,7 +841,7 @@ class LoadGenerator:
             latency.merge(lane.latency)
             service.merge(lane.service)
             errors.update(lane.errors)
-            if model == "open" and len(run.lanes) > 1:
+            if run.per_lane:
                 lane_results[lane.name] = LaneResult(
                     lane.name,
                     lane.rate,

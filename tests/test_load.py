@@ -121,6 +121,10 @@ async def test_priority_lanes_serve_high_first_and_bound_their_queues() -> None:
     assert result.lanes["low"].dropped == 7
     assert result.dropped == 7
     assert result.lanes["high"].latency.p50 < result.lanes["low"].latency.p50
+    single = await quiet_generator().run_lanes(
+        {"normal": (functools.partial(serve, "x"), 20)}, duration=0.1
+    )
+    assert list(single.lanes) == ["normal"] and single.lanes["normal"].completed == 2
 
 
 @pytest.mark.asyncio
