@@ -336,6 +336,8 @@ class _Lane:
         self.next_ns = 0
         self.queue: deque[tuple[int, bool]] = deque()
         self.sent = self.completed = self.failed = self.dropped = 0
+        #: Measured calls handed to a task that has not started running yet.
+        self.starting = 0
         self.latency = Histogram()
         self.service = Histogram()
         self.errors: Counter[str] = Counter()
@@ -367,8 +369,13 @@ class _Run:
         #: Report each lane separately (runs made with ``run_lanes``).
         self.per_lane = False
 
-    def start(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
+    def enter(self, lane: _Lane, measured: bool) -> None:
+        """Count a call as in flight before it starts (:meth:`call` counts it out)."""
         self.in_flight += 1
+        lane.starting += measured
+
+    def start(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
+        self.enter(lane, measured)
         task = asyncio.get_running_loop().create_task(self.call(lane, intended_ns, measured))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -376,6 +383,7 @@ class _Run:
     async def call(self, lane: _Lane, intended_ns: int, measured: bool) -> None:
         """Await one call of the lane's function and account for it."""
         send_ns = time.perf_counter_ns()
+        lane.starting -= measured
         error: BaseException | None = None
         try:
             awaitable = lane.fn()
@@ -754,8 +762,9 @@ class LoadGenerator:
                 if now >= end_ns:
                     return
                 budget[0] -= 1
-                run.in_flight += 1
-                await run.call(lane, now, now >= run.window_ns)
+                measured = now >= run.window_ns
+                run.enter(lane, measured)
+                await run.call(lane, now, measured)
 
         ticker = self._start_progress(run, name, duration + warmup)
         loop = asyncio.get_running_loop()
@@ -801,6 +810,10 @@ class LoadGenerator:
             pending.append(ticker)
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for lane in run.lanes:
+            # A task cancelled before its first step never ran the call: it was not sent.
+            lane.dropped += lane.starting
+            lane.starting = 0
         if ticker is not None and self.progress is not None:
             self.progress(None)
 

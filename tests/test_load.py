@@ -426,3 +426,14 @@ def test_load_runs_reach_the_report_from_xdist_workers(user_project: pytest.Pyte
             "    hang: open (2 slots), target 50/s, *completed 0, failed 2, dropped 8*",
         ]
     )
+
+
+@pytest.mark.asyncio
+async def test_every_due_call_is_accounted_for_even_without_a_drain() -> None:
+    async def instant() -> None:
+        pass
+
+    result = await quiet_generator().run(instant, rate=100, duration=0.1, drain=0)
+    # The last call was released just before the end: with no drain time it never ran.
+    assert result.completed + result.failed + result.dropped == 10
+    assert result.dropped == 1
