@@ -326,7 +326,9 @@ async def test_remote_target_refused(axiom_load):
 
 def test_throughput_budget_passes_fails_and_reports(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(BUDGETED)
-    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=out.json")
+    result = user_project.runpytest(
+        "--axiom-perf", "--axiom-perf-json=out.json", "--axiom-perf-markdown=out.md"
+    )
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(
         [
@@ -354,6 +356,12 @@ def test_throughput_budget_passes_fails_and_reports(user_project: pytest.Pyteste
     assert [run["name"] for run in runs] == ["call"]
     assert 20 <= runs[0]["completed"] <= 30
     assert runs[0]["latency"]["count"] == runs[0]["completed"]
+    markdown = (user_project.path / "out.md").read_text()
+    assert "### Load runs" in markdown
+    assert (
+        "| `test_throughput_budget_passes_fails_and_reports.py::test_drops` | hang | open | 50/s |"
+        in markdown
+    )
 
 
 def test_throughput_budget_not_enforced_without_performance_mode(

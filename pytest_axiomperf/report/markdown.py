@@ -87,6 +87,32 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         )
         lines.append("")
 
+    load_runs = [
+        (nodeid, run)
+        for nodeid, result in sorted(results.tests.items())
+        for run in result.extra.get("load") or []
+    ]
+    if load_runs:
+        lines += [
+            "### Load runs",
+            "",
+            "Open model: latency from each call's intended start; closed model: from the send.",
+            "",
+            "| test | run | model | target | achieved | completed | failed | dropped | p50 | p99 "
+            "| generator |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for nodeid, run in load_runs:
+            target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+            health = run["generator"]["note"] if run["saturated"] else "kept up"
+            lines.append(
+                f"| {_code(nodeid)} | {_cell(run['name'])} | {run['model']} | {target} | "
+                f"{run['achieved_rate']:.1f}/s | {run['completed']} | {run['failed']} | "
+                f"{run['dropped']} | {fmt(run['latency']['p50'])} | {fmt(run['latency']['p99'])} "
+                f"| {_cell(health)} |"
+            )
+        lines.append("")
+
     lines += ["### Metrics", ""]
     if not results.tests:
         lines += ["No test recorded metrics.", ""]
