@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
@@ -185,6 +185,8 @@ class PerformanceTracker:
         self._runtime: float | None = None  # fixed when rebuilt from data
         #: Notes about how the numbers were obtained (e.g. "tracemalloc").
         self.flags: set[str] = set()
+        #: Tables attached with :meth:`add_table`, printed in the session report.
+        self.tables: list[dict[str, Any]] = []
 
     # -- recording -------------------------------------------------------------
 
@@ -279,6 +281,22 @@ class PerformanceTracker:
         with self._lock:
             self._errors[name] += n
 
+    def add_table(
+        self, title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+    ) -> None:
+        """Attach a table (e.g. a side-by-side comparison) to the performance report.
+
+        Cells are strings or numbers; floats print with 2 decimals.
+        """
+        header = [str(c) for c in columns]
+        body = [[c if isinstance(c, (int, float)) else str(c) for c in row] for row in rows]
+        for row in body:
+            if len(row) != len(header):
+                raise ValueError(
+                    f"table {title!r}: row {row!r} has {len(row)} cells, expected {len(header)}"
+                )
+        self.tables.append({"title": str(title), "columns": header, "rows": body})
+
     # -- reading ---------------------------------------------------------------
 
     @property
@@ -346,6 +364,7 @@ class PerformanceTracker:
         with self._lock:
             self._errors.update(other.errors)
         self.flags |= other.flags
+        self.tables.extend(other.tables)
 
     def series(self) -> Iterator[tuple[str, str | None, Histogram]]:
         """``(metric, tag, histogram)`` for every recorded series (live objects)."""
@@ -365,6 +384,7 @@ class PerformanceTracker:
             ],
             "errors": self.errors,
             "flags": sorted(self.flags),
+            "tables": list(self.tables),
         }
 
     @classmethod
@@ -381,6 +401,7 @@ class PerformanceTracker:
                 tracker._buffers[key] = hist._buf
             tracker._errors.update({str(k): int(v) for k, v in dict(data["errors"]).items()})
             tracker.flags = {str(f) for f in data.get("flags", [])}
+            tracker.tables = [dict(t) for t in data.get("tables", [])]
             tracker._runtime = float(data.get("runtime_seconds", 0.0))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed tracker data: {exc!r}") from None

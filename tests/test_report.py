@@ -178,3 +178,36 @@ def test_exchange_profile_is_scoped_to_the_test_and_stored_with_it(
     assert first["extra"]["exchange_profile"]["latency"] == 0.2
     assert first["extra"]["exchange_profile"]["seed"] == 3
     assert second["extra"]["exchange_profile"]["latency"] == 0.0
+
+
+def test_tables_attached_by_a_test_are_printed_in_the_report(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(
+        """
+        def test_compare(axiom_tracker):
+            axiom_tracker.add_table(
+                "API response times", ["client", "mean ms", "req/s"],
+                [["basic", 45.234, 15], ["pooled", 12.5, 85]],
+            )
+        """
+    )
+    result = user_project.runpytest("--axiom-perf")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "Tables:",
+            "  test_tables_attached_by_a_test_are_printed_in_the_report.py::test_compare",
+            "    API response times",
+            "    client  mean ms  req/s",
+            "    basic     45.23     15",
+            "    pooled    12.50     85",
+        ]
+    )
+
+
+def test_a_malformed_table_is_refused() -> None:
+    from pytest_axiomperf import PerformanceTracker
+
+    with pytest.raises(ValueError, match="has 1 cells, expected 2"):
+        PerformanceTracker().add_table("t", ["a", "b"], [["only one"]])

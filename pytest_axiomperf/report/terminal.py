@@ -69,6 +69,34 @@ def render_load_runs(results: SessionResults) -> str | None:
     return "Load runs:\n" + "\n".join(lines) if lines else None
 
 
+def _cell(value: object) -> str:
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def render_table(table: dict[str, Any], indent: str = "  ") -> list[str]:
+    """A table attached with ``PerformanceTracker.add_table``, columns aligned."""
+    rows = [[_cell(c) for c in row] for row in table["rows"]]
+    columns = list(table["columns"])
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: list[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return indent + "  ".join([first, *rest]).rstrip()
+
+    return [f"{indent}{table['title']}", line(columns), *(line(r) for r in rows)]
+
+
+def render_tables(results: SessionResults) -> str | None:
+    """Every table the tests attached, under the test that made it."""
+    lines: list[str] = []
+    for nodeid, result in sorted(results.tests.items()):
+        for table in result.tracker.tables:
+            lines.append(f"  {nodeid}")
+            lines.extend(render_table(table, "    "))
+    return "Tables:\n" + "\n".join(lines) if lines else None
+
+
 def render_terminal_report(results: SessionResults, comparison: Comparison | None = None) -> str:
     """The guide's report, the load runs, the budgets table, the baseline comparison (if any),
     then notes."""
@@ -76,6 +104,9 @@ def render_terminal_report(results: SessionResults, comparison: Comparison | Non
     load = render_load_runs(results)
     if load is not None:
         parts.append(load)
+    tables = render_tables(results)
+    if tables is not None:
+        parts.append(tables)
     parts.append(render_budget_table(results))
     if comparison is not None:
         parts.append(render_comparison(comparison))
