@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pytest_axiomperf.client import ApiResponse, OptimizedClient, RetryPolicy
 from pytest_axiomperf.errors import (
     AxiomPerfError,
     BaselineError,
     BudgetExceeded,
     ConfigError,
     ExchangeError,
+    HttpStatusError,
     MarkerError,
 )
 from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
@@ -17,6 +19,7 @@ from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiResponse",
     "AxiomPerfError",
     "BaselineError",
     "BudgetExceeded",
@@ -25,8 +28,11 @@ __all__ = [
     "ExchangeProfile",
     "ExchangeSimulator",
     "Histogram",
+    "HttpStatusError",
     "MarkerError",
     "MetricStats",
+    "OptimizedClient",
     "PerformanceTracker",
+    "RetryPolicy",
     "__version__",
 ]

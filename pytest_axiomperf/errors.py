@@ -25,3 +25,12 @@ class ExchangeError(AxiomPerfError):
 
 class BudgetExceeded(AxiomPerfError, AssertionError):
     """A test exceeded one of its budgets; the test fails with this error."""
+
+
+class HttpStatusError(AxiomPerfError):
+    """An API answered with an error status (``ApiResponse.raise_for_status``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        """``status`` is the HTTP status; ``message`` names the route, never the URL's query."""
+        super().__init__(message)
+        self.status = status
