@@ -4,12 +4,14 @@ user projects (pytest-asyncio strict/auto modes, module and session loops)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
@@ -366,8 +368,6 @@ def test_client_closes_itself_when_its_loop_ends(
     asyncio.run(use())  # never closed by the caller
     assert not client.is_open
     client.close_blocking()  # the loop is gone: nothing to do, no error
-    import gc
-
     gc.collect()
     assert not [w for w in recwarn if "Unclosed" in str(w.message)]
 
@@ -404,19 +404,13 @@ def test_bad_configuration_is_refused() -> None:
         OptimizedClient("http://127.0.0.1", limit=-1)
 
 
-class socket_closed_port:  # noqa: N801 (used like a function)
+@contextmanager
+def socket_closed_port() -> Iterator[int]:
     """A 127.0.0.1 port nothing listens on (bound, never listening, for the block)."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        port: int = self._sock.getsockname()[1]
-        return port
-
-    def __exit__(self, *exc: object) -> None:
-        self._sock.close()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        yield port
 
 
 # -- the axiom_client fixture in user projects --------------------------------------------
