@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import inspect
 import json as jsonlib
 import logging
@@ -102,9 +103,19 @@ _MAX_TAGS = 200
 _VERSION_SEGMENT = re.compile(r"v\d{1,3}")
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_secret_header(name: str) -> bool:
     lowered = name.lower()
     return lowered in SECRET_HEADERS or any(w in lowered for w in _SECRET_HEADER_WORDS)
+
+
+def _public_headers(headers: CIMultiDictProxy[str]) -> CIMultiDictProxy[str]:
+    """``headers`` without credentials (the same object when it carries none)."""
+    if not any(map(_is_secret_header, headers.keys())):
+        return headers
+    return CIMultiDictProxy(
+        CIMultiDict((k, v) for k, v in headers.items() if not _is_secret_header(k))
+    )
 
 
 class RouteTemplates:
@@ -192,7 +203,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class ApiResponse:
     """One answered request: status, headers (credentials removed), body, timings."""
 
@@ -377,8 +388,14 @@ class OptimizedClient:
     the loop cancels its tasks, so no "Unclosed client session" warning appears.
 
     TLS certificates are verified unless ``verify_tls=False``; ``ssl_context``
-    trusts a custom CA. ``tracker`` receives the measurements (a new
-    `PerformanceTracker` when omitted, as ``client.tracker``).
+    trusts a custom CA. ``socket_options`` applies the guide's TCP options
+    (keep-alive probes after ``tcp_keepalive_idle`` s, TCP_NODELAY, and buffer
+    sizes when ``socket_buffer_size`` is given) through aiohttp's socket factory.
+    ``timeout`` bounds each attempt (seconds), ``connect_timeout`` getting a
+    connection; ``read_timeout`` (each socket read) is off by default: it arms a
+    timer per read, and ``timeout`` already ends a stalled read. ``tracker``
+    receives the measurements (a new `PerformanceTracker` when omitted, as
+    ``client.tracker``).
     """
 
     def __init__(
@@ -394,12 +411,13 @@ class OptimizedClient:
         ttl_dns_cache: int = 300,
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
-        read_timeout: float = 10.0,
+        read_timeout: float | None = None,
         verify_tls: bool = True,
         ssl_context: ssl.SSLContext | None = None,
         retry: RetryPolicy | None = None,
         routes: Iterable[str] = EXCHANGE_ROUTES,
         order_routes: Iterable[str] = ORDER_ROUTES,
+        socket_options: bool = True,
         tcp_keepalive_idle: float | None = 60.0,
         socket_buffer_size: int | None = None,
         trace_phases: bool = True,
@@ -435,7 +453,9 @@ class OptimizedClient:
             "ttl_dns_cache": ttl_dns_cache,
             "use_dns_cache": True,
         }
-        self._socket_options = (tcp_keepalive_idle, socket_buffer_size)
+        self._socket_factory = (
+            _socket_factory(tcp_keepalive_idle, socket_buffer_size) if socket_options else None
+        )
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, connect=connect_timeout, sock_read=read_timeout
         )
@@ -495,7 +515,7 @@ class OptimizedClient:
         loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             ssl=self._ssl,
-            socket_factory=_socket_factory(*self._socket_options),
+            socket_factory=self._socket_factory,
             **self._connector_options,
         )
         headers = CIMultiDict(self._headers)
@@ -645,7 +665,7 @@ class OptimizedClient:
                             policy, attempt, deadline, _retry_after(response.headers)
                         )
                     if wait is None:
-                        return self._finish(response, attempt, start, len(payload or b""))
+                        return self._finish(response, attempt, start)
                     reason = f"HTTP {response.status}"
                 self.retries += 1
                 tracker.record_error("retry")
@@ -721,14 +741,13 @@ class OptimizedClient:
                 tracker.record(HTTP_CONNECT_TIMES, max(0, connected - started) / 1e9, tag)
                 tracker.record(HTTP_DNS_TIMES, phases.dns / 1e9, tag)
                 tracker.record(HTTP_TTFB_TIMES, (headers_at - started) / 1e9, tag)
-            kept = CIMultiDict((k, v) for k, v in resp.headers.items() if not _is_secret_header(k))
             return ApiResponse(
                 method=method,
                 route=tag,
                 url=str(resp.url),
                 status=resp.status,
                 reason=resp.reason or "",
-                headers=CIMultiDictProxy(kept),
+                headers=_public_headers(resp.headers),
                 body=body,
                 charset=resp.charset,
                 response_time=0.0,
@@ -745,25 +764,16 @@ class OptimizedClient:
             buffer += chunk
         return bytes(buffer)
 
-    def _finish(self, response: ApiResponse, attempts: int, start: int, sent: int) -> ApiResponse:
+    def _finish(self, response: ApiResponse, attempts: int, start: int) -> ApiResponse:
         elapsed = (time.perf_counter_ns() - start) / 1e9
-        transferred = sent + response.bytes_received
         if elapsed > 0:
-            self.tracker.record(NETWORK_THROUGHPUT, transferred / elapsed, response.route)
-        return ApiResponse(
-            method=response.method,
-            route=response.route,
-            url=response.url,
-            status=response.status,
-            reason=response.reason,
-            headers=response.headers,
-            body=response.body,
-            charset=response.charset,
-            response_time=elapsed,
-            attempts=attempts,
-            bytes_sent=sent,
-            bytes_received=response.bytes_received,
-        )
+            self.tracker.record(
+                NETWORK_THROUGHPUT, response.bytes_transferred / elapsed, response.route
+            )
+        # Set once here, before the caller sees the response (frozen for everyone else).
+        object.__setattr__(response, "response_time", elapsed)
+        object.__setattr__(response, "attempts", attempts)
+        return response
 
     # -- helpers -------------------------------------------------------------------------
 
