@@ -23,6 +23,7 @@ repr, log line, error message, response header or result.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import functools
 import inspect
@@ -34,12 +35,18 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace, TracebackType
+from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.client_reqrep import ClientRequest
+from aiohttp.connector import Connection
+from aiohttp.resolver import DefaultResolver
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -101,6 +108,7 @@ _CHUNK = 1 << 16
 # a tag per wallet address would make the tracker and the report grow without bound.
 _MAX_TAGS = 200
 _VERSION_SEGMENT = re.compile(r"v\d{1,3}")
+_CHARSET = re.compile(r"charset=([^;\s]+)", re.IGNORECASE)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -203,7 +211,7 @@ class RetryPolicy:
 NO_RETRY = RetryPolicy(attempts=1)
 
 
-@dataclass(frozen=True, eq=False, slots=True)
+@dataclass(eq=False, slots=True)
 class ApiResponse:
     """One answered request: status, headers (credentials removed), body, timings."""
 
@@ -214,7 +222,6 @@ class ApiResponse:
     reason: str
     headers: CIMultiDictProxy[str]
     body: bytes
-    charset: str | None
     response_time: float  #: seconds, all attempts and backoff included
     attempts: int
     bytes_sent: int
@@ -233,6 +240,12 @@ class ApiResponse:
     def text(self, encoding: str | None = None) -> str:
         """The body decoded with ``encoding``, else the response's charset, else UTF-8."""
         return self.body.decode(encoding or self.charset or "utf-8", errors="replace")
+
+    @property
+    def charset(self) -> str | None:
+        """The ``charset`` parameter of the Content-Type header, if any."""
+        match = _CHARSET.search(self.headers.get("Content-Type", ""))
+        return match.group(1).strip("\"'") if match else None
 
     def json(self) -> Any:
         """The body parsed as JSON."""
@@ -267,53 +280,68 @@ class WarmupReport:
 
 
 class _Phases:
-    """Timestamps of one attempt, written by the trace hooks (perf_counter_ns)."""
+    """Phase durations of one attempt (ns), written by the connector and the resolver."""
 
-    __slots__ = ("connected", "dns", "dns_start", "new_connection")
+    __slots__ = ("connect", "dns", "new_connection", "track_new")
 
-    def __init__(self) -> None:
-        self.connected = 0
+    def __init__(self, track_new: bool = False) -> None:
+        self.connect = 0
         self.dns = 0
-        self.dns_start = 0
         self.new_connection = False
+        self.track_new = track_new
 
 
-def _phases(ctx: SimpleNamespace) -> _Phases | None:
-    phases = ctx.trace_request_ctx
-    return phases if isinstance(phases, _Phases) else None
+# The attempt in progress in this task; the connector and resolver add their times to it.
+# (aiohttp's TraceConfig gives the same phases, but its signals cost about 20 us of
+# CPU per request, measured in benchmarks/bench_client.py: a quarter of the request.)
+_PHASES: contextvars.ContextVar[_Phases | None] = contextvars.ContextVar(
+    "axiomperf_phases", default=None
+)
 
 
-async def _on_connection_ready(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-) -> None:
-    phases = _phases(ctx)
-    if phases is not None:
-        phases.connected = time.perf_counter_ns()
-        phases.new_connection = isinstance(params, aiohttp.TraceConnectionCreateEndParams)
+class _TimedConnector(aiohttp.TCPConnector):
+    """A TCPConnector timing `connect` (pool wait, DNS, TCP and TLS handshakes)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._known: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    async def connect(
+        self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
+    ) -> Connection:
+        phases = _PHASES.get()
+        if phases is None:
+            return await super().connect(req, traces, timeout)
+        start = time.perf_counter_ns()
+        connection = await super().connect(req, traces, timeout)
+        phases.connect += time.perf_counter_ns() - start
+        if phases.track_new:
+            protocol = connection.protocol
+            phases.new_connection = protocol is not None and protocol not in self._known
+            if protocol is not None:
+                self._known.add(protocol)
+        return connection
 
 
-async def _on_dns_start(
-    session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object
-) -> None:
-    phases = _phases(ctx)
-    if phases is not None:
-        phases.dns_start = time.perf_counter_ns()
+class _TimedResolver(AbstractResolver):
+    """Wraps a resolver to time the lookups aiohttp's DNS cache could not answer."""
 
+    def __init__(self, inner: AbstractResolver) -> None:
+        self._inner = inner
 
-async def _on_dns_end(session: aiohttp.ClientSession, ctx: SimpleNamespace, params: object) -> None:
-    phases = _phases(ctx)
-    if phases is not None and phases.dns_start:
-        phases.dns += time.perf_counter_ns() - phases.dns_start
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        start = time.perf_counter_ns()
+        try:
+            return await self._inner.resolve(host, port, family)
+        finally:
+            phases = _PHASES.get()
+            if phases is not None:
+                phases.dns += time.perf_counter_ns() - start
 
-
-def _trace_config() -> aiohttp.TraceConfig:
-    config = aiohttp.TraceConfig()
-    config.on_connection_create_end.append(_on_connection_ready)
-    config.on_connection_reuseconn.append(_on_connection_ready)
-    config.on_dns_resolvehost_start.append(_on_dns_start)
-    config.on_dns_resolvehost_end.append(_on_dns_end)
-    config.freeze()
-    return config
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _socket_factory(
@@ -421,6 +449,7 @@ class OptimizedClient:
         tcp_keepalive_idle: float | None = 60.0,
         socket_buffer_size: int | None = None,
         trace_phases: bool = True,
+        trace_configs: Iterable[aiohttp.TraceConfig] = (),
         warmup_path: str = "/health",
     ) -> None:
         """Configure (not open) the client; see the class docstring."""
@@ -460,6 +489,7 @@ class OptimizedClient:
             total=timeout, connect=connect_timeout, sock_read=read_timeout
         )
         self._trace_phases = trace_phases
+        self._trace_configs = tuple(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guardian: asyncio.Task[None] | None = None
@@ -513,9 +543,10 @@ class OptimizedClient:
         if self._closed:
             raise AxiomPerfError("OptimizedClient is closed")
         loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(
+        connector = _TimedConnector(
             ssl=self._ssl,
             socket_factory=self._socket_factory,
+            resolver=_TimedResolver(DefaultResolver()),
             **self._connector_options,
         )
         headers = CIMultiDict(self._headers)
@@ -525,7 +556,7 @@ class OptimizedClient:
             connector=connector,
             timeout=self._timeout,
             headers=headers,
-            trace_configs=[_trace_config()] if self._trace_phases else None,
+            trace_configs=list(self._trace_configs) or None,
         )
         self._loop = loop
         self._guardian = loop.create_task(self._guard(session), name="OptimizedClient-guard")
@@ -583,21 +614,21 @@ class OptimizedClient:
             path = "/" + path
         return self.base_url + path, path.split("?", 1)[0]
 
-    async def get(self, path: str, **kwargs: Any) -> ApiResponse:
+    def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, ApiResponse]:
         """``GET path``; keyword arguments as for `request`."""
-        return await self.request("GET", path, **kwargs)
+        return self.request("GET", path, **kwargs)
 
-    async def post(self, path: str, **kwargs: Any) -> ApiResponse:
+    def post(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, ApiResponse]:
         """``POST path``; never retried unless ``idempotent=True``."""
-        return await self.request("POST", path, **kwargs)
+        return self.request("POST", path, **kwargs)
 
-    async def put(self, path: str, **kwargs: Any) -> ApiResponse:
+    def put(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, ApiResponse]:
         """``PUT path``; keyword arguments as for `request`."""
-        return await self.request("PUT", path, **kwargs)
+        return self.request("PUT", path, **kwargs)
 
-    async def delete(self, path: str, **kwargs: Any) -> ApiResponse:
+    def delete(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, ApiResponse]:
         """``DELETE path``; keyword arguments as for `request`."""
-        return await self.request("DELETE", path, **kwargs)
+        return self.request("DELETE", path, **kwargs)
 
     async def request(
         self,
@@ -716,45 +747,42 @@ class OptimizedClient:
         timeout: aiohttp.ClientTimeout | None,
     ) -> ApiResponse:
         phases = _Phases() if self._trace_phases else None
-        started = time.perf_counter_ns()
-        options: dict[str, Any] = {}
-        if timeout is not None:
-            options["timeout"] = timeout
-        async with session.request(
-            method,
-            url,
-            params=params,
-            data=payload,
-            headers=headers,
-            trace_request_ctx=phases,
-            **options,
-        ) as resp:
-            headers_at = time.perf_counter_ns()
-            length = resp.content_length
-            if length is not None and length <= _READ_AT_ONCE:
-                body = await resp.read()
-            else:
-                body = await self._stream(resp)
-            if phases is not None:
-                tracker = self.tracker
-                connected = phases.connected or headers_at
-                tracker.record(HTTP_CONNECT_TIMES, max(0, connected - started) / 1e9, tag)
-                tracker.record(HTTP_DNS_TIMES, phases.dns / 1e9, tag)
-                tracker.record(HTTP_TTFB_TIMES, (headers_at - started) / 1e9, tag)
-            return ApiResponse(
-                method=method,
-                route=tag,
-                url=str(resp.url),
-                status=resp.status,
-                reason=resp.reason or "",
-                headers=_public_headers(resp.headers),
-                body=body,
-                charset=resp.charset,
-                response_time=0.0,
-                attempts=1,
-                bytes_sent=len(payload or b""),
-                bytes_received=len(body),
-            )
+        # Set in this task's context, where the connector and the resolver look for it.
+        token = _PHASES.set(phases)
+        try:
+            started = time.perf_counter_ns()
+            options: dict[str, Any] = {}
+            if timeout is not None:
+                options["timeout"] = timeout
+            async with session.request(
+                method, url, params=params, data=payload, headers=headers, **options
+            ) as resp:
+                headers_at = time.perf_counter_ns()
+                length = resp.content_length
+                if length is not None and length <= _READ_AT_ONCE:
+                    body = await resp.read()
+                else:
+                    body = await self._stream(resp)
+                if phases is not None:
+                    tracker = self.tracker
+                    tracker.record(HTTP_CONNECT_TIMES, phases.connect / 1e9, tag)
+                    tracker.record(HTTP_DNS_TIMES, phases.dns / 1e9, tag)
+                    tracker.record(HTTP_TTFB_TIMES, (headers_at - started) / 1e9, tag)
+                return ApiResponse(
+                    method=method,
+                    route=tag,
+                    url=url if params is None else str(resp.url),
+                    status=resp.status,
+                    reason=resp.reason or "",
+                    headers=_public_headers(resp.headers),
+                    body=body,
+                    response_time=0.0,
+                    attempts=1,
+                    bytes_sent=len(payload or b""),
+                    bytes_received=len(body),
+                )
+        finally:
+            _PHASES.reset(token)
 
     @staticmethod
     async def _stream(resp: aiohttp.ClientResponse) -> bytes:
@@ -770,9 +798,8 @@ class OptimizedClient:
             self.tracker.record(
                 NETWORK_THROUGHPUT, response.bytes_transferred / elapsed, response.route
             )
-        # Set once here, before the caller sees the response (frozen for everyone else).
-        object.__setattr__(response, "response_time", elapsed)
-        object.__setattr__(response, "attempts", attempts)
+        response.response_time = elapsed
+        response.attempts = attempts
         return response
 
     # -- helpers -------------------------------------------------------------------------
@@ -791,9 +818,10 @@ class OptimizedClient:
         report = WarmupReport(requested=n)
 
         async def one() -> None:
-            phases = _Phases()
+            phases = _Phases(track_new=True)
+            _PHASES.set(phases)  # each runs in its own task (gather), so its own context
             try:
-                async with session.get(url, trace_request_ctx=phases) as resp:
+                async with session.get(url) as resp:
                     await resp.read()
                     if resp.status >= 400:
                         report.failures.append(f"HTTP {resp.status} {resp.reason or ''}".strip())
