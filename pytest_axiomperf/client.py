@@ -107,6 +107,8 @@ _CHUNK = 1 << 16
 # Distinct tags one client creates before folding the rest into "METHOD (other)":
 # a tag per wallet address would make the tracker and the report grow without bound.
 _MAX_TAGS = 200
+# Requests whose URL and tag are remembered (bounded: paths can embed anything).
+_MAX_TARGETS = 4096
 _VERSION_SEGMENT = re.compile(r"v\d{1,3}")
 _CHARSET = re.compile(r"charset=([^;\s]+)", re.IGNORECASE)
 
@@ -220,12 +222,18 @@ class ApiResponse:
     url: str
     status: int
     reason: str
-    headers: CIMultiDictProxy[str]
+    #: as received; read `headers`, which leaves out the credentials
+    _raw_headers: CIMultiDictProxy[str] = field(repr=False)
     body: bytes
     response_time: float  #: seconds, all attempts and backoff included
     attempts: int
     bytes_sent: int
     bytes_received: int
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The response headers, without the ones that can carry credentials."""
+        return _public_headers(self._raw_headers)
 
     @property
     def ok(self) -> bool:
@@ -491,6 +499,7 @@ class OptimizedClient:
         self._trace_phases = trace_phases
         self._trace_configs = tuple(trace_configs)
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[tuple[str, str], tuple[str, str, str]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guardian: asyncio.Task[None] | None = None
         self._closed = False
@@ -602,6 +611,15 @@ class OptimizedClient:
 
     # -- requests ----------------------------------------------------------------------
 
+    def _target(self, method: str, path: str) -> tuple[str, str, str]:
+        """``(url, tag, METHOD)`` of a request, cached for the paths a bot repeats."""
+        upper = method.upper()
+        url, route_path = self._url(path)
+        target = (url, self.routes.tag(upper, route_path), upper)
+        if len(self._targets) < _MAX_TARGETS:
+            self._targets[(method, path)] = target
+        return target
+
     def _url(self, path: str) -> tuple[str, str]:
         """The request URL and the path to tag it by."""
         if "://" in path:
@@ -650,10 +668,13 @@ class OptimizedClient:
         once the retries allowed are spent. ``idempotent`` overrides the method's
         nature for retries (POST is never retried unless ``idempotent=True``).
         """
-        session = self._ensure_session()
-        method = method.upper()
-        url, route_path = self._url(path)
-        tag = self.routes.tag(method, route_path)
+        session = self._session
+        if session is None or session.closed or self._loop is not asyncio.get_running_loop():
+            session = self._ensure_session()
+        target = self._targets.get((method, path))
+        if target is None:
+            target = self._target(method, path)
+        url, tag, method = target
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         policy = (retry or self.retry) if idempotent else NO_RETRY
@@ -774,7 +795,7 @@ class OptimizedClient:
                     url=url if params is None else str(resp.url),
                     status=resp.status,
                     reason=resp.reason or "",
-                    headers=_public_headers(resp.headers),
+                    _raw_headers=resp.headers,
                     body=body,
                     response_time=0.0,
                     attempts=1,
