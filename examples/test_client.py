@@ -35,5 +35,7 @@ async def test_balances_then_orders(exchange, axiom_client):
     assert [r.json()["address"] for r in balances] == WALLETS
 
     for _ in range(5):
-        order = await axiom_client.post("/orders", json={"token": "SOL", "side": "buy", "amount": 1})
+        order = await axiom_client.post(
+            "/orders", json={"token": "SOL", "side": "buy", "amount": 1}
+        )
         assert order.status == 201, order.text()
