@@ -94,7 +94,7 @@ ORDER_ROUTES: frozenset[str] = frozenset({"POST /orders"})
 #: Methods RFC 9110 defines as idempotent: safe to send again after a failure.
 IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
-#: Response headers that may carry credentials; never kept in an ApiResponse.
+#: Response headers that may carry credentials; `ApiResponse.headers` leaves them out.
 SECRET_HEADERS: frozenset[str] = frozenset(
     {"authorization", "proxy-authorization", "set-cookie", "cookie", "x-api-key"}
 )
@@ -147,19 +147,21 @@ class RouteTemplates:
             regex = re.sub(r"\\\{[^/{}]+\\\}", "[^/]+", re.escape(template))
             self._patterns.append((re.compile(regex + "/?"), template))
         self._cache: dict[tuple[str, str], str] = {}
+        self._tags: set[str] = set()
 
     def tag(self, method: str, path: str) -> str:
         """The tag of a request: ``"METHOD template"``."""
         key = (method, path)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        route = self._route(path)
-        tag = f"{method} {route}"
-        if tag not in self._cache.values() and len(set(self._cache.values())) >= _MAX_TAGS:
-            tag = f"{method} (other)"
-        # Only paths that a template matched are cached by path: others are unbounded.
-        if len(self._cache) < 4 * _MAX_TAGS:
+        tag = self._cache.get(key)
+        if tag is not None:
+            return tag
+        tag = f"{method} {self._route(path)}"
+        if tag not in self._tags:
+            if len(self._tags) >= _MAX_TAGS:
+                tag = f"{method} (other)"
+            self._tags.add(tag)
+        # Bounded: paths can embed anything (one per wallet address).
+        if len(self._cache) < _MAX_TARGETS:
             self._cache[key] = tag
         return tag
 
