@@ -17,9 +17,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp import web
+from yarl import URL
 
 from pytest_axiomperf import ApiResponse, HttpStatusError, OptimizedClient, RetryPolicy
-from pytest_axiomperf.client import RouteTemplates
+from pytest_axiomperf.client import RouteTemplates, _socket_factory
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.exchange import ExchangeSimulator
 from pytest_axiomperf.tracker import PerformanceTracker
@@ -270,6 +271,48 @@ async def test_token_is_never_shown(
     assert exchange.token not in shown
     assert "token=<set>" in repr(client)
     assert exchange.token not in json.dumps(client.tracker.to_dict())
+
+
+@pytest.mark.asyncio
+async def test_dns_lookups_are_timed_when_not_cached(exchange: ExchangeSimulator) -> None:
+    port = URL(exchange.base_url).port
+    async with OptimizedClient(f"http://localhost:{port}", token=exchange.token) as client:
+        for _ in range(3):
+            assert (await client.get("/health")).status == 200
+    dns = client.tracker.stats("http_dns_times", "GET /health")
+    connect = client.tracker.stats("http_connect_times", "GET /health")
+    assert dns.count == 3
+    assert dns.max > 0.0  # the first request resolved "localhost"
+    assert dns.min == 0.0  # the others were answered by aiohttp's DNS cache
+    assert connect.max >= dns.max  # the lookup is part of getting the connection
+
+
+@pytest.mark.asyncio
+async def test_user_trace_configs_still_run(exchange: ExchangeSimulator) -> None:
+    seen: list[str] = []
+
+    async def on_request_end(session: object, ctx: object, params: object) -> None:
+        seen.append(str(getattr(params, "method", "?")))
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    async with client_for(exchange, trace_configs=[trace]) as client:
+        await client.get("/health")
+    assert seen == ["GET"]
+
+
+def test_socket_factory_applies_the_guide_options() -> None:
+    factory = _socket_factory(30, 1 << 17)
+    with factory(
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 0))
+    ) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 30
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 10
+        # Linux doubles the value asked for (bookkeeping space): at least what was set.
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 1 << 17
 
 
 # -- bodies and headers, against a local server ------------------------------------------
