@@ -429,8 +429,9 @@ class OptimizedClient:
     trusts a custom CA. ``socket_options`` applies the guide's TCP options
     (keep-alive probes after ``tcp_keepalive_idle`` s, TCP_NODELAY, and buffer
     sizes when ``socket_buffer_size`` is given) through aiohttp's socket factory.
-    ``timeout`` bounds each attempt (seconds), ``connect_timeout`` getting a
-    connection; ``read_timeout`` (each socket read) is off by default: it arms a
+    ``timeout`` bounds each attempt (seconds), ``connect_timeout`` opening a new
+    connection (a wait for a pooled one is bounded by ``timeout``: a per-request
+    connect timer would cost every request); ``read_timeout`` (each socket read) is off by default: it arms a
     timer per read, and ``timeout`` already ends a stalled read. ``tracker``
     receives the measurements (a new `PerformanceTracker` when omitted, as
     ``client.tracker``).
@@ -496,7 +497,7 @@ class OptimizedClient:
             _socket_factory(tcp_keepalive_idle, socket_buffer_size) if socket_options else None
         )
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout, connect=connect_timeout, sock_read=read_timeout
+            total=timeout, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._trace_phases = trace_phases
         self._trace_configs = tuple(trace_configs)
