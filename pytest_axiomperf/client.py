@@ -431,8 +431,9 @@ class OptimizedClient:
     sizes when ``socket_buffer_size`` is given) through aiohttp's socket factory.
     ``timeout`` bounds each attempt (seconds), ``connect_timeout`` opening a new
     connection (a wait for a pooled one is bounded by ``timeout``: a per-request
-    connect timer would cost every request); ``read_timeout`` (each socket read) is off by default: it arms a
-    timer per read, and ``timeout`` already ends a stalled read. ``tracker``
+    connect timer would cost every request); ``read_timeout`` (each socket read)
+    is off by default: it arms a timer per read, and ``timeout`` already ends a
+    stalled read. ``tracker``
     receives the measurements (a new `PerformanceTracker` when omitted, as
     ``client.tracker``).
     """

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import respx
+from respx.models import AllMockedAssertionError
 
 from pytest_axiomperf.client import EXCHANGE_ROUTES, ORDER_ROUTES, RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError
@@ -107,8 +108,9 @@ class ExchangeRouter(respx.MockRouter):
             ("POST", re.compile(r"/orders"), self._create_order),
             ("GET", re.compile(r"/orders/(?P<order_id>[^/]+)"), self._get_order),
         ]
-        # One respx route takes every request to the base URL; dispatch is ours, so
-        # 404 and 405 answers match the exchange's.
+        # One respx route takes the exchange's paths; dispatch is ours, so 405 answers
+        # match the exchange's. Other paths fall through to routes the user adds
+        # (``router.get("/mine").respond(...)``), then to the exchange's 404.
         self.route(name="axiom-exchange").mock(side_effect=self._dispatch)
 
     def __repr__(self) -> str:
@@ -207,7 +209,10 @@ class ExchangeRouter(respx.MockRouter):
             if wait:
                 time.sleep(wait)
             if response is None:
-                response = super().handler(request)
+                try:
+                    response = super().handler(request)
+                except AllMockedAssertionError:
+                    response = self._not_found(request)
             else:
                 self.record(request, response=response)
             return response
@@ -229,7 +234,10 @@ class ExchangeRouter(respx.MockRouter):
             if wait:
                 await asyncio.sleep(wait)
             if response is None:
-                response = await super().async_handler(request)
+                try:
+                    response = await super().async_handler(request)
+                except AllMockedAssertionError:
+                    response = self._not_found(request)
             else:
                 self.record(request, response=response)
             return response
@@ -239,9 +247,14 @@ class ExchangeRouter(respx.MockRouter):
         finally:
             self._record(tag, start, response)
 
+    def _not_found(self, request: httpx.Request) -> httpx.Response:
+        response = _error(404, "Not Found")
+        self.record(request, response=response)
+        return response
+
     # -- routes ------------------------------------------------------------------------
 
-    def _dispatch(self, request: httpx.Request) -> httpx.Response:
+    def _dispatch(self, request: httpx.Request) -> httpx.Response | None:
         path = request.url.path[len(self._base_path) :]
         allowed = []
         for method, pattern, handler in self._routes:
@@ -259,7 +272,7 @@ class ExchangeRouter(respx.MockRouter):
             allowed.append(method)
         if allowed:
             return _error(405, "Method Not Allowed", {"Allow": ",".join(sorted(set(allowed)))})
-        return _error(404, "Not Found")
+        return None
 
     def _health(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
         return httpx.Response(200, json={"status": "ok", "timestamp": time.time()})

@@ -123,6 +123,21 @@ async def test_faults_follow_the_profile(router: ExchangeRouter) -> None:
     assert router.profile["rate_limit"] == 0.0
 
 
+def test_user_routes_extend_the_api(router: ExchangeRouter) -> None:
+    mine = router.get("/api/pairs").respond(json={"pairs": []})
+    with httpx.Client(base_url=router.base_url, headers=auth(router.token)) as client:
+        assert client.get("/api/pairs").json() == {"pairs": []}
+        assert client.get("/api/other").status_code == 404
+        assert client.get("/health").json()["status"] == "ok"
+    assert mine.call_count == 1
+    assert router.calls.call_count == 3
+    assert router.tracker.tags("api_response_times") == [
+        "GET /api/other",
+        "GET /api/pairs",
+        "GET /health",
+    ]
+
+
 def test_other_hosts_are_not_mocked(router: ExchangeRouter) -> None:
     with httpx.Client() as client, pytest.raises(Exception, match="not mocked"):
         client.get("http://elsewhere.test/health")
