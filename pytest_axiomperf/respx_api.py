@@ -4,9 +4,10 @@
 its base URL the way the embedded exchange does (same routes, bodies, bearer
 token rule and JSON errors) with the same latency and fault profile
 (`ExchangeProfile` knobs via `ExchangeRouter.configure`), in process and without
-sockets. Each request's latency goes to the tracker's ``api_response_times``
-(tagged ``"METHOD /route/{param}"``; ``POST /orders`` also to
-``order_execution_times``), error statuses to its error counts.
+sockets. Each request's latency (from reaching httpx's transport to its
+response, as a network would add it) goes to the tracker's
+``api_response_times`` (tagged ``"METHOD /route/{param}"``; ``POST /orders``
+also to ``order_execution_times``), error statuses to its error counts.
 
 The injected delay is awaited with ``asyncio.sleep`` for async clients, so other
 tasks run meanwhile, and slept with ``time.sleep`` for sync clients, which block
