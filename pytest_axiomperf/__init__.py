@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pytest_axiomperf.client import ApiResponse, OptimizedClient, RetryPolicy
 from pytest_axiomperf.errors import (
     AxiomPerfError,
     BaselineError,
     BudgetExceeded,
     ConfigError,
     ExchangeError,
+    HttpStatusError,
     LoadError,
     MarkerError,
 )
@@ -19,6 +21,7 @@ from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiResponse",
     "AxiomPerfError",
     "BaselineError",
     "BudgetExceeded",
@@ -27,12 +30,15 @@ __all__ = [
     "ExchangeProfile",
     "ExchangeSimulator",
     "Histogram",
+    "HttpStatusError",
     "Lane",
     "LoadError",
     "LoadGenerator",
     "LoadResult",
     "MarkerError",
     "MetricStats",
+    "OptimizedClient",
     "PerformanceTracker",
+    "RetryPolicy",
     "__version__",
 ]

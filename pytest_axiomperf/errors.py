@@ -29,3 +29,12 @@ class BudgetExceeded(AxiomPerfError, AssertionError):
 
 class LoadError(AxiomPerfError, ValueError):
     """A load run was refused: a bad argument, or a target that is not on this machine."""
+
+
+class HttpStatusError(AxiomPerfError):
+    """An API answered with an error status (``ApiResponse.raise_for_status``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        """``status`` is the HTTP status; ``message`` names the route, never the URL's query."""
+        super().__init__(message)
+        self.status = status

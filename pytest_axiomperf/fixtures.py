@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_axiomperf.client import OptimizedClient
+from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.tracker import PerformanceTracker
 
 if TYPE_CHECKING:
     from pytest_axiomperf.load import LoadGenerator
+    from pytest_axiomperf.respx_api import ExchangeRouter
 
 
 @pytest.fixture
@@ -65,3 +68,50 @@ def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
         progress=_terminal_progress(request.config),
         on_result=lambda result: runs.append(result.to_dict()),
     )
+@pytest.fixture
+def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
+    """An `OptimizedClient` on ``--axiom-base-url`` (else the embedded exchange) with the token.
+
+    It opens lazily in the test's event loop, records every request into the
+    test's tracker (``axiom_tracker``), and is closed in that loop at teardown.
+    """
+    from pytest_axiomperf.plugin import get_plugin, tracker_for
+
+    settings = get_plugin(request.config).settings
+    if settings.base_url is not None:
+        base_url, token = settings.base_url, settings.auth_token
+    else:
+        exchange = request.getfixturevalue("axiom_exchange")
+        base_url, token = exchange.base_url, exchange.token
+    client = OptimizedClient(base_url, token=token, tracker=tracker_for(request.node))
+    try:
+        yield client
+    finally:
+        client.close_blocking()
+
+
+@pytest.fixture
+def axiom_respx(request: pytest.FixtureRequest) -> Iterator[ExchangeRouter]:
+    """A respx router serving the exchange's REST API to httpx clients, recording latency.
+
+    Needs the ``respx`` extra (``pip install pytest-axiomperf[respx]``). It mocks
+    ``--axiom-base-url`` when given, else ``axiom_respx.base_url``; requests need
+    ``Authorization: Bearer <axiom_respx.token>`` like the real exchange.
+    """
+    from pytest_axiomperf.plugin import get_plugin, tracker_for
+
+    try:
+        from pytest_axiomperf.respx_api import ExchangeRouter
+    except ImportError as exc:
+        raise AxiomPerfError(
+            f"axiom_respx needs respx and httpx ({exc.name} is missing): "
+            "pip install 'pytest-axiomperf[respx]'"
+        ) from None
+    settings = get_plugin(request.config).settings
+    router = ExchangeRouter(
+        base_url=settings.base_url,
+        token=settings.auth_token,
+        tracker=tracker_for(request.node),
+    )
+    with router:
+        yield router
