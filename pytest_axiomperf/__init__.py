@@ -16,6 +16,7 @@ from pytest_axiomperf.errors import (
 from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
+from pytest_axiomperf.memory import MemoryDiff, MemorySnapshots
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 
 __version__ = "0.1.0"
@@ -36,6 +37,8 @@ __all__ = [
     "LoadGenerator",
     "LoadResult",
     "MarkerError",
+    "MemoryDiff",
+    "MemorySnapshots",
     "MetricStats",
     "OptimizedClient",
     "PerformanceTracker",

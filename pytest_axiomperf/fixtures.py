@@ -12,6 +12,7 @@ import pytest
 
 from pytest_axiomperf.client import OptimizedClient
 from pytest_axiomperf.errors import AxiomPerfError
+from pytest_axiomperf.memory import MemorySnapshots
 from pytest_axiomperf.tracker import PerformanceTracker
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
         progress=_terminal_progress(request.config),
         on_result=lambda result: runs.append(result.to_dict()),
     )
+
+
 @pytest.fixture
 def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
     """An `OptimizedClient` on ``--axiom-base-url`` (else the embedded exchange) with the token.
@@ -115,3 +118,17 @@ def axiom_respx(request: pytest.FixtureRequest) -> Iterator[ExchangeRouter]:
     )
     with router:
         yield router
+
+
+@pytest.fixture
+def axiom_memory() -> Iterator[MemorySnapshots]:
+    """A MemorySnapshots comparer: ``take(label)``, ``compare(a, b)``,
+    ``assert_growth_below(mb, a, b)``, ``growth_per_iteration(fn)`` and, for async fn,
+    ``await agrowth_per_iteration(fn)``. In performance mode the test body runs under
+    tracemalloc (its latency is flagged); otherwise tracemalloc starts at the first
+    snapshot. Tracing it started is stopped at teardown; anyone else's is left on."""
+    snapshots = MemorySnapshots()
+    try:
+        yield snapshots
+    finally:
+        snapshots.close()

@@ -7,10 +7,11 @@ checked when the test body ends -> the test's result travels on its report
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
@@ -50,6 +51,9 @@ TRACKER_KEY = pytest.StashKey[PerformanceTracker]()
 RESULT_KEY = pytest.StashKey[TestResult]()
 EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
 
+#: Returns a context manager to wrap around a test's body, or None to leave it alone.
+BodyGuard = Callable[[pytest.Item], "contextlib.AbstractContextManager[Any] | None"]
+
 DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
 #: Name of the report attribute carrying a test's result (plain builtins).
@@ -77,6 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(importlib.import_module(name), name)
     plugin = AxiomPerfPlugin(config, settings)
+    from pytest_axiomperf import watch  # imports this module's helpers
+
+    watch.install(plugin)
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "axiomperf-runtime")
 
@@ -104,7 +111,9 @@ def budgets_for(item: pytest.Item) -> Budgets:
 
 def extra_for(item: pytest.Item) -> dict[str, Any]:
     """The test's extra facts (plain builtins), created on first use; they become
-    ``TestResult.extra`` (e.g. ``"load"``: the ``to_dict()`` of each load run)."""
+    ``TestResult.extra`` (e.g. ``"load"``: the ``to_dict()`` of each load run).
+    ``extra["failure_details"][kind]``: lines added to the failure message when a verdict
+    of that kind fails (top allocation sites, top profiled functions)."""
     extra = item.stash.get(EXTRA_KEY, None)
     if extra is None:
         extra = item.stash[EXTRA_KEY] = {}
@@ -133,6 +142,9 @@ class AxiomPerfPlugin:
         #: The baseline given with --axiom-perf-compare, loaded at session start.
         self.baseline: SessionResults | None = None
         self.comparison: Comparison | None = None
+        #: Context managers wrapped around each test body in performance mode, outermost
+        #: first: ``guard(item)`` returns one, or None to leave the test alone.
+        self.body_guards: list[BodyGuard] = []
 
     @property
     def enabled(self) -> bool:
@@ -189,6 +201,7 @@ class AxiomPerfPlugin:
                     ("--axiom-perf-compare", self.settings.compare_path),
                     ("--axiom-perf-markdown", self.settings.markdown_path),
                     ("--axiom-perf-html", self.settings.html_path),
+                    ("--axiom-perf-profile", self.settings.profile_dir),
                 )
                 if value is not None
             ]
@@ -227,9 +240,16 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        guards = contextlib.ExitStack()
+        if self.enabled:
+            for guard in self.body_guards:
+                entered = guard(item)
+                if entered is not None:
+                    guards.enter_context(entered)
         started = time.perf_counter()
         try:
-            yield
+            with guards:
+                yield
         finally:
             if self.enabled:
                 self._finish_test(item, time.perf_counter() - started)
@@ -269,6 +289,9 @@ class AxiomPerfPlugin:
         failed = [v for v in result.verdicts if not v.passed]
         lines = [f"{len(failed)} performance budget(s) exceeded:"]
         lines.extend(f"  {v.kind} budget: {v.message()}" for v in failed)
+        details = result.extra.get("failure_details", {})
+        for kind in dict.fromkeys(v.kind for v in failed):
+            lines.extend(details.get(kind, ()))
         return "\n".join(lines)
 
     @pytest.hookimpl(wrapper=True)

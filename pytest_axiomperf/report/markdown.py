@@ -113,6 +113,28 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             )
         lines.append("")
 
+    memory = [(n, r) for n, r in sorted(results.tests.items()) if "memory" in r.extra]
+    if memory:
+        lines += [
+            "### Memory",
+            "",
+            "Python heap under tracemalloc (the body only; growth after `gc.collect()`).",
+            "",
+            "| test | growth | peak | RSS growth | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for nodeid, result in memory:
+            m = result.extra["memory"]
+            verdicts = [v for v in result.verdicts if v.kind == "memory"]
+            mark = (
+                "-" if not verdicts else "PASS" if all(v.passed for v in verdicts) else "**FAIL**"
+            )
+            lines.append(
+                f"| {_code(nodeid)} | {m['growth_mb']:+.2f} MB | {m['peak_mb']:.2f} MB | "
+                f"{m['rss_growth_mb']:+.2f} MB | {mark} |"
+            )
+        lines.append("")
+
     lines += ["### Metrics", ""]
     if not results.tests:
         lines += ["No test recorded metrics.", ""]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pytest_axiomperf.baseline import Comparison
+from pytest_axiomperf.memory import TRACEMALLOC_COST, TRACEMALLOC_FRAMES
 from pytest_axiomperf.report.comparison import render_comparison
 from pytest_axiomperf.report.text import fmt, render_guide_report
 from pytest_axiomperf.results import SessionResults, TestResult
@@ -97,9 +98,30 @@ def render_tables(results: SessionResults) -> str | None:
     return "Tables:\n" + "\n".join(lines) if lines else None
 
 
+def render_memory_table(results: SessionResults) -> str | None:
+    """Per-test Python-heap growth and peak (tests run under tracemalloc), with verdicts."""
+    measured = [(n, r) for n, r in sorted(results.tests.items()) if "memory" in r.extra]
+    if not measured:
+        return None
+    lines = [
+        f"Memory ({len(measured)} tests ran under tracemalloc, {TRACEMALLOC_FRAMES} frames; "
+        f"{TRACEMALLOC_COST}: their latency is inflated):",
+        f"  {'growth':>10}  {'peak':>10}  {'RSS':>10}  verdict  test",
+    ]
+    for nodeid, result in measured:
+        memory = result.extra["memory"]
+        verdicts = [v for v in result.verdicts if v.kind == "memory"]
+        verdict = "-" if not verdicts else _VERDICT_LABEL[all(v.passed for v in verdicts)]
+        lines.append(
+            f"  {memory['growth_mb']:>+7.2f} MB  {memory['peak_mb']:>7.2f} MB  "
+            f"{memory['rss_growth_mb']:>+7.2f} MB  {verdict:<7}  {nodeid}"
+        )
+    return "\n".join(lines)
+
+
 def render_terminal_report(results: SessionResults, comparison: Comparison | None = None) -> str:
-    """The guide's report, the load runs, the budgets table, the baseline comparison (if any),
-    then notes."""
+    """The guide's report, the load runs, attached tables, the budgets table, memory (if
+    measured), the baseline comparison (if any), then notes."""
     parts = [render_guide_report(results.totals(), "AxiomTrade Performance Report")]
     load = render_load_runs(results)
     if load is not None:
@@ -108,6 +130,9 @@ def render_terminal_report(results: SessionResults, comparison: Comparison | Non
     if tables is not None:
         parts.append(tables)
     parts.append(render_budget_table(results))
+    memory = render_memory_table(results)
+    if memory is not None:
+        parts.append(memory)
     if comparison is not None:
         parts.append(render_comparison(comparison))
     if results.notes:
