@@ -3,7 +3,8 @@
 The guide's "Basic Bot" keeps every price it sees and grows from 45 MB to 320 MB in a
 day; the optimized one keeps the last 1,000 in a deque. Under ``memory_budget`` (enforced
 with --axiom-perf) the first fails, and is marked as the expected failure it is; the
-second passes.
+second passes. test_guide_memory_table puts both side by side in the report, as the
+guide's table does.
 Run: pytest --axiom-perf examples/test_memory.py
 """
 
@@ -75,6 +76,34 @@ def test_handler_does_not_leak_per_message(axiom_memory):
 
     per_message = axiom_memory.growth_per_iteration(one_message, iterations=2000, warmup=1200)
     assert per_message < 50, f"{per_message:.0f} bytes kept per message"
+
+
+def test_guide_memory_table(axiom_memory, axiom_tracker):
+    """The guide's memory table, live: both bots side by side in the report."""
+    rows = []
+    for label, maxlen in (("every price (list)", None), ("bounded deque(1000)", 1000)):
+        start = axiom_memory.take(f"{label}: start")
+        history = PriceHistory(maxlen=maxlen)
+        for raw in price_messages(MESSAGES):
+            history.on_message(raw)
+        diff = axiom_memory.compare(start, axiom_memory.take(f"{label}: end"))
+        rows.append(
+            [
+                label,
+                MESSAGES,
+                start.rss_bytes / 2**20,
+                diff.growth_mb,
+                diff.rss_growth_mb,
+                diff.growth_mb * 2**20 / MESSAGES,
+            ]
+        )
+        del history
+    axiom_tracker.add_table(
+        f"Price history over {MESSAGES:,} messages",
+        ["bot", "messages", "RSS start MB", "heap growth MB", "RSS growth MB", "bytes/message"],
+        rows,
+    )
+    assert rows[1][3] < rows[0][3] / 5  # the bounded bot keeps a fraction of the memory
 
 
 #: Where the bots live after their test, as they would in a running process.
