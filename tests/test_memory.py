@@ -192,6 +192,7 @@ def test_memory_budget_with_strict_xfail(user_project: pytest.Pytester) -> None:
     ("args", "message"),
     [
         ("growth_mb=-1", "growth_mb=-1 must be > 0"),
+        ("peak_mb=0", "peak_mb=0 must be > 0"),
         ("", "no bound given (give growth_mb, peak_mb or both)"),
         ("grow_mb=1", "got an unexpected keyword argument 'grow_mb'*"),
         ("peak_mb='lots'", "peak_mb='lots' must be a number"),
