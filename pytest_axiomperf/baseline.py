@@ -49,6 +49,8 @@ UNCHANGED = "unchanged"
 INSUFFICIENT = "insufficient data"
 NEW = "new"
 VANISHED = "vanished"
+#: Measured under different conditions (tracemalloc, cProfile): never compared.
+INCOMPARABLE = "not comparable"
 
 #: Environment keys whose difference makes two runs' timings incomparable.
 FINGERPRINT_KEYS = (
@@ -354,6 +356,29 @@ def compare(
         latency = {m for m in was.metrics() if was.unit(m) == SECONDS} | {
             m for m in now.metrics() if now.unit(m) == SECONDS
         }
+        if was.flags != now.flags:
+            # tracemalloc or cProfile inflate latency severalfold: comparing a traced run
+            # with an untraced one would report a "regression" the code did not cause.
+            reason = (
+                f"measured under {', '.join(sorted(now.flags)) or 'nothing'} now, under "
+                f"{', '.join(sorted(was.flags)) or 'nothing'} in the baseline"
+            )
+            comparison.metrics.extend(
+                MetricComparison(
+                    nodeid,
+                    metric,
+                    INCOMPARABLE,
+                    was.histogram(metric).count,
+                    now.histogram(metric).count,
+                    None,
+                    None,
+                    None,
+                    None,
+                    reason,
+                )
+                for metric in sorted(latency)
+            )
+            continue
         for metric in sorted(latency):
             old_hist, new_hist = was.histogram(metric), now.histogram(metric)
             if not old_hist.count or not new_hist.count:

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_axiomperf.baseline import (
     IMPROVEMENT,
+    INCOMPARABLE,
     INSUFFICIENT,
     REGRESSION,
     UNCHANGED,
@@ -123,6 +124,19 @@ def test_compare_lists_new_and_vanished_and_mismatch() -> None:
     assert not result.failed
     refused = compare(old, new, mismatch="refuse")
     assert refused.refused and refused.failed and not refused.metrics
+
+
+def test_runs_measured_under_tracemalloc_are_not_compared_with_untraced_ones() -> None:
+    old = _results({"a": 1.0})
+    new = _results({"a": 4.0})  # four times slower: a regression if it were comparable
+    new.tests["a"].tracker.flags.add("tracemalloc")
+    result = compare(old, new)
+    assert [(m.status, m.reason) for m in result.metrics] == [
+        (INCOMPARABLE, "measured under tracemalloc now, under nothing in the baseline")
+    ]
+    assert not result.failed
+    new.tests["a"].tracker.flags.clear()
+    assert compare(old, new).failed  # the same data, comparable: the regression is caught
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pytest_axiomperf.baseline import (
     ALPHA,
     IMPROVEMENT,
+    INCOMPARABLE,
     INSUFFICIENT,
     NEW,
     REGRESSION,
@@ -16,11 +17,12 @@ from pytest_axiomperf.baseline import (
 from pytest_axiomperf.report.text import fmt
 
 #: Display order: what fails the run first.
-STATUS_ORDER = (REGRESSION, IMPROVEMENT, INSUFFICIENT, UNCHANGED, NEW, VANISHED)
+STATUS_ORDER = (REGRESSION, IMPROVEMENT, INSUFFICIENT, INCOMPARABLE, UNCHANGED, NEW, VANISHED)
 _LABEL = {
     REGRESSION: "REGRESSION",
     IMPROVEMENT: "improved",
     INSUFFICIENT: "insufficient data",
+    INCOMPARABLE: "not comparable",
     UNCHANGED: "unchanged",
     NEW: "new metric",
     VANISHED: "vanished metric",
@@ -42,6 +44,7 @@ def summary_line(comparison: Comparison) -> str:
         f"{len(comparison.with_status(IMPROVEMENT))} improved",
         f"{len(comparison.with_status(UNCHANGED))} unchanged",
         f"{len(comparison.with_status(INSUFFICIENT))} insufficient data",
+        f"{len(comparison.with_status(INCOMPARABLE))} not comparable",
         f"{len(comparison.new_tests)} new test(s)",
         f"{len(comparison.vanished_tests)} vanished test(s)",
     ]
