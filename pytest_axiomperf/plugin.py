@@ -183,6 +183,11 @@ class AxiomPerfPlugin:
 
     # -- session -----------------------------------------------------------------
 
+    def pytest_markeval_namespace(self) -> dict[str, Any]:
+        # Lets condition strings test performance mode:
+        # @pytest.mark.xfail("axiom_perf", strict=True, reason="the budget catches this").
+        return {"axiom_perf": self.enabled}
+
     def pytest_report_header(self) -> str | None:
         if not self.enabled:
             return None

@@ -274,3 +274,18 @@ def test_markers_are_documented(user_project: pytest.Pytester) -> None:
             "max_dropped=None): *",
         ]
     )
+
+
+def test_condition_strings_can_test_performance_mode(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.xfail("axiom_perf", strict=True, reason="the budget catches it")
+        @pytest.mark.latency_budget(p95="50ms")
+        def test_slow(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.2)
+        """
+    )
+    user_project.runpytest("--axiom-perf").assert_outcomes(xfailed=1)
+    user_project.runpytest().assert_outcomes(passed=1)
