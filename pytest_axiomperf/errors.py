@@ -38,3 +38,7 @@ class HttpStatusError(AxiomPerfError):
         """``status`` is the HTTP status; ``message`` names the route, never the URL's query."""
         super().__init__(message)
         self.status = status
+
+
+class WebSocketError(AxiomPerfError):
+    """A WebSocket connection could not be opened, was refused, or is closed for good."""

@@ -1,0 +1,853 @@
+"""WebSocketClient: a low-latency streaming client that measures itself honestly.
+
+Built on ``websockets.asyncio.client`` (never the legacy API). One reader task
+takes every frame off the socket, parses it and files it; nothing the bot does
+can block it:
+
+- messages of a kind with a registered handler go to a bounded queue served by
+  at most ``max_handlers`` worker tasks; when the queue is full the oldest
+  message is dropped and counted, a message that waited longer than
+  ``late_after`` is counted late, and the queue depth is sampled: handlers that
+  fall behind show up in the numbers, never as unbounded memory;
+- other known kinds go to a bounded queue read by :meth:`WebSocketClient.receive`;
+- pongs answer :meth:`WebSocketClient.ping`;
+- invalid JSON and unknown kinds are counted in the tracker's errors, logged and skipped.
+
+What is measured, all into the tracker given (see :mod:`pytest_axiomperf.tracker`):
+
+- ``websocket_latency`` tag ``"delivery"``: for every pushed message carrying a
+  ``timestamp`` (epoch seconds: the time the server *intended* to emit it),
+  the time from that instant to the reader taking the message off the socket.
+  Timing from the intended instant, not from when the server got round to
+  sending, keeps a server stall in the numbers (no coordinated omission).
+  The receive time is ``perf_counter()`` plus a wall-clock offset read once,
+  so it is monotonic; both ends must share a clock (same host, or NTP).
+- ``websocket_latency`` tag ``"ping"``: application ping round trips
+  (``{"type": "ping", "timestamp": t}`` answered by a pong echoing ``t``);
+  tag ``"keepalive"``: protocol-level ping round trips.
+- ``websocket_message_rate`` (msg/s) and ``network_throughput`` tag
+  ``"websocket"`` (B/s), one sample per ``rate_interval``: a reconnect gap
+  shows as windows with few or no messages.
+- ``websocket_reconnect_gap`` (s): from losing a connection to having it back.
+- ``websocket_queue_depth`` (msgs): the handler queue depth, sampled with the rates.
+
+A server that stops answering pings (protocol pings every ``ping_interval``,
+and application pings every ``app_ping_interval`` when set) for
+``ping_timeout`` seconds is declared dead: the connection is aborted at once
+and, like any lost connection, reopened with exponential backoff and jitter,
+then every subscription is sent again in one message.
+
+Message kinds: a message's kind is its ``"type"`` field (:meth:`WebSocketClient.message_kind`);
+a protocol with another shape overrides that method and :meth:`WebSocketClient.subscribe_message`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import ipaddress
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from pytest_axiomperf.errors import WebSocketError
+from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
+
+__all__ = [
+    "DELIVERY_TAG",
+    "KEEPALIVE_TAG",
+    "MESSAGE_RATE",
+    "PING_TAG",
+    "QUEUE_DEPTH",
+    "RECONNECT_GAP",
+    "WEBSOCKET_TAG",
+    "Handler",
+    "WebSocketClient",
+    "WebSocketStats",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Tags of ``websocket_latency``.
+DELIVERY_TAG = "delivery"
+PING_TAG = "ping"
+KEEPALIVE_TAG = "keepalive"
+#: Tag of the client's samples in ``network_throughput``.
+WEBSOCKET_TAG = "websocket"
+#: Metrics the client records besides ``websocket_latency`` and ``network_throughput``.
+MESSAGE_RATE = "websocket_message_rate"
+RECONNECT_GAP = "websocket_reconnect_gap"
+QUEUE_DEPTH = "websocket_queue_depth"
+
+#: Kinds delivered to :meth:`WebSocketClient.receive` without a registered handler.
+DEFAULT_KINDS = frozenset({"token_update", "subscribed", "unsubscribed", "error"})
+
+#: Error names counted in the tracker.
+ERR_INVALID = "WebSocket invalid JSON"
+ERR_UNKNOWN = "WebSocket unknown message type"
+ERR_DROPPED = "WebSocket dropped message"
+ERR_DISCONNECT = "WebSocket disconnect"
+ERR_PING_TIMEOUT = "WebSocket ping timeout"
+ERR_RECONNECT_FAILED = "WebSocket reconnect failed"
+ERR_SERVER = "WebSocket server error"
+
+Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+"""A message handler: an async function taking the parsed message."""
+
+_CLOSED = object()  # wakes receive() callers when the client is closed for good
+_PREVIEW = 120  # characters of a bad message shown in the log
+
+
+@dataclass
+class WebSocketStats:
+    """Counters of one client since it was created (all connections together)."""
+
+    messages: int = 0
+    """Frames taken off the socket (every kind, valid or not)."""
+    bytes: int = 0
+    """Payload bytes of those frames."""
+    delivered: int = 0
+    """Messages whose delivery latency was recorded."""
+    handled: int = 0
+    """Messages a handler finished with (successfully or not)."""
+    dropped: int = 0
+    """Messages dropped because a bounded queue was full (the oldest goes)."""
+    late: int = 0
+    """Messages that waited longer than ``late_after`` for a handler."""
+    max_queue_depth: int = 0
+    """Largest depth the handler queue reached."""
+    invalid: int = 0
+    """Frames that were not a JSON object."""
+    unknown: int = 0
+    """Messages of a kind with neither a handler nor a place in ``kinds``."""
+    handler_errors: int = 0
+    """Handler calls that raised."""
+    disconnects: int = 0
+    """Connections lost (not counting :meth:`WebSocketClient.close`)."""
+    reconnects: int = 0
+    """Connections reopened after a loss."""
+    ping_timeouts: int = 0
+    """Pings (protocol or application) unanswered within ``ping_timeout``."""
+    clock_skewed: int = 0
+    """Messages stamped later than they arrived (recorded as 0 s; clocks disagree)."""
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials or query string (they may hold a token)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _positive_or_none(name: str, value: float | None) -> float | None:
+    if value is not None and not (isinstance(value, (int, float)) and value > 0):
+        raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class WebSocketClient:
+    """A streaming client for trading bots that records its own latency honestly.
+
+    See the module docstring for what it measures and how it behaves when the
+    server or the bot falls behind. Usable outside pytest::
+
+        async with WebSocketClient(url, token=token) as ws:
+            await ws.subscribe(["SOL", "BONK"])
+            update = await ws.receive(timeout=5.0)
+            print(ws.tracker.stats("websocket_latency", "delivery"))
+
+    Every public coroutine connects first when needed, so a client may be built
+    outside any event loop and connected lazily in the one that uses it; it must
+    then keep being used (and be closed) in that loop.
+
+    Args:
+        url: ``ws://`` or ``wss://`` URL.
+        token: bearer token sent in the handshake's ``Authorization`` header; never shown.
+        tracker: where measurements go (default: a new :class:`PerformanceTracker`).
+        compression: negotiate permessage-deflate (smaller frames, more CPU and latency).
+        ping_interval: seconds between protocol pings (``None``: no keepalive).
+        ping_timeout: seconds a ping may go unanswered before the server is declared
+            dead (``None``: never).
+        app_ping_interval: seconds between application pings (``None``: none), for
+            servers whose application can hang while their socket still answers.
+        max_size: largest incoming message in bytes (``None``: no limit); a larger one
+            closes the connection (code 1009).
+        write_limit: bytes buffered for sending before ``send`` waits.
+        max_queue: frames websockets buffers before it stops reading the socket.
+        open_timeout: seconds allowed for the opening handshake.
+        close_timeout: seconds allowed for the closing handshake.
+        reconnect: reopen a lost connection (with backoff and jitter).
+        reconnect_delay: first backoff delay, in seconds; doubles per failed attempt.
+        reconnect_max_delay: largest backoff delay, in seconds.
+        max_reconnect_attempts: consecutive failed attempts before giving up
+            (``None``: keep trying until closed).
+        max_handlers: handler calls in flight at most (1: in arrival order).
+        handler_queue_size: messages waiting for a handler at most.
+        receive_queue_size: messages waiting for :meth:`receive` at most.
+        late_after: seconds a message may wait for its handler before it counts as late.
+        rate_interval: seconds per message-rate and throughput sample.
+        kinds: message kinds delivered to :meth:`receive` (handlers add theirs).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        tracker: PerformanceTracker | None = None,
+        compression: bool = False,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 10.0,
+        app_ping_interval: float | None = None,
+        max_size: int | None = 2**20,
+        write_limit: int = 2**15,
+        max_queue: int = 64,
+        open_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        reconnect: bool = True,
+        reconnect_delay: float = 0.05,
+        reconnect_max_delay: float = 5.0,
+        max_reconnect_attempts: int | None = None,
+        max_handlers: int = 8,
+        handler_queue_size: int = 1024,
+        receive_queue_size: int = 1024,
+        late_after: float = 0.1,
+        rate_interval: float = 1.0,
+        kinds: Iterable[str] = DEFAULT_KINDS,
+    ) -> None:
+        if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
+            raise ValueError(f"url must be a ws:// or wss:// URL, got {url!r}")
+        self.url = url
+        self._token = token
+        self.tracker = tracker if tracker is not None else PerformanceTracker()
+        self.compression = compression
+        self.ping_interval = _positive_or_none("ping_interval", ping_interval)
+        self.ping_timeout = _positive_or_none("ping_timeout", ping_timeout)
+        self.app_ping_interval = _positive_or_none("app_ping_interval", app_ping_interval)
+        self.max_size = max_size
+        self.write_limit = write_limit
+        self.max_queue = max_queue
+        self.open_timeout = open_timeout
+        self.close_timeout = close_timeout
+        self.reconnect = reconnect
+        self.reconnect_delay = reconnect_delay
+        self.reconnect_max_delay = reconnect_max_delay
+        self.max_reconnect_attempts = max_reconnect_attempts
+        self.max_handlers = _positive_int("max_handlers", max_handlers)
+        self.handler_queue_size = _positive_int("handler_queue_size", handler_queue_size)
+        self.receive_queue_size = _positive_int("receive_queue_size", receive_queue_size)
+        self.late_after = late_after
+        self.rate_interval = rate_interval
+        self._kinds = set(kinds)
+        self._handlers: dict[str, Handler] = {}
+        self._subscriptions: dict[str, None] = {}  # ordered set
+        self._stats = WebSocketStats()
+        self._rng = random.Random()
+        # Epoch seconds = perf_counter() + offset: monotonic, comparable with server stamps.
+        self._wall_offset = time.time() - time.perf_counter()
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws: ClientConnection | None = None
+        self._closing = False
+        self._closed = False
+        self._close_reason = ""
+        self._reconnect_failures = 0
+        self._last_error = ""
+        self._tasks: list[asyncio.Task[None]] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._connect_lock: asyncio.Lock | None = None
+        self._connected: asyncio.Event | None = None
+        self._receive_q: asyncio.Queue[Any] | None = None
+        self._handler_q: asyncio.Queue[tuple[str, dict[str, Any], float]] | None = None
+        self._pings: dict[float, asyncio.Future[float]] = {}
+        self._window_start = 0.0
+        self._window_messages = 0
+        self._window_bytes = 0
+        self._warned: set[str] = set()
+
+        self.tracker.set_unit(MESSAGE_RATE, "msg/s")
+        self.tracker.set_unit(QUEUE_DEPTH, "msgs")
+
+    def __repr__(self) -> str:
+        """Where it connects and its state; never the token."""
+        if self._closed:
+            state = "closed"
+        elif self._ws is not None:
+            state = "connected"
+        elif self._loop is not None:
+            state = "reconnecting"
+        else:
+            state = "not connected"
+        return f"<WebSocketClient {state} url={_safe_url(self.url)!r}>"
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> WebSocketStats:
+        """A snapshot of the counters."""
+        return replace(self._stats)
+
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open right now."""
+        return self._ws is not None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client is closed for good (by :meth:`close` or by giving up)."""
+        return self._closed
+
+    @property
+    def connection(self) -> ClientConnection | None:
+        """The open ``websockets`` connection, or ``None`` (between reconnects, or closed)."""
+        return self._ws
+
+    @property
+    def queue_depth(self) -> int:
+        """Messages waiting for a handler now."""
+        return self._handler_q.qsize() if self._handler_q is not None else 0
+
+    @property
+    def subscriptions(self) -> list[str]:
+        """The tokens subscribed to, in order; sent again after every reconnect."""
+        return list(self._subscriptions)
+
+    # -- extension points -----------------------------------------------------------------
+
+    def message_kind(self, message: Mapping[str, Any]) -> str | None:
+        """The kind ``message`` is dispatched on: its ``"type"`` field (``None``: unknown)."""
+        kind = message.get("type")
+        return kind if isinstance(kind, str) else None
+
+    def subscribe_message(self, tokens: list[str]) -> dict[str, Any]:
+        """The one message subscribing to ``tokens``."""
+        return {"type": "subscribe", "tokens": tokens}
+
+    # -- connecting and closing ------------------------------------------------------------
+
+    async def __aenter__(self) -> WebSocketClient:
+        """Connect."""
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close."""
+        await self.close()
+
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and loop is not self._loop:
+            raise WebSocketError(
+                f"{self!r} was connected in another event loop; a client must be used and "
+                "closed in the loop that connected it (create one client per loop)"
+            )
+        return loop
+
+    async def connect(self) -> None:
+        """Open the connection (no-op when open); ``WebSocketError`` when it cannot."""
+        if self._closed or self._closing:
+            raise WebSocketError(f"{self!r} is closed; create a new client")
+        loop = self._check_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._connect_lock = asyncio.Lock()
+            self._connected = asyncio.Event()
+            self._receive_q = asyncio.Queue(self.receive_queue_size)
+            self._handler_q = asyncio.Queue(self.handler_queue_size)
+        assert self._connect_lock is not None and self._connected is not None
+        async with self._connect_lock:
+            if self._tasks:  # connected before (maybe reconnecting now): nothing to open
+                return
+            try:
+                ws = await self._open()
+            except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as exc:
+                raise WebSocketError(self._describe_failure(exc)) from None
+            self._ws = ws
+            self._connected.set()
+            self._window_start = time.perf_counter()
+            self._tasks.append(loop.create_task(self._run(ws), name="axiomperf-ws-reader"))
+            self._tasks.append(loop.create_task(self._meter(), name="axiomperf-ws-meter"))
+            if self.ping_interval is not None:
+                self._tasks.append(
+                    loop.create_task(self._keepalive(), name="axiomperf-ws-keepalive")
+                )
+            if self.app_ping_interval is not None:
+                self._tasks.append(
+                    loop.create_task(self._heartbeat(), name="axiomperf-ws-heartbeat")
+                )
+            if self._handlers:
+                self._start_workers()
+
+    async def _open(self) -> ClientConnection:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        return await connect(
+            self.url,
+            additional_headers=headers,
+            compression="deflate" if self.compression else None,
+            # Our own keepalive aborts a dead connection at once; websockets' waits
+            # close_timeout more before its reader notices.
+            ping_interval=None,
+            ping_timeout=None,
+            max_size=self.max_size,
+            write_limit=self.write_limit,
+            max_queue=self.max_queue,
+            open_timeout=self.open_timeout,
+            close_timeout=self.close_timeout,
+            # Proxy variables from the environment must not reroute a local server.
+            proxy=None if _is_loopback(self.url) else True,
+        )
+
+    def _describe_failure(self, exc: BaseException) -> str:
+        where = _safe_url(self.url)
+        if isinstance(exc, InvalidStatus):
+            status = exc.response.status_code
+            hint = " (missing or wrong bearer token?)" if status in (401, 403) else ""
+            return f"{where} refused the WebSocket handshake with HTTP {status}{hint}"
+        if isinstance(exc, asyncio.TimeoutError):
+            return f"{where} did not complete the handshake within {self.open_timeout:g} s"
+        return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+
+    async def _ensure_connected(self) -> None:
+        self._check_loop()
+        if self._closed or self._closing:
+            raise WebSocketError(f"{self!r} is closed{self._close_reason}")
+        if not self._tasks:
+            await self.connect()
+
+    async def _current(self) -> ClientConnection:
+        """The open connection, waiting up to ``open_timeout`` while reconnecting."""
+        await self._ensure_connected()
+        ws = self._ws
+        if ws is not None:
+            return ws
+        assert self._connected is not None
+        try:
+            await asyncio.wait_for(self._connected.wait(), self.open_timeout)
+        except asyncio.TimeoutError:
+            raise WebSocketError(
+                f"{self!r} is reconnecting and was not back within {self.open_timeout:g} s"
+                f"{self._last_error_text()}"
+            ) from None
+        ws = self._ws
+        if ws is None:
+            raise WebSocketError(f"{self!r} is closed{self._close_reason}")
+        return ws
+
+    def _last_error_text(self) -> str:
+        return f" (last error: {self._last_error})" if self._last_error else ""
+
+    async def close(self) -> None:
+        """Close the connection and stop every task of the client; idempotent."""
+        if self._closed or self._closing:
+            return
+        if self._loop is None:
+            self._closed = True
+            return
+        self._check_loop()
+        self._closing = True
+        tasks = self._tasks + self._workers
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in tasks if t is not current), return_exceptions=True)
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            await ws.close()
+        self._finish(" (closed by the client)")
+
+    def _finish(self, reason: str) -> None:
+        """Record the last rate window and wake every waiter: the client is done."""
+        self._flush_window(final=True)
+        self._closed = True
+        self._close_reason = reason
+        self._fail_pings(reason)
+        if self._receive_q is not None:
+            self._offer(self._receive_q, _CLOSED, count_drop=False)
+
+    def close_from_sync(self) -> None:
+        """Close from synchronous code (a fixture's teardown), in the loop that connected.
+
+        That loop must not be running. When it is already closed, the connection
+        cannot be closed cleanly any more and is only forgotten.
+        """
+        loop = self._loop
+        if self._closed or loop is None:
+            self._closed = True
+            return
+        if loop.is_closed():
+            self._tasks.clear()
+            self._ws = None
+            self._closed = True
+            return
+        if loop.is_running():
+            raise WebSocketError(f"{self!r}: its event loop is running; use `await close()`")
+        loop.run_until_complete(self.close())
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send(self, message: Mapping[str, Any]) -> None:
+        """Send one JSON message (waits up to ``open_timeout`` while reconnecting)."""
+        ws = await self._current()
+        await ws.send(json.dumps(message))
+
+    async def subscribe(self, tokens: Iterable[str]) -> None:
+        """Subscribe to ``tokens`` in one message; they are subscribed again after a reconnect."""
+        wanted = list(dict.fromkeys(tokens))
+        if not wanted or not all(isinstance(t, str) and t for t in wanted):
+            raise ValueError(f"tokens must be a non-empty list of non-empty str, got {wanted!r}")
+        self._subscriptions.update(dict.fromkeys(wanted))
+        await self.send(self.subscribe_message(wanted))
+
+    async def unsubscribe(self, tokens: Iterable[str] | None = None) -> None:
+        """Stop the stream of ``tokens`` (all when ``None``)."""
+        dropped = list(self._subscriptions) if tokens is None else list(dict.fromkeys(tokens))
+        for token in dropped:
+            self._subscriptions.pop(token, None)
+        await self.send({"type": "unsubscribe", "tokens": dropped})
+
+    async def ping(self, timeout: float | None = None) -> float:
+        """Round trip of one application ping, in seconds, recorded as ``websocket_latency``/ping.
+
+        Sends ``{"type": "ping", "timestamp": t}`` and waits for the pong echoing
+        ``t`` (default timeout: ``ping_timeout``, else 10 s). A timeout is
+        counted in the errors and raises ``TimeoutError``.
+        """
+        ws = await self._current()
+        wait = timeout if timeout is not None else (self.ping_timeout or 10.0)
+        assert self._loop is not None
+        sent = time.perf_counter()
+        stamp = sent + self._wall_offset
+        while stamp in self._pings:  # two pings in the same nanosecond
+            stamp = math.nextafter(stamp, math.inf)
+        answered: asyncio.Future[float] = self._loop.create_future()
+        self._pings[stamp] = answered
+        try:
+            await ws.send(json.dumps({"type": "ping", "timestamp": stamp}))
+            received = await asyncio.wait_for(answered, wait)
+        except asyncio.TimeoutError:
+            self._stats.ping_timeouts += 1
+            self.tracker.record_error(ERR_PING_TIMEOUT)
+            raise TimeoutError(f"no pong from {_safe_url(self.url)} within {wait:g} s") from None
+        except ConnectionClosed as exc:
+            raise WebSocketError(f"{self!r}: connection lost during ping ({exc})") from None
+        finally:
+            self._pings.pop(stamp, None)
+        rtt = received - sent
+        self.tracker.record(WEBSOCKET_LATENCY, rtt, PING_TAG)
+        return rtt
+
+    def _fail_pings(self, reason: str) -> None:
+        for answered in self._pings.values():
+            if not answered.done():
+                answered.set_exception(WebSocketError(f"{self!r}: no pong: {reason}"))
+        self._pings.clear()
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    async def receive(self, timeout: float = 5.0, kind: str | None = None) -> dict[str, Any]:
+        """The next message without a handler (of ``kind`` only, skipping others, when given).
+
+        Raises ``TimeoutError`` when none arrives within ``timeout`` seconds, and
+        ``WebSocketError`` once the client is closed and the queue is empty.
+        """
+        await self._ensure_connected()
+        queue = self._receive_q
+        assert queue is not None
+        deadline = time.perf_counter() + timeout
+        while True:
+            left = deadline - time.perf_counter()
+            try:
+                if queue.empty():
+                    item = await asyncio.wait_for(queue.get(), max(left, 0.0))
+                else:
+                    item = queue.get_nowait()
+            except asyncio.TimeoutError:
+                state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
+                wanted = f"{kind!r} message" if kind else "message"
+                raise TimeoutError(
+                    f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
+                ) from None
+            if item is _CLOSED:
+                queue.put_nowait(_CLOSED)  # for the next caller
+                raise WebSocketError(f"{self!r} is closed{self._close_reason}")
+            message: dict[str, Any] = item
+            if kind is None or self.message_kind(message) == kind:
+                return message
+
+    def register_handler(self, kind: str, handler: Handler) -> None:
+        """Run ``await handler(message)`` for every message of ``kind``, off the reader.
+
+        At most ``max_handlers`` calls run at once; messages wait in a bounded
+        queue (oldest dropped and counted when full). A handler that raises is
+        counted in the errors (by exception type) and logged; the stream goes on.
+        """
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"kind must be a non-empty str, got {kind!r}")
+        if kind == "pong":
+            raise ValueError("'pong' messages answer ping(); they cannot have a handler")
+        if not inspect.iscoroutinefunction(handler):
+            raise TypeError(f"the handler for {kind!r} must be an async function, got {handler!r}")
+        self._handlers[kind] = handler
+        if self._tasks and not self._workers and not self._closing:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        assert self._loop is not None
+        self._workers = [
+            self._loop.create_task(self._work(), name=f"axiomperf-ws-handler-{i}")
+            for i in range(self.max_handlers)
+        ]
+
+    def _offer(self, queue: asyncio.Queue[Any], item: Any, count_drop: bool = True) -> None:
+        """Put without waiting; when full, drop the oldest (stale market data goes first)."""
+        if queue.full():
+            queue.get_nowait()
+            if count_drop:
+                self._stats.dropped += 1
+                self.tracker.record_error(ERR_DROPPED)
+        queue.put_nowait(item)
+
+    def _warn_once(self, problem: str, text: str, *args: Any) -> None:
+        """Log a problem at warning level the first time, then at debug level."""
+        level = logging.DEBUG if problem in self._warned else logging.WARNING
+        self._warned.add(problem)
+        _log.log(level, text, *args)
+
+    # -- the tasks ------------------------------------------------------------------------------
+
+    async def _run(self, ws: ClientConnection) -> None:
+        """Read until the connection is lost; then reconnect, or finish the client."""
+        while True:
+            code = await self._read(ws)
+            if self._closing:
+                return
+            lost = time.perf_counter()
+            self._ws = None
+            assert self._connected is not None
+            self._connected.clear()
+            self._stats.disconnects += 1
+            self.tracker.record_error(ERR_DISCONNECT)
+            self._last_error = f"connection lost ({code})"
+            self._fail_pings(self._last_error)
+            _log.info("%r: %s", self, self._last_error)
+            reopened = await self._reopen() if self.reconnect else None
+            if reopened is None:
+                self._finish(f" ({self._last_error})")
+                for task in self._tasks + self._workers:
+                    if task is not asyncio.current_task():
+                        task.cancel()
+                return
+            ws = reopened
+            self.tracker.record(RECONNECT_GAP, time.perf_counter() - lost)
+            self._stats.reconnects += 1
+            self._ws = ws
+            self._connected.set()
+            if self._subscriptions:
+                # A loss during this send shows in the next _read, which then returns.
+                with contextlib.suppress(ConnectionClosed):
+                    await ws.send(json.dumps(self.subscribe_message(list(self._subscriptions))))
+
+    async def _reopen(self) -> ClientConnection | None:
+        """Reconnect with exponential backoff and jitter; ``None`` when giving up."""
+        attempt = 0
+        while True:
+            ceiling = min(self.reconnect_max_delay, self.reconnect_delay * 2**attempt)
+            # Half fixed, half random: many bots dropped together do not return in lockstep.
+            await asyncio.sleep(ceiling / 2 + self._rng.uniform(0.0, ceiling / 2))
+            try:
+                return await self._open()
+            except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as exc:
+                attempt += 1
+                self._last_error = self._describe_failure(exc)
+                self.tracker.record_error(ERR_RECONNECT_FAILED)
+                _log.info("%r: reconnect attempt %d failed: %s", self, attempt, self._last_error)
+                fatal = isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403)
+                limit = self.max_reconnect_attempts
+                if fatal or (limit is not None and attempt >= limit):
+                    return None
+
+    async def _read(self, ws: ClientConnection) -> str:
+        """The hot path: take frames off ``ws`` and file them; returns why it ended."""
+        recv = ws.recv
+        loads = json.loads
+        perf_counter = time.perf_counter
+        offset = self._wall_offset
+        stats = self._stats
+        record = self.tracker.record
+        handlers = self._handlers
+        kinds = self._kinds
+        kind_of = self.message_kind
+        handler_q = self._handler_q
+        receive_q = self._receive_q
+        assert handler_q is not None and receive_q is not None
+        while True:
+            try:
+                data = await recv(decode=False)
+            except ConnectionClosed as exc:
+                return f"code {exc.rcvd.code if exc.rcvd else 1006}"
+            received = perf_counter()
+            stats.messages += 1
+            stats.bytes += len(data)
+            try:
+                message = loads(data)
+            except ValueError:
+                message = None
+            if message.__class__ is not dict:
+                stats.invalid += 1
+                self.tracker.record_error(ERR_INVALID)
+                self._warn_once(
+                    "invalid",
+                    "%r: skipped a message that is not a JSON object: %r",
+                    self,
+                    bytes(data[:_PREVIEW]),
+                )
+                continue
+            kind = kind_of(message)
+            if kind == "pong":
+                echoed = message.get("timestamp")
+                answered = self._pings.get(echoed) if echoed.__class__ is float else None
+                if answered is not None and not answered.done():
+                    answered.set_result(received)
+                continue
+            handler = handlers.get(kind) if kind is not None else None
+            if handler is None and kind not in kinds:
+                stats.unknown += 1
+                self.tracker.record_error(ERR_UNKNOWN)
+                self._warn_once("unknown", "%r: skipped a message of unknown kind %r", self, kind)
+                continue
+            stamp = message.get("timestamp")
+            if stamp.__class__ is float or stamp.__class__ is int:
+                latency = received + offset - stamp
+                if latency < 0.0:
+                    stats.clock_skewed += 1
+                    latency = 0.0
+                record(WEBSOCKET_LATENCY, latency, DELIVERY_TAG)
+                stats.delivered += 1
+            if kind == "error":
+                self.tracker.record_error(ERR_SERVER)
+            if handler is not None:
+                self._offer(handler_q, (kind, message, received))
+                depth = handler_q.qsize()
+                if depth > stats.max_queue_depth:
+                    stats.max_queue_depth = depth
+            else:
+                self._offer(receive_q, message)
+
+    async def _work(self) -> None:
+        """One handler slot: take the oldest waiting message, run its handler."""
+        queue = self._handler_q
+        assert queue is not None
+        stats = self._stats
+        while True:
+            kind, message, received = await queue.get()
+            if time.perf_counter() - received > self.late_after:
+                stats.late += 1
+            try:
+                await self._handlers[kind](message)
+            except Exception as exc:
+                stats.handler_errors += 1
+                self.tracker.record_error(exc)
+                _log.exception("%r: the handler for %r raised", self, kind)
+            stats.handled += 1
+
+    async def _keepalive(self) -> None:
+        """Protocol pings; a missing pong aborts the connection (the reader then reconnects)."""
+        assert self.ping_interval is not None
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            ws = self._ws
+            if ws is None:
+                continue
+            try:
+                pong = await ws.ping()
+                rtt = await asyncio.wait_for(pong, self.ping_timeout)
+            except asyncio.TimeoutError:
+                self._declare_dead(ws, "protocol")
+                continue
+            except ConnectionClosed:
+                continue
+            self.tracker.record(WEBSOCKET_LATENCY, rtt, KEEPALIVE_TAG)
+
+    async def _heartbeat(self) -> None:
+        """Application pings; a missing pong aborts the connection like a protocol one."""
+        assert self.app_ping_interval is not None
+        while True:
+            await asyncio.sleep(self.app_ping_interval)
+            ws = self._ws
+            if ws is None:
+                continue
+            try:
+                await self.ping(self.ping_timeout)
+            except TimeoutError:
+                self._declare_dead(ws, "application")
+            except WebSocketError:
+                continue
+
+    def _declare_dead(self, ws: ClientConnection, which: str) -> None:
+        if which == "protocol":  # ping() counts its own timeouts
+            self._stats.ping_timeouts += 1
+            self.tracker.record_error(ERR_PING_TIMEOUT)
+        _log.warning(
+            "%r: no %s pong within %g s: the server is declared dead",
+            self,
+            which,
+            self.ping_timeout,
+        )
+        if ws is self._ws:
+            ws.transport.abort()
+
+    async def _meter(self) -> None:
+        """One message-rate, throughput and queue-depth sample per ``rate_interval``."""
+        while True:
+            await asyncio.sleep(self.rate_interval)
+            self._flush_window(final=False)
+
+    def _flush_window(self, final: bool) -> None:
+        now = time.perf_counter()
+        elapsed = now - self._window_start
+        # A final window much shorter than the interval would give a noisy rate.
+        if elapsed <= 0.0 or (final and elapsed < self.rate_interval / 10):
+            return
+        stats = self._stats
+        messages = stats.messages - self._window_messages
+        size = stats.bytes - self._window_bytes
+        self.tracker.record(MESSAGE_RATE, messages / elapsed)
+        self.tracker.record(NETWORK_THROUGHPUT, size / elapsed, WEBSOCKET_TAG)
+        self.tracker.record(QUEUE_DEPTH, float(self.queue_depth))
+        self._window_start = now
+        self._window_messages = stats.messages
+        self._window_bytes = stats.bytes
