@@ -12,12 +12,14 @@ from pytest_axiomperf.errors import (
     HttpStatusError,
     LoadError,
     MarkerError,
+    WebSocketError,
 )
 from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
 from pytest_axiomperf.memory import MemoryDiff, MemorySnapshots
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
+from pytest_axiomperf.websocket import WebSocketClient
 
 __version__ = "0.1.0"
 
@@ -43,5 +45,7 @@ __all__ = [
     "OptimizedClient",
     "PerformanceTracker",
     "RetryPolicy",
+    "WebSocketClient",
+    "WebSocketError",
     "__version__",
 ]

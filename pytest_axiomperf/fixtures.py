@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,6 +14,7 @@ from pytest_axiomperf.client import OptimizedClient
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.memory import MemorySnapshots
 from pytest_axiomperf.tracker import PerformanceTracker
+from pytest_axiomperf.websocket import WebSocketClient
 
 if TYPE_CHECKING:
     from pytest_axiomperf.load import LoadGenerator
@@ -132,3 +133,43 @@ def axiom_memory() -> Iterator[MemorySnapshots]:
         yield snapshots
     finally:
         snapshots.close()
+
+
+@pytest.fixture
+def axiom_ws(
+    request: pytest.FixtureRequest, axiom_tracker: PerformanceTracker
+) -> Iterator[WebSocketClient]:
+    """A ``WebSocketClient`` on ``--axiom-ws-url`` (token: ``$AXIOM_AUTH_TOKEN``) or the
+    embedded exchange, recording into ``axiom_tracker``.
+
+    It connects on its first ``await`` (in the test's running loop, whatever the
+    pytest-asyncio mode and loop scope) and is closed at teardown in that loop.
+    """
+    from pytest_axiomperf.plugin import get_plugin
+
+    settings = get_plugin(request.config).settings
+    if settings.ws_url is not None:
+        url, token = settings.ws_url, settings.auth_token
+    else:
+        exchange = request.getfixturevalue("axiom_exchange")
+        url, token = exchange.ws_url, exchange.token
+    client = WebSocketClient(url, token=token, tracker=axiom_tracker)
+    request.node.stash.setdefault(_WS_CLIENTS, []).append(client)
+    yield client
+    client.close_from_sync()
+
+
+_WS_CLIENTS = pytest.StashKey[list[WebSocketClient]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Close the test's WebSocket clients before any fixture is finalized.
+
+    pytest-asyncio closes a function-scoped event loop before the finalizers of
+    fixtures set up earlier run, and a connection can only be closed cleanly in
+    its own loop; here every loop is still open and none is running.
+    """
+    for client in item.stash.get(_WS_CLIENTS, []):
+        client.close_from_sync()
+    return (yield)

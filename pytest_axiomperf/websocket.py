@@ -718,7 +718,10 @@ class WebSocketClient:
             try:
                 data = await recv(decode=False)
             except ConnectionClosed as exc:
-                return f"code {exc.rcvd.code if exc.rcvd else 1006}"
+                frame = exc.rcvd or exc.sent
+                if frame is None:
+                    return "code 1006, no close frame"
+                return f"code {frame.code}" + (f", {frame.reason}" if frame.reason else "")
             received = perf_counter()
             stats.messages += 1
             stats.bytes += len(data)
