@@ -1,0 +1,457 @@
+"""WebSocketClient and the axiom_ws fixture, against the embedded exchange (and, for
+frames the exchange never sends, a small websockets server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import logging
+import os
+import signal
+import time
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from pytest_axiomperf import WebSocketClient, WebSocketError
+from pytest_axiomperf.exchange import ExchangeSimulator
+from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY
+from pytest_axiomperf.websocket import (
+    DELIVERY_TAG,
+    ERR_DISCONNECT,
+    ERR_DROPPED,
+    ERR_INVALID,
+    ERR_PING_TIMEOUT,
+    ERR_UNKNOWN,
+    MESSAGE_RATE,
+    PING_TAG,
+    QUEUE_DEPTH,
+    RECONNECT_GAP,
+    WEBSOCKET_TAG,
+)
+
+
+@pytest.fixture
+def exchange(axiom_exchange: ExchangeSimulator) -> Iterator[ExchangeSimulator]:
+    """The session's exchange, back to its default profile after the test."""
+    yield axiom_exchange
+    axiom_exchange.reset()
+
+
+def make_client(exchange: ExchangeSimulator, **options: Any) -> WebSocketClient:
+    return WebSocketClient(exchange.ws_url, token=exchange.token, **options)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for ``condition`` (checked every 10 ms); fail after ``timeout`` seconds."""
+    deadline = time.perf_counter() + timeout
+    while not condition():
+        if time.perf_counter() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
+async def updates(ws: WebSocketClient, n: int, timeout: float = 3.0) -> list[dict[str, Any]]:
+    return [await ws.receive(timeout, kind="token_update") for _ in range(n)]
+
+
+@asynccontextmanager
+async def local_server(frames: list[str | bytes]) -> AsyncIterator[str]:
+    """A server sending ``frames`` to each client, then waiting for it to leave."""
+
+    async def handler(conn: ServerConnection) -> None:
+        for frame in frames:
+            await conn.send(frame)
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/"
+
+
+# -- connection, latency, rates -------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_stream_is_measured_and_a_clean_close_leaves_nothing(
+    exchange: ExchangeSimulator,
+) -> None:
+    exchange.configure(push_rate=100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with make_client(exchange, rate_interval=0.1) as ws:
+            await ws.subscribe(["SOL", "BONK"])
+            subscribed = await ws.receive(kind="subscribed")
+            got = await updates(ws, 30)
+            await asyncio.sleep(0)
+        gc.collect()
+    assert subscribed["tokens"] == ["SOL", "BONK"]  # one message for both tokens
+    assert {u["token"] for u in got} == {"SOL", "BONK"}
+    assert ws.closed and not ws.connected
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert [str(w.message) for w in caught] == []
+
+    stats = ws.stats
+    tracker = ws.tracker
+    delivery = tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG)
+    assert delivery.count == stats.delivered >= 30
+    assert 0.0 <= delivery.p50 < 0.1
+    assert stats.messages >= 31 and stats.bytes > 31 * 50
+    rate = tracker.stats(MESSAGE_RATE)
+    assert tracker.unit(MESSAGE_RATE) == "msg/s" and rate.count >= 2 and rate.max > 0
+    assert tracker.stats(NETWORK_THROUGHPUT, WEBSOCKET_TAG).max > 0
+    assert tracker.unit(QUEUE_DEPTH) == "msgs"
+    assert tracker.errors == {}
+
+
+@pytest.mark.asyncio
+async def test_injected_latency_shows_in_delivery_and_ping(exchange: ExchangeSimulator) -> None:
+    exchange.configure(push_rate=50)
+    async with make_client(exchange) as fast:
+        await fast.subscribe(["SOL"])
+        await updates(fast, 10)
+        fast_rtt = await fast.ping()
+    exchange.configure(latency=0.2, push_rate=50)
+    async with make_client(exchange) as slow:
+        await slow.subscribe(["SOL"])
+        await updates(slow, 10)
+        slow_rtt = await slow.ping()
+    assert fast.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG).p50 < 0.1
+    assert slow.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG).p50 >= 0.19
+    assert fast_rtt < 0.1 <= 0.19 <= slow_rtt
+    ping = slow.tracker.stats(WEBSOCKET_LATENCY, PING_TAG)
+    assert ping.count == 1 and ping.max == pytest.approx(slow_rtt, rel=0.01)
+
+
+@pytest.mark.asyncio
+async def test_a_server_stall_is_not_hidden(exchange: ExchangeSimulator) -> None:
+    # Updates due during the stall go out late carrying their intended time: the
+    # stall must show as latency, not as a quiet gap (coordinated omission).
+    exchange.configure(push_rate=50, stall=0.5, stall_after=0.3)
+    async with make_client(exchange) as ws:
+        await ws.subscribe(["SOL"])
+        await updates(ws, 50)
+    delivery = ws.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG)
+    assert delivery.max >= 0.4
+    assert delivery.p50 < 0.1
+
+
+@pytest.mark.asyncio
+async def test_wrong_token_is_refused_and_never_shown(exchange: ExchangeSimulator) -> None:
+    secret = "not-the-token-s3cr3t"
+    ws = WebSocketClient(exchange.ws_url, token=secret)
+    with pytest.raises(WebSocketError, match="HTTP 401") as excinfo:
+        await ws.connect()
+    assert secret not in str(excinfo.value) and secret not in repr(ws)
+
+
+@pytest.mark.asyncio
+async def test_receive_timeout_is_short_and_named(exchange: ExchangeSimulator) -> None:
+    async with make_client(exchange) as ws:
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError, match=r"no 'token_update' message .* within 0.2 s"):
+            await ws.receive(0.2, kind="token_update")
+        assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("compression", [False, True])
+async def test_connection_options_reach_the_connection(
+    exchange: ExchangeSimulator, compression: bool
+) -> None:
+    async with make_client(
+        exchange, compression=compression, max_queue=7, write_limit=4096, max_size=5000
+    ) as ws:
+        conn = ws.connection
+        assert conn is not None
+        assert bool(conn.protocol.extensions) is compression  # permessage-deflate
+        assert conn.max_queue_high == 7 and conn.write_limit_high == 4096
+        assert conn.protocol.max_message_size == 5000
+        assert conn.request is not None
+        assert conn.request.headers["Authorization"] == f"Bearer {exchange.token}"
+        assert await ws.ping() > 0
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_message_closes_with_1009() -> None:
+    async with local_server(["x" * 2000]) as url:
+        ws = WebSocketClient(url, max_size=1000, reconnect=False)
+        await ws.connect()
+        with pytest.raises(WebSocketError, match="1009"):
+            await ws.receive(3.0)
+        assert ws.closed and ws.stats.disconnects == 1
+        await ws.close()
+
+
+# -- messages the bot did not expect ------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    valid = {"type": "token_update", "token": "SOL", "price": 1.0, "timestamp": time.time()}
+    frames: list[str | bytes] = [
+        "not json {",
+        b"[1, 2]",
+        json.dumps({"type": "mystery"}),
+        json.dumps({"no": "type"}),
+        json.dumps(valid),
+    ]
+    caplog.set_level(logging.DEBUG, "pytest_axiomperf.websocket")
+    async with local_server(frames) as url, WebSocketClient(url) as ws:
+        assert await ws.receive(3.0) == valid
+    assert (ws.stats.invalid, ws.stats.unknown, ws.stats.delivered) == (2, 2, 1)
+    assert ws.tracker.errors == {ERR_INVALID: 2, ERR_UNKNOWN: 2}
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not a JSON object" in m for m in warned)
+    assert any("unknown kind 'mystery'" in m for m in warned)
+
+
+# -- handlers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_slow_handlers_are_bounded_and_say_so(exchange: ExchangeSimulator) -> None:
+    exchange.configure(push_rate=300)
+    in_flight = 0
+    most = 0
+
+    async def slow(message: dict[str, Any]) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+
+    ws = make_client(
+        exchange, max_handlers=2, handler_queue_size=4, late_after=0.005, rate_interval=0.1
+    )
+    ws.register_handler("token_update", slow)
+    async with ws:
+        await ws.subscribe(["SOL"])
+        await wait_until(lambda: ws.stats.dropped >= 20 and ws.stats.handled >= 6)
+    stats = ws.stats
+    assert most == 2
+    assert stats.max_queue_depth == 4
+    assert stats.late >= 1
+    assert ws.tracker.errors[ERR_DROPPED] == stats.dropped
+    assert ws.tracker.stats(QUEUE_DEPTH).max <= 4
+    # The reader kept up although the handlers did not.
+    assert ws.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG).p50 < 0.05
+
+
+@pytest.mark.asyncio
+async def test_a_failing_handler_is_counted_and_the_stream_goes_on(
+    exchange: ExchangeSimulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    exchange.configure(push_rate=200)
+    calls = 0
+
+    async def broken(message: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bad bot")
+
+    caplog.set_level(logging.ERROR, "pytest_axiomperf.websocket")
+    async with make_client(exchange) as ws:
+        ws.register_handler("token_update", broken)  # after connect: workers start now
+        await ws.subscribe(["SOL"])
+        await wait_until(lambda: calls >= 5)
+        assert ws.connected
+    assert ws.tracker.errors["ValueError"] == ws.stats.handler_errors >= 5
+    assert "the handler for 'token_update' raised" in caplog.text
+
+
+def test_register_handler_wants_an_async_function() -> None:
+    ws = WebSocketClient("ws://127.0.0.1:1/ws")
+
+    async def fine(message: dict[str, Any]) -> None:
+        return None
+
+    with pytest.raises(TypeError, match="async function"):
+        ws.register_handler("token_update", print)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="pong"):
+        ws.register_handler("pong", fine)
+    ws.register_handler("token_update", fine)
+
+
+# -- faults: disconnects, dead servers -----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_dropped_connections_reconnect_and_resubscribe(exchange: ExchangeSimulator) -> None:
+    exchange.configure(push_rate=200, ws_disconnect_every=25)
+    async with make_client(exchange, reconnect_delay=0.01, rate_interval=0.1) as ws:
+        await ws.subscribe(["SOL", "JUP"])
+        got = await updates(ws, 100)
+    stats = ws.stats
+    assert len(got) == 100
+    assert stats.reconnects >= 3 and stats.disconnects >= stats.reconnects
+    assert ws.tracker.errors[ERR_DISCONNECT] == stats.disconnects
+    gap = ws.tracker.stats(RECONNECT_GAP)
+    assert gap.count == stats.reconnects and gap.max < 1.0
+    assert ws.subscriptions == ["SOL", "JUP"]
+
+
+@pytest.mark.asyncio
+async def test_an_application_that_stops_answering_is_declared_dead(
+    exchange: ExchangeSimulator,
+) -> None:
+    # The stall freezes the exchange's replies while its socket still answers
+    # protocol pings: only application pings can tell.
+    async with make_client(
+        exchange, app_ping_interval=0.05, ping_timeout=0.2, reconnect_delay=0.01
+    ) as ws:
+        await ws.connect()
+        await wait_until(lambda: ws.tracker.stats(WEBSOCKET_LATENCY, PING_TAG).count >= 1)
+        exchange.configure(stall=0.6)
+        started = time.perf_counter()
+        await wait_until(lambda: ws.stats.reconnects >= 1, timeout=3.0)
+        detected = time.perf_counter() - started
+    assert ws.stats.ping_timeouts >= 1
+    assert ws.tracker.errors[ERR_PING_TIMEOUT] == ws.stats.ping_timeouts
+    assert detected < 0.2 + 0.05 + 0.5  # timeout + interval + slack, well under the stall
+
+
+@pytest.mark.asyncio
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
+async def test_a_frozen_server_is_detected_within_the_ping_timeout() -> None:
+    with ExchangeSimulator() as frozen:
+        ws = WebSocketClient(
+            frozen.ws_url, token=frozen.token, ping_interval=0.1, ping_timeout=0.3, reconnect=False
+        )
+        await ws.connect()
+        await wait_until(lambda: ws.tracker.stats(WEBSOCKET_LATENCY, "keepalive").count >= 1)
+        assert frozen.pid is not None
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            started = time.perf_counter()
+            with pytest.raises(WebSocketError, match="code 1006"):
+                await ws.receive(5.0)
+            detected = time.perf_counter() - started
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
+        await ws.close()
+    assert ws.stats.ping_timeouts == 1 and ws.tracker.errors[ERR_PING_TIMEOUT] == 1
+    # Within interval + timeout (plus slack); websockets' own keepalive would add
+    # its close timeout (2 s here) before noticing.
+    assert detected < 0.1 + 0.3 + 0.6
+
+
+# -- loops ---------------------------------------------------------------------------------------
+
+
+def test_a_client_belongs_to_the_loop_that_connected_it(exchange: ExchangeSimulator) -> None:
+    ws = make_client(exchange)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(ws.connect())
+        with pytest.raises(WebSocketError, match="another event loop"):
+            asyncio.run(ws.ping())
+        ws.close_from_sync()
+        assert ws.closed
+        ws.close_from_sync()  # idempotent
+    finally:
+        loop.close()
+
+
+# -- the axiom_ws fixture, as users run it ------------------------------------------------------
+
+USER_TESTS = """
+import asyncio
+import pytest
+
+{mark}
+async def test_function_loop(axiom_ws, axiom_tracker):
+    await axiom_ws.subscribe(["SOL"])
+    await axiom_ws.receive(kind="token_update")
+    assert axiom_ws.tracker is axiom_tracker
+    assert axiom_tracker.stats("websocket_latency", "delivery").count >= 1
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_module_loop(axiom_ws, axiom_tracker):
+    assert await axiom_ws.ping() > 0
+    assert axiom_tracker.stats("websocket_latency", "ping").count == 1
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_session_loop(axiom_ws):
+    await axiom_ws.subscribe(["BONK"])
+    await axiom_ws.receive(kind="token_update")
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_module_loop_again(axiom_ws):
+    # a fresh client each test, in the same loop
+    assert not axiom_ws.connected
+    assert await axiom_ws.ping() > 0
+
+def test_sync_test_never_connects(axiom_ws):
+    assert not axiom_ws.connected
+"""
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_fixture_works_in_every_mode_and_loop_scope(pytester: pytest.Pytester, mode: str) -> None:
+    pytester.makeini(
+        f"""
+        [pytest]
+        asyncio_mode = {mode}
+        asyncio_default_fixture_loop_scope = function
+        """
+    )
+    pytester.makepyfile(USER_TESTS.format(mark="@pytest.mark.asyncio" if mode == "strict" else ""))
+    result = pytester.runpytest_subprocess("-W", "error", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=5)
+    assert "warning" not in result.stdout.str().lower()
+
+
+def test_fixture_uses_the_configured_url_and_token(
+    pytester: pytest.Pytester, exchange: ExchangeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AXIOM_AUTH_TOKEN", exchange.token)
+    pytester.makeini(
+        """
+        [pytest]
+        asyncio_mode = auto
+        asyncio_default_fixture_loop_scope = function
+        """
+    )
+    pytester.makepyfile(
+        f"""
+        async def test_remote(axiom_ws, request):
+            assert axiom_ws.url == {exchange.ws_url!r}
+            assert await axiom_ws.ping() > 0
+            assert "axiom_exchange" not in request.fixturenames
+        """
+    )
+    result = pytester.runpytest_subprocess(f"--axiom-ws-url={exchange.ws_url}")
+    result.assert_outcomes(passed=1)
+    assert exchange.token not in result.stdout.str()
+
+
+def test_fixture_latency_feeds_the_budget(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        @pytest.mark.latency_budget(metric="websocket_latency", p99="5s", min_samples=10)
+        async def test_within(axiom_ws):
+            await axiom_ws.subscribe(["SOL"])
+            for _ in range(10):
+                await axiom_ws.receive(kind="token_update")
+
+        @pytest.mark.asyncio
+        @pytest.mark.latency_budget(metric="websocket_latency", tag="ping", max="1us")
+        async def test_over(axiom_ws):
+            await axiom_ws.ping()
+        """
+    )
+    result = user_project.runpytest_subprocess("--axiom-perf")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_over*", "*websocket_latency*ping*max*"])
