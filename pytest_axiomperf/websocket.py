@@ -52,6 +52,7 @@ import logging
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
@@ -105,8 +106,70 @@ ERR_SERVER = "WebSocket server error"
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A message handler: an async function taking the parsed message."""
 
-_CLOSED = object()  # wakes receive() callers when the client is closed for good
 _PREVIEW = 120  # characters of a bad message shown in the log
+
+
+class _DropOldest:
+    """A bounded FIFO for one event loop: ``put`` never waits, it drops the oldest item.
+
+    Cheaper than ``asyncio.Queue`` on the reader's hot path (a deque append and,
+    only when a consumer is idle, one future to wake it).
+    """
+
+    __slots__ = ("closed", "items", "maxsize", "waiters")
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        #: The hot paths use these two directly (a method call costs more than the work).
+        self.items: deque[Any] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def put(self, item: Any) -> bool:
+        """Append ``item``; True when the oldest item was dropped to make room."""
+        items = self.items
+        dropped = len(items) >= self.maxsize
+        if dropped:
+            items.popleft()
+        items.append(item)
+        if self.waiters:
+            self.wake()
+        return dropped
+
+    def wake(self) -> None:
+        """Wake one waiting ``get``."""
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def get(self) -> Any:
+        """The oldest item, waiting for one; ``IndexError`` once closed and empty."""
+        items = self.items
+        while not items:
+            if self.closed:
+                raise IndexError("closed")
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            await waiter
+        return items.popleft()
+
+    def get_nowait(self) -> Any:
+        """The oldest item; ``IndexError`` when empty."""
+        return self.items.popleft()
+
+    def close(self) -> None:
+        """Wake every waiting ``get``: the ones finding no item raise ``IndexError``."""
+        self.closed = True
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
 
 
 @dataclass
@@ -285,8 +348,8 @@ class WebSocketClient:
         self._workers: list[asyncio.Task[None]] = []
         self._connect_lock: asyncio.Lock | None = None
         self._connected: asyncio.Event | None = None
-        self._receive_q: asyncio.Queue[Any] | None = None
-        self._handler_q: asyncio.Queue[tuple[str, dict[str, Any], float]] | None = None
+        self._receive_q = _DropOldest(self.receive_queue_size)
+        self._handler_q = _DropOldest(self.handler_queue_size)
         self._pings: dict[float, asyncio.Future[float]] = {}
         self._window_start = 0.0
         self._window_messages = 0
@@ -333,7 +396,7 @@ class WebSocketClient:
     @property
     def queue_depth(self) -> int:
         """Messages waiting for a handler now."""
-        return self._handler_q.qsize() if self._handler_q is not None else 0
+        return len(self._handler_q)
 
     @property
     def subscriptions(self) -> list[str]:
@@ -385,8 +448,6 @@ class WebSocketClient:
             self._loop = loop
             self._connect_lock = asyncio.Lock()
             self._connected = asyncio.Event()
-            self._receive_q = asyncio.Queue(self.receive_queue_size)
-            self._handler_q = asyncio.Queue(self.handler_queue_size)
         assert self._connect_lock is not None and self._connected is not None
         async with self._connect_lock:
             if self._tasks:  # connected before (maybe reconnecting now): nothing to open
@@ -495,8 +556,7 @@ class WebSocketClient:
         self._closed = True
         self._close_reason = reason
         self._fail_pings(reason)
-        if self._receive_q is not None:
-            self._offer(self._receive_q, _CLOSED, count_drop=False)
+        self._receive_q.close()
 
     def close_from_sync(self) -> None:
         """Close from synchronous code (a fixture's teardown), in the loop that connected.
@@ -584,27 +644,26 @@ class WebSocketClient:
         Raises ``TimeoutError`` when none arrives within ``timeout`` seconds, and
         ``WebSocketError`` once the client is closed and the queue is empty.
         """
-        await self._ensure_connected()
         queue = self._receive_q
-        assert queue is not None
+        if not (queue.closed and len(queue)):  # what arrived before the end stays readable
+            await self._ensure_connected()
         deadline = time.perf_counter() + timeout
         while True:
-            left = deadline - time.perf_counter()
-            try:
-                if queue.empty():
-                    item = await asyncio.wait_for(queue.get(), max(left, 0.0))
-                else:
-                    item = queue.get_nowait()
-            except asyncio.TimeoutError:
-                state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
-                wanted = f"{kind!r} message" if kind else "message"
-                raise TimeoutError(
-                    f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
-                ) from None
-            if item is _CLOSED:
-                queue.put_nowait(_CLOSED)  # for the next caller
-                raise WebSocketError(f"{self!r} is closed{self._close_reason}")
-            message: dict[str, Any] = item
+            if len(queue):
+                message: dict[str, Any] = queue.get_nowait()
+            else:
+                try:
+                    message = await asyncio.wait_for(
+                        queue.get(), max(deadline - time.perf_counter(), 0.0)
+                    )
+                except asyncio.TimeoutError:
+                    state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
+                    wanted = f"{kind!r} message" if kind else "message"
+                    raise TimeoutError(
+                        f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
+                    ) from None
+                except IndexError:
+                    raise WebSocketError(f"{self!r} is closed{self._close_reason}") from None
             if kind is None or self.message_kind(message) == kind:
                 return message
 
@@ -632,14 +691,9 @@ class WebSocketClient:
             for i in range(self.max_handlers)
         ]
 
-    def _offer(self, queue: asyncio.Queue[Any], item: Any, count_drop: bool = True) -> None:
-        """Put without waiting; when full, drop the oldest (stale market data goes first)."""
-        if queue.full():
-            queue.get_nowait()
-            if count_drop:
-                self._stats.dropped += 1
-                self.tracker.record_error(ERR_DROPPED)
-        queue.put_nowait(item)
+    def _count_drop(self) -> None:
+        self._stats.dropped += 1
+        self.tracker.record_error(ERR_DROPPED)
 
     def _warn_once(self, problem: str, text: str, *args: Any) -> None:
         """Log a problem at warning level the first time, then at debug level."""
@@ -713,7 +767,10 @@ class WebSocketClient:
         kind_of = self.message_kind
         handler_q = self._handler_q
         receive_q = self._receive_q
-        assert handler_q is not None and receive_q is not None
+        pending, pending_waiters = handler_q.items, handler_q.waiters
+        pending_max, pending_half = handler_q.maxsize, handler_q.maxsize // 2
+        receive_half = receive_q.maxsize // 2
+        sleep = asyncio.sleep
         while True:
             try:
                 data = await recv(decode=False)
@@ -763,28 +820,46 @@ class WebSocketClient:
             if kind == "error":
                 self.tracker.record_error(ERR_SERVER)
             if handler is not None:
-                self._offer(handler_q, (kind, message, received))
-                depth = handler_q.qsize()
+                # handler_q.put() inlined. When full, the oldest goes: stale market
+                # data is the least useful.
+                if len(pending) >= pending_max:
+                    pending.popleft()
+                    self._count_drop()
+                pending.append((handler, message, received))
+                if pending_waiters:
+                    handler_q.wake()
+                depth = len(pending)
                 if depth > stats.max_queue_depth:
                     stats.max_queue_depth = depth
+                if depth > pending_half:
+                    # recv() returns buffered frames without yielding, so one burst could
+                    # fill the queue before a handler runs: give them a turn first.
+                    await sleep(0)
             else:
-                self._offer(receive_q, message)
+                if receive_q.put(message):
+                    self._count_drop()
+                if len(receive_q) > receive_half:
+                    await sleep(0)
 
     async def _work(self) -> None:
         """One handler slot: take the oldest waiting message, run its handler."""
         queue = self._handler_q
-        assert queue is not None
+        pending = queue.items
         stats = self._stats
+        perf_counter = time.perf_counter
         while True:
-            kind, message, received = await queue.get()
-            if time.perf_counter() - received > self.late_after:
+            if pending:
+                handler, message, received = pending.popleft()
+            else:
+                handler, message, received = await queue.get()
+            if perf_counter() - received > self.late_after:
                 stats.late += 1
             try:
-                await self._handlers[kind](message)
+                await handler(message)
             except Exception as exc:
                 stats.handler_errors += 1
                 self.tracker.record_error(exc)
-                _log.exception("%r: the handler for %r raised", self, kind)
+                _log.exception("%r: the handler for %r raised", self, self.message_kind(message))
             stats.handled += 1
 
     async def _keepalive(self) -> None:

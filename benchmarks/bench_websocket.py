@@ -1,0 +1,240 @@
+"""Benchmark of WebSocketClient against the embedded exchange.
+
+Run: ``python benchmarks/bench_websocket.py``. The exchange runs in its own
+subprocess; every client runs in this process, one at a time, rounds interleaved.
+
+1. Consumption rate: token_update messages/s taken from one stream pushed as
+   fast as the exchange can (``push_rate=100000``), WebSocketClient with
+   tracking on (a handler counting, and a ``receive()`` loop) against bare
+   ``websockets`` receive loops on the same settings. Goal: ratio >= 0.9.
+   Two figures per consumer: wall-clock msg/s, and msg per CPU-second of this
+   process (``time.process_time``), which the other jobs sharing the machine
+   disturb much less; ratios are of medians over interleaved rounds.
+2. The guide's table, live: "basic WebSocket" (websockets' default settings,
+   JSON parsed in the reader, the handler awaited inline) against "optimized
+   WebSocket" (WebSocketClient: no compression, handlers off the reader, 16 in
+   flight), at a fixed push rate, with a handler doing 1 ms of async I/O (an
+   order-book update sent on). Latency is timed the same way for both, in the
+   handler: from the instant the exchange meant to push the update to the
+   instant the bot's handler starts on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import connect
+
+from pytest_axiomperf import WebSocketClient
+from pytest_axiomperf.exchange import ExchangeSimulator
+
+ROUNDS = 5
+WARMUP = 2_000
+MESSAGES = 20_000
+TOKENS = ["SOL", "USDC", "BONK", "JUP", "WIF"]
+PUSH_RATE = 100  # per token: 500 updates/s in all
+TABLE_SECONDS = 6.0
+HANDLER_IO = 0.001
+
+# Epoch seconds on a monotonic clock, as the client computes them.
+WALL_OFFSET = time.time() - time.perf_counter()
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def headers(exchange: ExchangeSimulator) -> dict[str, str]:
+    return {"Authorization": f"Bearer {exchange.token}"}
+
+
+# -- 1. consumption rate ------------------------------------------------------------------
+
+
+Rate = tuple[float, float]  # (msg per wall second, msg per CPU second)
+
+
+def rate(start: tuple[float, float]) -> Rate:
+    wall, cpu = start
+    return MESSAGES / (time.perf_counter() - wall), MESSAGES / (time.process_time() - cpu)
+
+
+def clocks() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+async def bare_recv(exchange: ExchangeSimulator, parse: bool) -> Rate:
+    """Rates of a bare websockets loop (optionally parsing JSON)."""
+    async with connect(
+        exchange.ws_url, additional_headers=headers(exchange), compression=None, proxy=None
+    ) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "tokens": ["SOL"]}))
+        for _ in range(WARMUP):
+            await ws.recv()
+        start = clocks()
+        for _ in range(MESSAGES):
+            data = await ws.recv(decode=False)
+            if parse:
+                json.loads(data)
+        return rate(start)
+
+
+async def client_handler(exchange: ExchangeSimulator) -> Rate:
+    """Rates at which WebSocketClient hands messages to a handler (tracking on)."""
+    count = 0
+    marks: dict[int, tuple[float, float]] = {}
+    done = asyncio.Event()
+
+    async def on_update(message: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if count in (WARMUP, WARMUP + MESSAGES):
+            marks[count] = clocks()
+            if count == WARMUP + MESSAGES:
+                done.set()
+
+    ws = WebSocketClient(exchange.ws_url, token=exchange.token, max_handlers=1)
+    ws.register_handler("token_update", on_update)
+    async with ws:
+        await ws.subscribe(["SOL"])
+        await asyncio.wait_for(done.wait(), 60)
+    assert ws.stats.dropped == 0, ws.stats
+    (wall0, cpu0), (wall1, cpu1) = marks[WARMUP], marks[WARMUP + MESSAGES]
+    return MESSAGES / (wall1 - wall0), MESSAGES / (cpu1 - cpu0)
+
+
+async def client_receive(exchange: ExchangeSimulator) -> Rate:
+    """Rates of a receive() loop on WebSocketClient (tracking on)."""
+    async with WebSocketClient(exchange.ws_url, token=exchange.token) as ws:
+        await ws.subscribe(["SOL"])
+        for _ in range(WARMUP):
+            await ws.receive()
+        start = clocks()
+        for _ in range(MESSAGES):
+            await ws.receive()
+        rates = rate(start)
+    assert ws.stats.dropped == 0, ws.stats
+    return rates
+
+
+# -- 2. the guide's table ------------------------------------------------------------------------
+
+
+async def bot_work(message: dict[str, Any]) -> None:
+    """The bot's handler: 1 ms of async I/O."""
+    await asyncio.sleep(HANDLER_IO)
+
+
+async def basic(exchange: ExchangeSimulator, samples: list[float]) -> None:
+    """The guide's basic client: default settings, parse and handle inline."""
+    async with connect(exchange.ws_url, additional_headers=headers(exchange), proxy=None) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "tokens": TOKENS}))
+        end = time.perf_counter() + TABLE_SECONDS
+        while time.perf_counter() < end:
+            message = json.loads(await ws.recv())
+            if message.get("type") == "token_update":
+                samples.append(time.perf_counter() + WALL_OFFSET - message["timestamp"])
+                await bot_work(message)
+
+
+async def optimized(exchange: ExchangeSimulator, samples: list[float]) -> WebSocketClient:
+    """WebSocketClient with handlers off the reader."""
+
+    async def on_update(message: dict[str, Any]) -> None:
+        samples.append(time.perf_counter() + WALL_OFFSET - message["timestamp"])
+        await bot_work(message)
+
+    ws = WebSocketClient(exchange.ws_url, token=exchange.token, max_handlers=16)
+    ws.register_handler("token_update", on_update)
+    async with ws:
+        await ws.subscribe(TOKENS)
+        await asyncio.sleep(TABLE_SECONDS)
+    return ws
+
+
+def row(name: str, samples: list[float]) -> str:
+    ms = [s * 1000 for s in samples]
+    return (
+        f"{name:<22}{len(ms):>7}{statistics.fmean(ms):>10.2f}{percentile(ms, 95):>10.2f}"
+        f"{percentile(ms, 99):>10.2f}{max(ms):>10.2f}"
+    )
+
+
+async def main() -> None:
+    print(
+        f"python {sys.version.split()[0]}, websockets {websockets.__version__}, "
+        f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
+    )
+    with ExchangeSimulator() as exchange:
+        exchange.configure(push_rate=100_000)
+        contenders: list[tuple[str, Callable[[], Awaitable[Rate]]]] = [
+            ("bare recv()", lambda: bare_recv(exchange, parse=False)),
+            ("bare recv() + json", lambda: bare_recv(exchange, parse=True)),
+            ("WebSocketClient handler", lambda: client_handler(exchange)),
+            ("WebSocketClient receive", lambda: client_receive(exchange)),
+        ]
+        rates: dict[str, list[Rate]] = {name: [] for name, _ in contenders}
+        for _ in range(ROUNDS):
+            for name, run in contenders:
+                rates[name].append(await run())
+        print(
+            f"\n1. Consumption rate, one stream, push_rate=100000 "
+            f"({MESSAGES} messages after {WARMUP} warm-up, {ROUNDS} interleaved rounds, median)"
+        )
+        print(
+            f"{'consumer':<26}{'msg/s':>8}{'vs bare':>8}{'vs +json':>9}"
+            f"{'msg/CPU-s':>11}{'vs bare':>8}{'vs +json':>9}   wall msg/s per round"
+        )
+
+        def medians(name: str) -> tuple[float, float]:
+            return (
+                statistics.median(r[0] for r in rates[name]),
+                statistics.median(r[1] for r in rates[name]),
+            )
+
+        bare, bare_cpu = medians("bare recv()")
+        bare_json, bare_json_cpu = medians("bare recv() + json")
+        for name, _ in contenders:
+            wall, cpu = medians(name)
+            rounds = " ".join(f"{r[0]:.0f}" for r in rates[name])
+            print(
+                f"{name:<26}{wall:>8.0f}{wall / bare:>8.2f}{wall / bare_json:>9.2f}"
+                f"{cpu:>11.0f}{cpu / bare_cpu:>8.2f}{cpu / bare_json_cpu:>9.2f}   {rounds}"
+            )
+
+        exchange.configure(push_rate=PUSH_RATE)
+        basic_samples: list[float] = []
+        optimized_samples: list[float] = []
+        await basic(exchange, basic_samples)
+        client = await optimized(exchange, optimized_samples)
+        print(
+            f"\n2. Guide's table: {len(TOKENS)} tokens x {PUSH_RATE}/s = "
+            f"{len(TOKENS) * PUSH_RATE} updates/s for {TABLE_SECONDS:g} s, handler = "
+            f"{HANDLER_IO * 1000:g} ms async I/O; latency intended push -> handler start (ms)"
+        )
+        print(f"{'client':<22}{'n':>7}{'mean':>10}{'p95':>10}{'p99':>10}{'max':>10}")
+        print(row("basic WebSocket", basic_samples))
+        print(row("optimized WebSocket", optimized_samples))
+        delivery = client.tracker.stats("websocket_latency", "delivery")
+        print(
+            f"optimized client's own tracker (intended push -> reader): n={delivery.count} "
+            f"mean={delivery.mean * 1000:.2f} p95={delivery.p95 * 1000:.2f} "
+            f"p99={delivery.p99 * 1000:.2f} ms; dropped={client.stats.dropped} "
+            f"late={client.stats.late} max queue depth={client.stats.max_queue_depth}"
+        )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
