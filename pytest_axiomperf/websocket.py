@@ -107,6 +107,14 @@ Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A message handler: an async function taking the parsed message."""
 
 _PREVIEW = 120  # characters of a bad message shown in the log
+# Why a connection could not be opened (on Python 3.10, asyncio.TimeoutError is
+# not the builtin TimeoutError, and either can come out of the handshake).
+_OPEN_ERRORS = (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError, TimeoutError)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 class _DropOldest:
@@ -148,20 +156,28 @@ class _DropOldest:
                 waiter.set_result(None)
                 return
 
-    async def get(self) -> Any:
-        """The oldest item, waiting for one; ``IndexError`` once closed and empty."""
+    async def get(self, deadline: float | None = None) -> Any:
+        """The oldest item, waiting for one until ``deadline`` (``loop.time()``).
+
+        ``TimeoutError`` at the deadline; ``IndexError`` once closed and empty.
+        """
         items = self.items
         while not items:
             if self.closed:
                 raise IndexError("closed")
-            waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            waiter = loop.create_future()
             self.waiters.append(waiter)
-            await waiter
+            if deadline is None:
+                await waiter
+                continue
+            # A timer, not asyncio.wait_for: that wraps every wait in a new task.
+            timer = loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
         return items.popleft()
-
-    def get_nowait(self) -> Any:
-        """The oldest item; ``IndexError`` when empty."""
-        return self.items.popleft()
 
     def close(self) -> None:
         """Wake every waiting ``get``: the ones finding no item raise ``IndexError``."""
@@ -454,7 +470,7 @@ class WebSocketClient:
                 return
             try:
                 ws = await self._open()
-            except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as exc:
+            except _OPEN_ERRORS as exc:
                 raise WebSocketError(self._describe_failure(exc)) from None
             self._ws = ws
             self._connected.set()
@@ -497,7 +513,7 @@ class WebSocketClient:
             status = exc.response.status_code
             hint = " (missing or wrong bearer token?)" if status in (401, 403) else ""
             return f"{where} refused the WebSocket handshake with HTTP {status}{hint}"
-        if isinstance(exc, asyncio.TimeoutError):
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return f"{where} did not complete the handshake within {self.open_timeout:g} s"
         return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
 
@@ -647,16 +663,17 @@ class WebSocketClient:
         queue = self._receive_q
         if not (queue.closed and len(queue)):  # what arrived before the end stays readable
             await self._ensure_connected()
-        deadline = time.perf_counter() + timeout
+        items = queue.items
+        deadline: float | None = None
         while True:
-            if len(queue):
-                message: dict[str, Any] = queue.get_nowait()
+            if items:
+                message: dict[str, Any] = items.popleft()
             else:
+                if deadline is None:
+                    deadline = asyncio.get_running_loop().time() + timeout
                 try:
-                    message = await asyncio.wait_for(
-                        queue.get(), max(deadline - time.perf_counter(), 0.0)
-                    )
-                except asyncio.TimeoutError:
+                    message = await queue.get(deadline)
+                except TimeoutError:
                     state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
                     wanted = f"{kind!r} message" if kind else "message"
                     raise TimeoutError(
@@ -744,7 +761,7 @@ class WebSocketClient:
             await asyncio.sleep(ceiling / 2 + self._rng.uniform(0.0, ceiling / 2))
             try:
                 return await self._open()
-            except (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError) as exc:
+            except _OPEN_ERRORS as exc:
                 attempt += 1
                 self._last_error = self._describe_failure(exc)
                 self.tracker.record_error(ERR_RECONNECT_FAILED)
