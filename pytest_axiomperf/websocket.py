@@ -782,6 +782,8 @@ class WebSocketClient:
         handlers = self._handlers
         kinds = self._kinds
         kind_of = self.message_kind
+        # Skip a method call per message unless a subclass changed how kinds are found.
+        typed = type(self).message_kind is WebSocketClient.message_kind
         handler_q = self._handler_q
         receive_q = self._receive_q
         pending, pending_waiters = handler_q.items, handler_q.waiters
@@ -813,7 +815,12 @@ class WebSocketClient:
                     bytes(data[:_PREVIEW]),
                 )
                 continue
-            kind = kind_of(message)
+            if typed:
+                kind = message.get("type")
+                if kind.__class__ is not str:
+                    kind = None
+            else:
+                kind = kind_of(message)
             if kind == "pong":
                 echoed = message.get("timestamp")
                 answered = self._pings.get(echoed) if echoed.__class__ is float else None
