@@ -472,6 +472,9 @@ class WebSocketClient:
                 ws = await self._open()
             except _OPEN_ERRORS as exc:
                 raise WebSocketError(self._describe_failure(exc)) from None
+            if self._closing or self._closed:  # close() ran during the handshake
+                await ws.close()
+                raise WebSocketError(f"{self!r} was closed while connecting")
             self._ws = ws
             self._connected.set()
             self._window_start = time.perf_counter()
@@ -577,8 +580,9 @@ class WebSocketClient:
     def close_from_sync(self) -> None:
         """Close from synchronous code (a fixture's teardown), in the loop that connected.
 
-        That loop must not be running. When it is already closed, the connection
-        cannot be closed cleanly any more and is only forgotten.
+        When that loop is running (a call from inside it), the close is scheduled
+        instead. When it is already closed, its shutdown cancelled the reader,
+        which dropped the socket: nothing is left to close.
         """
         loop = self._loop
         if self._closed or loop is None:
@@ -590,7 +594,9 @@ class WebSocketClient:
             self._closed = True
             return
         if loop.is_running():
-            raise WebSocketError(f"{self!r}: its event loop is running; use `await close()`")
+            # Called from inside the loop: the close runs as soon as the caller yields.
+            self._tasks.append(loop.create_task(self.close()))
+            return
         loop.run_until_complete(self.close())
 
     # -- sending -------------------------------------------------------------------------------
@@ -721,6 +727,20 @@ class WebSocketClient:
     # -- the tasks ------------------------------------------------------------------------------
 
     async def _run(self, ws: ClientConnection) -> None:
+        """Read and reconnect until closed; cancelled without close(): drop the socket."""
+        try:
+            await self._serve_connections(ws)
+        except asyncio.CancelledError:
+            current = self._ws
+            if not self._closing and current is not None:
+                # The loop is shutting down (asyncio.run, a test's runner) and nobody
+                # closed the client: do not leave an open socket behind.
+                current.transport.abort()
+                self._closed = True
+                self._close_reason = " (its event loop shut down)"
+            raise
+
+    async def _serve_connections(self, ws: ClientConnection) -> None:
         """Read until the connection is lost; then reconnect, or finish the client."""
         while True:
             code = await self._read(ws)

@@ -361,6 +361,25 @@ def test_a_client_belongs_to_the_loop_that_connected_it(exchange: ExchangeSimula
         loop.close()
 
 
+def test_a_client_left_open_is_dropped_when_its_loop_shuts_down(
+    exchange: ExchangeSimulator,
+) -> None:
+    async def forgetful() -> WebSocketClient:
+        ws = make_client(exchange)
+        await ws.subscribe(["SOL"])
+        await ws.receive(kind="token_update")
+        return ws  # never closed
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ws = asyncio.run(forgetful())
+        assert ws.closed
+        ws.close_from_sync()  # nothing left to do, no error
+        del ws
+        gc.collect()
+    assert [str(w.message) for w in caught] == []
+
+
 # -- the axiom_ws fixture, as users run it ------------------------------------------------------
 
 USER_TESTS = """
