@@ -122,10 +122,16 @@ class SessionResults:
         self.tests[result.nodeid] = result
 
     def totals(self) -> PerformanceTracker:
-        """One tracker merging every test's metrics and the resource samples."""
+        """One tracker merging the tests' metrics and the resource samples.
+
+        Expected failures (xfailed tests, e.g. an example showing a budget catch
+        a deliberately bad variant) are left out: they describe what the code
+        under test should not do. Their numbers stay in their own results.
+        """
         total = PerformanceTracker("session")
         for result in self.tests.values():
-            total.merge(result.tracker)
+            if result.outcome != "xfailed":
+                total.merge(result.tracker)
         total.merge(self.resources)
         total._runtime = self.resources.runtime
         return total

@@ -211,3 +211,38 @@ def test_a_malformed_table_is_refused() -> None:
 
     with pytest.raises(ValueError, match="has 1 cells, expected 2"):
         PerformanceTracker().add_table("t", ["a", "b"], [["only one"]])
+
+
+def test_expected_failures_are_left_out_of_the_session_totals(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        def test_good(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.010)
+
+        @pytest.mark.xfail("axiom_perf", strict=True, reason="the naive variant")
+        @pytest.mark.latency_budget(p95="50ms")
+        def test_naive(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.500)
+        """
+    )
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=r.json")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "API Response Times (n=1):",
+            "  Mean: 10.00ms",
+            "(totals leave out 1 expected failure(s); their numbers are in the budgets table)",
+            "*FAIL latency    api_response_times p95 = 500.00ms > 50.00ms*",
+        ]
+    )
+    data = json.loads((user_project.path / "r.json").read_text())
+    assert data["session"]["metrics"]["api_response_times"]["count"] == 1
+    naive = data["tests"][
+        "test_expected_failures_are_left_out_of_the_session_totals.py::test_naive"
+    ]
+    assert naive["outcome"] == "xfailed"
+    assert naive["metrics"]["api_response_times"]["count"] == 1
