@@ -6,10 +6,11 @@ import asyncio
 from collections import deque
 from typing import Any
 
+from bot.counting import UpdateCounter
 from pytest_axiomperf import OptimizedClient, PerformanceTracker, WebSocketClient
 
 
-class TradingBot:
+class TradingBot(UpdateCounter):
     """Watches token prices and trades on the exchange at ``base_url`` / ``ws_url``."""
 
     def __init__(
@@ -22,6 +23,7 @@ class TradingBot:
         history: int = 1_000,
         work: float = 0.0,
     ) -> None:
+        super().__init__()
         self.tracker = tracker if tracker is not None else PerformanceTracker()
         # One session, one connection pool for every REST call the bot makes.
         self.client = OptimizedClient(base_url, token=token, tracker=self.tracker)
@@ -30,8 +32,6 @@ class TradingBot:
         self.history = history
         self.work = work  # seconds of strategy work per update (simulated I/O)
         self.prices: dict[str, deque[float]] = {}
-        self.updates = 0
-        self._waiting: tuple[int, asyncio.Event] | None = None
 
     async def start(self, tokens: list[str]) -> None:
         """Warm the connection pool and subscribe to ``tokens`` (one message)."""
@@ -47,9 +47,7 @@ class TradingBot:
         if prices is None:
             prices = self.prices[update["token"]] = deque(maxlen=self.history)
         prices.append(float(update["price"]))
-        self.updates += 1
-        if self._waiting is not None and self.updates >= self._waiting[0]:
-            self._waiting[1].set()
+        self.counted()
         if self.work:
             await asyncio.sleep(self.work)
 
@@ -72,14 +70,6 @@ class TradingBot:
         )
         order: dict[str, Any] = response.raise_for_status().json()
         return order
-
-    async def wait_for_updates(self, n: int, timeout: float = 15.0) -> None:
-        """Wait until ``n`` updates have been handled (``TimeoutError`` after ``timeout`` s)."""
-        event = asyncio.Event()
-        self._waiting = (n, event)
-        if self.updates >= n:
-            event.set()
-        await asyncio.wait_for(event.wait(), timeout)
 
     async def close(self) -> None:
         """Close the stream and the connection pool."""

@@ -11,10 +11,11 @@ from typing import Any
 import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 
+from bot.counting import UpdateCounter
 from pytest_axiomperf import PerformanceTracker
 
 
-class NaiveBot:
+class NaiveBot(UpdateCounter):
     """A new HTTP session per request, every price kept forever, handlers inline."""
 
     def __init__(
@@ -26,14 +27,13 @@ class NaiveBot:
         tracker: PerformanceTracker | None = None,
         work: float = 0.0,
     ) -> None:
+        super().__init__()
         self.tracker = tracker if tracker is not None else PerformanceTracker()
         self.base_url = base_url
         self.ws_url = ws_url
         self._headers = {"Authorization": f"Bearer {token}"}
         self.work = work
         self.prices: dict[str, list[float]] = {}  # grows without bound
-        self.updates = 0
-        self._waiting: tuple[int, asyncio.Event] | None = None
         self._ws: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -76,19 +76,9 @@ class NaiveBot:
     async def on_update(self, update: dict[str, Any]) -> None:
         """Keep every price; do the strategy's work in the reader."""
         self.prices.setdefault(update["token"], []).append(float(update["price"]))
-        self.updates += 1
-        if self._waiting is not None and self.updates >= self._waiting[0]:
-            self._waiting[1].set()
+        self.counted()
         if self.work:
             await asyncio.sleep(self.work)
-
-    async def wait_for_updates(self, n: int, timeout: float = 15.0) -> None:
-        """Wait until ``n`` updates have been handled (``TimeoutError`` after ``timeout`` s)."""
-        event = asyncio.Event()
-        self._waiting = (n, event)
-        if self.updates >= n:
-            event.set()
-        await asyncio.wait_for(event.wait(), timeout)
 
     async def close(self) -> None:
         """Stop reading and close the stream."""
