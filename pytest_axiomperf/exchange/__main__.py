@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     knobs.add_argument("--stall-after", type=float, default=0.0)
     knobs.add_argument("--stall-every", type=float, default=0.0)
     knobs.add_argument("--push-rate", type=float, default=10.0, help="updates/s per token")
+    knobs.add_argument(
+        "--access-token-ttl", type=float, default=3600.0, help="issued access tokens, seconds"
+    )
     # Used by ExchangeSimulator: exit when the parent's stdin pipe closes or the parent dies.
     parser.add_argument("--exit-with-parent", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -90,6 +93,7 @@ def _profile(args: argparse.Namespace) -> ExchangeProfile:
         stall_after=args.stall_after,
         stall_every=args.stall_every,
         push_rate=args.push_rate,
+        access_token_ttl=args.access_token_ttl,
     )
 
 

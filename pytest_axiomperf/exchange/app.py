@@ -1,6 +1,10 @@
 """The embedded exchange: an aiohttp application serving REST and a WebSocket stream.
 
-REST (every route needs ``Authorization: Bearer <token>``, else 401):
+It speaks the guide's protocol (below) and AxiomTrade's own protocol as the
+``axiomtradeapi`` SDK uses it (rooms, cookies, its REST routes: see axiom.py).
+
+REST (every route needs ``Authorization: Bearer <token>`` or a valid
+``auth-access-token`` cookie, else 401):
 
 - ``GET /health`` -> ``{"status": "ok", "timestamp": <epoch s>}``
 - ``GET /balance/{address}`` -> deterministic SOL balance of a wallet
@@ -26,7 +30,8 @@ which the handle changes through the ``/_control/`` routes (enabled only with a
 control secret; they bypass auth and faults).
 
 To add a REST route, add it to the router returned by `create_app`; to add a
-WebSocket message kind, add a handler to ``app[STATE].ws_handlers``.
+WebSocket message kind, add a handler to ``app[STATE].ws_handlers`` (or, for
+messages carrying an ``"action"`` instead of a ``"type"``, to ``ws_actions``).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from pytest_axiomperf.errors import ConfigError
+from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, AccessTokens
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
 
 __all__ = [
@@ -108,20 +114,42 @@ class ExchangeState:
     control_secret: str | None
     model: FaultModel
     ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
+    # Messages of AxiomTrade's room protocol, dispatched on "action" (see axiom.py).
+    ws_actions: dict[str, WsHandler] = field(default_factory=dict)
     orders: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
     order_seq: int = 0
     websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     # Routes served without injected faults (the WebSocket handshake: pushes have their own).
     fault_free_paths: set[str] = field(default_factory=lambda: {"/ws"})
+    # Routes that check credentials themselves (the token refresh takes a refresh token).
+    auth_free_paths: set[str] = field(default_factory=set)
     # Converts the event loop's monotonic clock to epoch seconds.
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
+    tokens: AccessTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Accept the exchange's own token as access and refresh token too."""
+        self.tokens = AccessTokens(self.token)
+
+    def refusal(self, request: web.Request) -> str | None:
+        """None when the request is authorized, else why it is not.
+
+        Accepted: ``Authorization: Bearer <token>`` with the exchange's token, or
+        the ``auth-access-token`` cookie holding a valid access token (auth.py).
+        """
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), self.token.encode()
+        ):
+            return None
+        cookie = request.cookies.get(ACCESS_COOKIE)
+        if cookie:
+            return self.tokens.check_access(cookie, time.time())
+        return "missing or wrong bearer token"
 
     def authorized(self, request: web.Request) -> bool:
-        """Whether the request presents the exchange's bearer token."""
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return False
-        return hmac.compare_digest(presented.strip().encode(), self.token.encode())
+        """Whether the request presents a valid bearer token or access-token cookie."""
+        return self.refusal(request) is None
 
     def apply(self, profile: ExchangeProfile) -> None:
         """Put `profile` in force from now on."""
@@ -144,8 +172,9 @@ async def _gateway(
     try:
         if request.path.startswith(_CONTROL_PREFIX):
             return await handler(request)
-        if not state.authorized(request):
-            return _error(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        refusal = None if request.path in state.auth_free_paths else state.refusal(request)
+        if refusal is not None:
+            return _error(401, refusal, {"WWW-Authenticate": "Bearer"})
         if request.path in state.fault_free_paths:
             return await handler(request)
         return await _with_faults(request, handler, state)
@@ -194,6 +223,11 @@ def _digest(kind: str, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{kind}:{key}".encode()).digest()[:8], "big")
 
 
+def _lamports(address: str) -> int:
+    """The wallet's deterministic SOL balance in lamports (the same on every route)."""
+    return _digest("balance", address) % (1_000 * 10**9)
+
+
 def _address(request: web.Request) -> str | None:
     address = request.match_info["address"]
     return address if _ADDRESS.fullmatch(address) else None
@@ -207,7 +241,7 @@ async def _balance(request: web.Request) -> web.Response:
     address = _address(request)
     if address is None:
         return _error(400, "address must be 1-64 letters or digits")
-    lamports = _digest("balance", address) % (1_000 * 10**9)
+    lamports = _lamports(address)
     return web.json_response({"address": address, "lamports": lamports, "sol": lamports / 1e9})
 
 
@@ -306,6 +340,8 @@ class WsSession:
         self.state = state
         self.sent = 0
         self.streams: dict[str, asyncio.Task[None]] = {}
+        # Joined rooms of the room protocol; None for a room that pushes nothing.
+        self.rooms: dict[str, asyncio.Task[None] | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def send(self, payload: dict[str, Any]) -> bool:
@@ -356,9 +392,10 @@ class WsSession:
         for task in list(self._tasks):
             task.cancel()
         self.streams.clear()
+        self.rooms.clear()
 
     async def handle_text(self, data: str) -> None:
-        """Dispatch one text message on its ``type``."""
+        """Dispatch one text message on its ``type`` (or its ``action``: room protocol)."""
         try:
             message = json.loads(data)
         except ValueError as exc:
@@ -366,6 +403,15 @@ class WsSession:
             return
         if not isinstance(message, dict):
             await self.error("message must be a JSON object with a 'type'")
+            return
+        if "type" not in message and "action" in message:
+            action = message["action"]
+            on_action = self.state.ws_actions.get(action) if isinstance(action, str) else None
+            if on_action is None:
+                known = ", ".join(sorted(self.state.ws_actions))
+                await self.error(f"unknown action {action!r}; known: {known}")
+                return
+            await on_action(self, message)
             return
         kind = message.get("type")
         handler = self.state.ws_handlers.get(kind) if isinstance(kind, str) else None
@@ -377,11 +423,34 @@ class WsSession:
 
     async def stream(self, token: str) -> None:
         """Push ``token_update`` messages for `token`, scheduled at absolute times."""
-        loop = asyncio.get_running_loop()
         seed = _digest("price", token)
         rng = random.Random(seed)
         base = TOKENS[token].price if token in TOKENS else 0.001 + (seed % 100_000) / 1_000
         price = base
+
+        def update(seq: int, intended: float) -> dict[str, Any]:
+            nonlocal price
+            price = max(base * 0.01, price * (1.0 + rng.gauss(0.0, 0.001)))
+            return {
+                "type": "token_update",
+                "token": token,
+                "price": round(price, 9),
+                "volume": round(rng.uniform(0.0, 1_000.0), 3),
+                "timestamp": intended,
+                "seq": seq,
+            }
+
+        await self.pace(update)
+
+    async def pace(self, build: Callable[[int, float], dict[str, Any]]) -> None:
+        """Send ``build(seq, intended)`` at ``push_rate`` until the connection ends.
+
+        Messages are scheduled at absolute times; `intended` is the time (epoch
+        seconds) the server intended to send message number `seq` (from 1),
+        before injected delays and stalls, so clients measure delivery latency
+        without coordinated omission.
+        """
+        loop = asyncio.get_running_loop()
         intended = loop.time()
         last_send = intended
         seq = 0
@@ -397,17 +466,8 @@ class WsSession:
                 # Behind schedule: still let the reader and other connections run.
                 await asyncio.sleep(0)
             last_send = send_at
-            price = max(base * 0.01, price * (1.0 + rng.gauss(0.0, 0.001)))
             seq += 1
-            update = {
-                "type": "token_update",
-                "token": token,
-                "price": round(price, 9),
-                "volume": round(rng.uniform(0.0, 1_000.0), 3),
-                "timestamp": intended + self.state.wall_offset,
-                "seq": seq,
-            }
-            if not await self.send(update):
+            if not await self.send(build(seq, intended + self.state.wall_offset)):
                 return
             intended += 1.0 / model.profile.push_rate
 
@@ -517,6 +577,7 @@ async def _control_reset(request: web.Request) -> web.Response:
     state.apply(ExchangeProfile())
     state.orders.clear()
     state.order_seq = 0
+    state.tokens.clear()
     return web.json_response(state.model.profile.to_dict())
 
 
@@ -553,6 +614,10 @@ def create_app(
         {"subscribe": _ws_subscribe, "unsubscribe": _ws_unsubscribe, "ping": _ws_ping}
     )
     app[STATE] = state
+    # Imported here: axiom.py builds on this module's WsSession and helpers.
+    from pytest_axiomperf.exchange import axiom
+
+    axiom.install(app)
 
     async def start_clock(app: web.Application) -> None:
         state.apply(state.model.profile)

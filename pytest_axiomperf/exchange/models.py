@@ -26,7 +26,10 @@ Knobs (all times in seconds; a value of 0 turns a fault off):
   messages due in the window wait until it ends. The first stall starts
   ``stall_after`` seconds after the profile is applied; ``stall_every`` > 0
   repeats it with that period (0: one stall only).
-- ``push_rate``: ``token_update`` messages per second per subscribed token.
+- ``push_rate``: ``token_update`` messages per second per subscribed token, and
+  pushes per second per joined room of the room protocol.
+- ``access_token_ttl``: lifetime of the access tokens issued by
+  ``POST /refresh-access-token`` (the exchange's own token never expires).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ Distribution = Literal["normal", "lognormal"]
 _DISTRIBUTIONS: tuple[str, ...] = get_args(Distribution)
 _MAX_DELAY = 60.0
 _MAX_PUSH_RATE = 100_000.0
+_MAX_TTL = 30 * 86400.0
 
 
 def _number(name: str, value: object, *, low: float, high: float, low_open: bool = False) -> float:
@@ -83,6 +87,7 @@ class ExchangeProfile:
     stall_after: float = 0.0
     stall_every: float = 0.0
     push_rate: float = 10.0
+    access_token_ttl: float = 3600.0
 
     def __post_init__(self) -> None:
         """Validate every knob; raise ConfigError naming the first bad one."""
@@ -112,6 +117,7 @@ class ExchangeProfile:
                 f"stall ({self.stall!r}), or 0 for a single stall"
             )
         _number("push_rate", self.push_rate, low=0.0, high=_MAX_PUSH_RATE, low_open=True)
+        _number("access_token_ttl", self.access_token_ttl, low=0.0, high=_MAX_TTL, low_open=True)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> ExchangeProfile:

@@ -216,8 +216,8 @@ class ExchangeSimulator:
         `latency` and `jitter` are seconds; `error_rate` a share of REST 500s;
         `seed` makes the draws repeatable. Other knobs (``distribution``,
         ``rate_limit``, ``rate_limit_burst``, ``ws_disconnect_every``, ``stall``,
-        ``stall_after``, ``stall_every``, ``push_rate``) are documented in
-        `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
+        ``stall_after``, ``stall_every``, ``push_rate``, ``access_token_ttl``) are
+        documented in `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
         """
         profile = ExchangeProfile.from_dict(
             {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}
@@ -226,7 +226,11 @@ class ExchangeSimulator:
         self._configured = profile.to_dict()
 
     def reset(self) -> None:
-        """Restore the default profile (no latency, no faults) and forget all orders."""
+        """Restore the default profile (no latency, no faults), forget all orders.
+
+        Also revokes the access tokens issued by ``/refresh-access-token`` (the
+        exchange's own token stays valid).
+        """
         self._control("POST", "reset", {})
         self._configured = None
 
