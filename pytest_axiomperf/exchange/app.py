@@ -147,10 +147,6 @@ class ExchangeState:
             return self.tokens.check_access(cookie, time.time())
         return "missing or wrong bearer token"
 
-    def authorized(self, request: web.Request) -> bool:
-        """Whether the request presents a valid bearer token or access-token cookie."""
-        return self.refusal(request) is None
-
     def apply(self, profile: ExchangeProfile) -> None:
         """Put `profile` in force from now on."""
         self.model = FaultModel(profile, asyncio.get_running_loop().time())
