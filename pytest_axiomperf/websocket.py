@@ -39,6 +39,13 @@ then every subscription is sent again in one message.
 
 Message kinds: a message's kind is its ``"type"`` field (:meth:`WebSocketClient.message_kind`);
 a protocol with another shape overrides that method and :meth:`WebSocketClient.subscribe_message`.
+
+Rooms (AxiomTrade's own protocol, as the ``axiomtradeapi`` SDK speaks it):
+:meth:`WebSocketClient.join` sends ``{"action": "join", "room": R}``; the room's
+pushes ``{"room": R, "content": ..., "emitted_at": t}`` are of kind ``"room:R"``
+(:func:`room_kind`), go to the room's handler or to :meth:`WebSocketClient.receive`,
+and their delivery latency is timed from ``emitted_at`` (the intended emit time,
+like ``timestamp`` above). Joined rooms are joined again after a reconnect.
 """
 
 from __future__ import annotations
@@ -72,10 +79,12 @@ __all__ = [
     "PING_TAG",
     "QUEUE_DEPTH",
     "RECONNECT_GAP",
+    "ROOM_KIND",
     "WEBSOCKET_TAG",
     "Handler",
     "WebSocketClient",
     "WebSocketStats",
+    "room_kind",
 ]
 
 _log = logging.getLogger(__name__)
@@ -105,6 +114,15 @@ ERR_SERVER = "WebSocket server error"
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 """A message handler: an async function taking the parsed message."""
+
+#: Prefix of the kind of a room's pushes: ``"room:new_pairs"``.
+ROOM_KIND = "room:"
+
+
+def room_kind(room: str) -> str:
+    """The message kind of the pushes of ``room`` (for ``receive(kind=...)``)."""
+    return ROOM_KIND + room
+
 
 _PREVIEW = 120  # characters of a bad message shown in the log
 # Why a connection could not be opened (on Python 3.10, asyncio.TimeoutError is
@@ -348,6 +366,7 @@ class WebSocketClient:
         self._kinds = set(kinds)
         self._handlers: dict[str, Handler] = {}
         self._subscriptions: dict[str, None] = {}  # ordered set
+        self._rooms: dict[str, None] = {}  # ordered set
         self._stats = WebSocketStats()
         self._rng = random.Random()
         # Epoch seconds = perf_counter() + offset: monotonic, comparable with server stamps.
@@ -419,12 +438,23 @@ class WebSocketClient:
         """The tokens subscribed to, in order; sent again after every reconnect."""
         return list(self._subscriptions)
 
+    @property
+    def rooms(self) -> list[str]:
+        """The rooms joined, in order; joined again after every reconnect."""
+        return list(self._rooms)
+
     # -- extension points -----------------------------------------------------------------
 
     def message_kind(self, message: Mapping[str, Any]) -> str | None:
-        """The kind ``message`` is dispatched on: its ``"type"`` field (``None``: unknown)."""
+        """The kind ``message`` is dispatched on (``None``: unknown).
+
+        Its ``"type"`` field, else ``room_kind(room)`` for a room push.
+        """
         kind = message.get("type")
-        return kind if isinstance(kind, str) else None
+        if isinstance(kind, str):
+            return kind
+        room = message.get("room")
+        return ROOM_KIND + room if isinstance(room, str) else None
 
     def subscribe_message(self, tokens: list[str]) -> dict[str, Any]:
         """The one message subscribing to ``tokens``."""
@@ -621,6 +651,26 @@ class WebSocketClient:
             self._subscriptions.pop(token, None)
         await self.send({"type": "unsubscribe", "tokens": dropped})
 
+    async def join(self, room: str, handler: Handler | None = None) -> None:
+        """Join ``room`` (``{"action": "join", "room": room}``); joined again after a reconnect.
+
+        Its pushes go to ``await handler(push)`` (the whole push: ``room``,
+        ``content``, ``emitted_at``) when given, else to ``receive(kind=room_kind(room))``.
+        """
+        if not isinstance(room, str) or not room:
+            raise ValueError(f"room must be a non-empty str, got {room!r}")
+        if handler is not None:
+            self.register_handler(room_kind(room), handler)
+        else:
+            self._kinds.add(room_kind(room))
+        self._rooms[room] = None
+        await self.send({"action": "join", "room": room})
+
+    async def leave(self, room: str) -> None:
+        """Leave ``room``. Pushes already on their way still reach its handler or ``receive``."""
+        self._rooms.pop(room, None)
+        await self.send({"action": "leave", "room": room})
+
     async def ping(self, timeout: float | None = None) -> float:
         """Round trip of one application ping, in seconds, recorded as ``websocket_latency``/ping.
 
@@ -767,10 +817,12 @@ class WebSocketClient:
             self._stats.reconnects += 1
             self._ws = ws
             self._connected.set()
-            if self._subscriptions:
-                # A loss during this send shows in the next _read, which then returns.
-                with contextlib.suppress(ConnectionClosed):
+            # A loss during these sends shows in the next _read, which then returns.
+            with contextlib.suppress(ConnectionClosed):
+                if self._subscriptions:
                     await ws.send(json.dumps(self.subscribe_message(list(self._subscriptions))))
+                for room in self._rooms:
+                    await ws.send(json.dumps({"action": "join", "room": room}))
 
     async def _reopen(self) -> ClientConnection | None:
         """Reconnect with exponential backoff and jitter; ``None`` when giving up."""
@@ -838,7 +890,8 @@ class WebSocketClient:
             if typed:
                 kind = message.get("type")
                 if kind.__class__ is not str:
-                    kind = None
+                    room = message.get("room")
+                    kind = ROOM_KIND + room if room.__class__ is str else None
             else:
                 kind = kind_of(message)
             if kind == "pong":
@@ -854,6 +907,8 @@ class WebSocketClient:
                 self._warn_once("unknown", "%r: skipped a message of unknown kind %r", self, kind)
                 continue
             stamp = message.get("timestamp")
+            if stamp is None:
+                stamp = message.get("emitted_at")  # a room push's intended emit time
             if stamp.__class__ is float or stamp.__class__ is int:
                 latency = received + offset - stamp
                 if latency < 0.0:
