@@ -3,7 +3,7 @@
 Run: ``python benchmarks/bench_sdk.py`` (needs ``pip install -e ".[sdk]"``).
 
 The embedded exchange (its own subprocess) pushes ``new_pairs`` at a fixed rate
-(``push_rate``); each contender joins the room on its own connection and
+(``push_rate``: 200/s, then 2,000/s); each contender joins the room on its own connection and
 records, for every push, the receive time minus the push's ``emitted_at`` (the
 time the exchange intended to send it), so a slow client shows as latency
 rather than as a lower rate (no coordinated omission). Contenders, interleaved
@@ -38,13 +38,13 @@ from websockets.asyncio.client import connect
 
 from pytest_axiomperf.exchange import ExchangeSimulator
 
-RATE = 200.0  # pushes per second
-PUSHES = 600  # measured per contender and round
+RATES = (200.0, 2000.0)  # pushes per second
+ROUND_SECONDS = 3.0  # measured per contender, round and rate
 WARMUP = 50  # pushes dropped at the start of each round
 ROUNDS = 3
 JOIN = json.dumps({"action": "join", "room": "new_pairs"})
 
-Round = Callable[[ExchangeSimulator], Awaitable[list[float]]]
+Round = Callable[[ExchangeSimulator, int], Awaitable[list[float]]]
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -65,20 +65,20 @@ def offline() -> None:
     os.environ["CF_CLEARANCE"] = "benchmark"
 
 
-async def bare_round(exchange: ExchangeSimulator) -> list[float]:
+async def bare_round(exchange: ExchangeSimulator, pushes: int) -> list[float]:
     """A bare websockets loop: the floor."""
     samples: list[float] = []
     headers = {"Cookie": f"auth-access-token={exchange.token}"}
     async with connect(exchange.ws_url, additional_headers=headers, proxy=None) as ws:
         await ws.send(JOIN)
-        while len(samples) < WARMUP + PUSHES:
+        while len(samples) < WARMUP + pushes:
             raw = await asyncio.wait_for(ws.recv(), 5)
             received = time.time()
             samples.append(received - json.loads(raw)["emitted_at"])
     return samples[WARMUP:]
 
 
-async def sdk_round(exchange: ExchangeSimulator) -> list[float]:
+async def sdk_round(exchange: ExchangeSimulator, pushes: int) -> list[float]:
     """The SDK's AxiomTradeWebSocketClient, timed in its subscribe_new_tokens callback."""
     from axiomtradeapi import AxiomTradeClient
 
@@ -116,18 +116,18 @@ async def sdk_round(exchange: ExchangeSimulator) -> list[float]:
     async def on_new_pairs(items: list[dict[str, Any]]) -> None:
         received = time.time()
         samples.append(received - json.loads(last_raw[0])["emitted_at"])
-        if len(samples) >= WARMUP + PUSHES:
+        if len(samples) >= WARMUP + pushes:
             done.set()
 
     if not await ws.subscribe_new_tokens(on_new_pairs):
         raise RuntimeError("the SDK could not connect to the embedded exchange")
     listener = asyncio.ensure_future(ws.start())
     try:
-        await asyncio.wait_for(done.wait(), 5 + (WARMUP + PUSHES) / RATE * 2)
+        await asyncio.wait_for(done.wait(), 5 + ROUND_SECONDS * 2)
     finally:
         listener.cancel()
         await ws.close()
-    return samples[WARMUP : WARMUP + PUSHES]
+    return samples[WARMUP : WARMUP + pushes]
 
 
 def client_round() -> Round | None:
@@ -139,22 +139,22 @@ def client_round() -> Round | None:
     if not hasattr(WebSocketClient, "join"):
         return None
 
-    async def run(exchange: ExchangeSimulator) -> list[float]:
+    async def run(exchange: ExchangeSimulator, pushes: int) -> list[float]:
         samples: list[float] = []
         done = asyncio.Event()
 
         async def on_push(message: dict[str, Any]) -> None:
             samples.append(time.time() - message["emitted_at"])
-            if len(samples) >= WARMUP + PUSHES:
+            if len(samples) >= WARMUP + pushes:
                 done.set()
 
         client = WebSocketClient(exchange.ws_url, token=exchange.token)
         try:
             await client.join("new_pairs", on_push)
-            await asyncio.wait_for(done.wait(), 5 + (WARMUP + PUSHES) / RATE * 2)
+            await asyncio.wait_for(done.wait(), 5 + ROUND_SECONDS * 2)
         finally:
             await client.close()
-        return samples[WARMUP : WARMUP + PUSHES]
+        return samples[WARMUP : WARMUP + pushes]
 
     return run
 
@@ -172,30 +172,31 @@ def main() -> int:
         contenders[f"axiomtradeapi {axiomtradeapi.__version__}"] = sdk_round
     except ImportError:
         print("axiomtradeapi is not installed: pip install -e '.[sdk]'", file=sys.stderr)
-    samples: dict[str, list[float]] = {name: [] for name in contenders}
-    with ExchangeSimulator() as exchange:
-        exchange.configure(push_rate=RATE)
-        for _ in range(ROUNDS):
-            for name, run in contenders.items():
-                samples[name].extend(asyncio.run(run(exchange)))
     print(
-        f"Room push delivery latency: new_pairs at {RATE:g}/s, {ROUNDS} rounds x {PUSHES} "
-        f"pushes per contender ({WARMUP} warm-up pushes dropped per round), "
-        f"python {sys.version.split()[0]}"
+        f"Room push delivery latency: new_pairs, {ROUNDS} interleaved rounds of "
+        f"{ROUND_SECONDS:g} s per contender and rate ({WARMUP} warm-up pushes dropped per "
+        f"round), python {sys.version.split()[0]}"
     )
-    floor = statistics.fmean(samples["bare websockets"])
-    floor_p99 = percentile(samples["bare websockets"], 99)
-    header = f"{'contender':<22}{'n':>6}{'mean':>10}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
+    header = f"{'rate':>7} {'contender':<22}{'n':>7}"
+    header += "".join(f"{col:>10}" for col in ("mean", "p50", "p95", "p99", "max"))
     print(header + f"{'mean/bare':>11}{'p99/bare':>10}")
-    for name, values in samples.items():
-        ms = [v * 1e3 for v in values]
-        mean = statistics.fmean(values)
-        row = (
-            f"{name:<22}{len(values):>6}{statistics.fmean(ms):>8.3f}ms"
-            f"{percentile(ms, 50):>8.3f}ms{percentile(ms, 95):>8.3f}ms"
-            f"{percentile(ms, 99):>8.3f}ms{max(ms):>8.3f}ms"
-        )
-        print(row + f"{mean / floor:>10.2f}x{percentile(values, 99) / floor_p99:>9.2f}x")
+    with ExchangeSimulator() as exchange:
+        for rate in RATES:
+            exchange.configure(push_rate=rate)
+            pushes = int(rate * ROUND_SECONDS)
+            samples: dict[str, list[float]] = {name: [] for name in contenders}
+            for _ in range(ROUNDS):
+                for name, run in contenders.items():
+                    samples[name].extend(asyncio.run(run(exchange, pushes)))
+            floor = statistics.fmean(samples["bare websockets"])
+            floor_p99 = percentile(samples["bare websockets"], 99)
+            for name, values in samples.items():
+                ms = [v * 1e3 for v in values]
+                cells = (statistics.fmean(ms), *(percentile(ms, q) for q in (50, 95, 99)), max(ms))
+                row = f"{rate:>5g}/s {name:<22}{len(values):>7}"
+                row += "".join(f"{cell:>8.3f}ms" for cell in cells)
+                ratios = statistics.fmean(values) / floor, percentile(values, 99) / floor_p99
+                print(row + f"{ratios[0]:>10.2f}x{ratios[1]:>9.2f}x", flush=True)
     return 0
 
 
