@@ -35,6 +35,9 @@ NOT_RUN_HERE = {
     "export AXIOM_AUTH_TOKEN=...   # the bearer token: never on the command line, never printed",
     "pytest --axiom-perf --axiom-base-url=https://api.example.com --axiom-ws-url=wss://ws.example.com",
     'pip install -e ".[sdk]"     # in this repository; or: pip install axiomtradeapi==1.1.6',
+    # Installs from a package index: the tests run with the plugin installed already.
+    "pip install pytest-axiomperf                          # the plugin",
+    'pip install pytest-xdist "pytest-axiomperf[respx]"    # only for -n N and axiom_respx',
 }
 #: The SDK section's run, with its proxy variables: tests/test_sdk.py runs it.
 SDK_RUN = {
