@@ -50,12 +50,31 @@ def parse_non_negative(text: str) -> float:
     return value
 
 
-def parse_url(text: str) -> str:
-    """An ``http(s)://`` or ``ws(s)://`` URL, without a trailing slash."""
+def parse_url(text: str, schemes: tuple[str, ...] = ("http", "https", "ws", "wss")) -> str:
+    """A URL with one of ``schemes`` and a host part, without a trailing slash."""
     text = text.strip()
-    if "://" not in text or not text.split("://", 1)[1]:
-        raise ValueError(f"expected a URL such as http://127.0.0.1:8080, got {text!r}")
+    scheme, sep, rest = text.partition("://")
+    example = f"{schemes[0]}://127.0.0.1:8080"
+    if not sep or not rest:
+        raise ValueError(f"expected a URL such as {example}, got {text!r}")
+    if scheme.lower() not in schemes:
+        # A typo such as htp:// would otherwise pass here and fail every request later,
+        # far from the option that caused it.
+        raise ValueError(
+            f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
+            f"such as {example}, got {text!r}"
+        )
     return text.rstrip("/")
+
+
+def parse_http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL, without a trailing slash."""
+    return parse_url(text, ("http", "https"))
+
+
+def parse_ws_url(text: str) -> str:
+    """A ``ws://`` or ``wss://`` URL, without a trailing slash."""
+    return parse_url(text, ("ws", "wss"))
 
 
 def parse_choice(*choices: str) -> Callable[[str], str]:
@@ -202,7 +221,7 @@ OPTIONS: tuple[Option, ...] = (
         "--axiom-base-url",
         "axiom_base_url",
         "AXIOM_BASE_URL",
-        parse_url,
+        parse_http_url,
         None,
         "REST API under test (default: the embedded exchange)",
         "URL",
@@ -212,7 +231,7 @@ OPTIONS: tuple[Option, ...] = (
         "--axiom-ws-url",
         "axiom_ws_url",
         "AXIOM_WS_URL",
-        parse_url,
+        parse_ws_url,
         None,
         "WebSocket API under test (default: the embedded exchange)",
         "URL",

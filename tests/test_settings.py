@@ -107,6 +107,21 @@ def test_token_comes_from_the_environment_and_is_never_shown(
         (["--axiom-perf-threshold=-5"], "", "--axiom-perf-threshold: expected a percentage >= 0*"),
         ([], "axiom_perf = maybe", "ini key axiom_perf (in *tox.ini): expected true or false*"),
         (["--axiom-base-url=localhost"], "", "--axiom-base-url: expected a URL such as*"),
+        (
+            ["--axiom-base-url=htp://x"],
+            "",
+            "--axiom-base-url: expected a URL starting with http:// or https://*",
+        ),
+        (
+            ["--axiom-base-url=ws://127.0.0.1:1"],
+            "",
+            "--axiom-base-url: expected a URL starting with http://*",
+        ),
+        (
+            ["--axiom-ws-url=http://127.0.0.1:1/ws"],
+            "",
+            "--axiom-ws-url: expected a URL starting with ws:// or wss://*",
+        ),
         (["--axiom-perf-sample-interval=0"], "", "--axiom-perf-sample-interval: expected*> 0*"),
     ],
 )
