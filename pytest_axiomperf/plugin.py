@@ -190,26 +190,37 @@ class AxiomPerfPlugin:
 
     def pytest_report_header(self) -> str | None:
         if not self.enabled:
-            return None
+            ignored = self._ignored_outputs()
+            if not ignored:
+                return None
+            # The warning alone lands at the end (or nowhere under -p no:warnings), and the
+            # run exits 0: a CI job that lost --axiom-perf would gate nothing without a word.
+            return (
+                f"axiomperf: performance mode off: {', '.join(ignored)} ignored (add --axiom-perf)"
+            )
         return (
             f"axiomperf: performance mode on (threshold {self.settings.threshold:g}%, "
             f"sampling every {self.settings.sample_interval:g}s)"
         )
 
+    def _ignored_outputs(self) -> list[str]:
+        """The output options given, which performance mode being off ignores."""
+        return [
+            flag
+            for flag, value in (
+                ("--axiom-perf-json", self.settings.json_path),
+                ("--axiom-perf-save", self.settings.save_path),
+                ("--axiom-perf-compare", self.settings.compare_path),
+                ("--axiom-perf-markdown", self.settings.markdown_path),
+                ("--axiom-perf-html", self.settings.html_path),
+                ("--axiom-perf-profile", self.settings.profile_dir),
+            )
+            if value is not None
+        ]
+
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         if not self.enabled:
-            ignored = [
-                flag
-                for flag, value in (
-                    ("--axiom-perf-json", self.settings.json_path),
-                    ("--axiom-perf-save", self.settings.save_path),
-                    ("--axiom-perf-compare", self.settings.compare_path),
-                    ("--axiom-perf-markdown", self.settings.markdown_path),
-                    ("--axiom-perf-html", self.settings.html_path),
-                    ("--axiom-perf-profile", self.settings.profile_dir),
-                )
-                if value is not None
-            ]
+            ignored = self._ignored_outputs()
             if ignored and not self.is_worker:
                 self.config.issue_config_time_warning(
                     pytest.PytestConfigWarning(

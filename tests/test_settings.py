@@ -150,3 +150,23 @@ def test_output_options_without_performance_mode_warn(project: pytest.Pytester) 
     result = project.runpytest("--axiom-perf-json=out.json")
     result.stdout.fnmatch_lines(["*--axiom-perf-json ignored without --axiom-perf*"])
     assert not (project.path / "out.json").exists()
+
+
+def test_ignored_output_options_are_named_in_the_header(project: pytest.Pytester) -> None:
+    # The warning summary can be silenced; the header cannot: a CI job that lost
+    # --axiom-perf says so at the top of its log.
+    result = project.runpytest(
+        "-p", "no:warnings", "--axiom-perf-compare=base.json", "--axiom-perf-json=out.json"
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "axiomperf: performance mode off: --axiom-perf-json, --axiom-perf-compare ignored"
+            " (add --axiom-perf)"
+        ]
+    )
+
+
+def test_no_header_line_without_output_options(project: pytest.Pytester) -> None:
+    result = project.runpytest()
+    assert "axiomperf:" not in result.stdout.str()
