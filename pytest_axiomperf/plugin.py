@@ -145,6 +145,8 @@ class AxiomPerfPlugin:
         #: Context managers wrapped around each test body in performance mode, outermost
         #: first: ``guard(item)`` returns one, or None to leave the test alone.
         self.body_guards: list[BodyGuard] = []
+        #: A module failed to import or a marker was bad: pytest stops before any test runs.
+        self.collection_failed = False
 
     @property
     def enabled(self) -> bool:
@@ -172,6 +174,10 @@ class AxiomPerfPlugin:
                 except MarkerError as exc:
                     raise collector.CollectError(str(exc)) from None
         return items if not isinstance(result, pytest.Item | pytest.Collector) else result
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if report.failed:
+            self.collection_failed = True
 
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         # Marks can also be added here by other plugins; validate them all now.
@@ -420,6 +426,12 @@ class AxiomPerfPlugin:
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.enabled or self.is_worker:
+            return
+        if self.collection_failed and not self.results.tests:
+            # A report of no samples would only push the collection error off the screen.
+            terminalreporter.write_sep(
+                "=", "axiom-perf: no report (collection failed, no test ran)"
+            )
             return
         terminalreporter.write_sep("=", "axiom-perf report")
         for line in render_terminal_report(self.results, self.comparison).splitlines():

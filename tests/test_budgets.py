@@ -156,6 +156,39 @@ def test_bad_arguments_are_collection_errors(
     assert "Traceback" not in result.stdout.str()
 
 
+def test_collection_error_prints_no_empty_report(user_project: pytest.Pytester) -> None:
+    # A report of zero samples after "ERROR collecting" would bury the one line that matters.
+    user_project.makepyfile(
+        test_typo="""
+        import pytest
+
+        @pytest.mark.latency_budget(p59="150ms")
+        def test_budgeted():
+            pass
+        """,
+        test_fine="def test_fine():\n    pass\n",
+    )
+    result = user_project.runpytest("--axiom-perf")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "*unexpected keyword argument 'p59'*",
+            "*axiom-perf: no report (collection failed, no test ran)*",
+        ]
+    )
+    assert "Performance Report" not in result.stdout.str()
+
+
+def test_collection_errors_under_continue_still_report(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        test_broken="import not_a_module_anywhere\n",
+        test_fine="def test_fine(axiom_tracker):\n    axiom_tracker.record('x_times', 0.001)\n",
+    )
+    result = user_project.runpytest("--axiom-perf", "--continue-on-collection-errors")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*=== AxiomTrade Performance Report ===*"])
+
+
 def test_string_units(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(
         """
