@@ -147,6 +147,8 @@ class AxiomPerfPlugin:
         self.body_guards: list[BodyGuard] = []
         #: A module failed to import or a marker was bad: pytest stops before any test runs.
         self.collection_failed = False
+        #: Ctrl-C: the test that was running never reports, so the report lacks it.
+        self.interrupted = False
 
     @property
     def enabled(self) -> bool:
@@ -174,6 +176,9 @@ class AxiomPerfPlugin:
                 except MarkerError as exc:
                     raise collector.CollectError(str(exc)) from None
         return items if not isinstance(result, pytest.Item | pytest.Collector) else result
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.failed:
@@ -436,6 +441,12 @@ class AxiomPerfPlugin:
         terminalreporter.write_sep("=", "axiom-perf report")
         for line in render_terminal_report(self.results, self.comparison).splitlines():
             terminalreporter.write_line(line)
+        if self.interrupted:
+            terminalreporter.write_line(
+                "(interrupted: covers the tests that finished; the one that was running "
+                "is left out)",
+                yellow=True,
+            )
         if self.comparison is not None and self.comparison.failed:
             blamed = sorted({m.nodeid for m in self.comparison.regressions})
             what = (

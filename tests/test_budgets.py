@@ -189,6 +189,30 @@ def test_collection_errors_under_continue_still_report(user_project: pytest.Pyte
     result.stdout.fnmatch_lines(["*=== AxiomTrade Performance Report ===*"])
 
 
+def test_interrupted_run_says_its_report_is_partial(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import os
+        import signal
+
+        def test_done(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.002)
+
+        def test_interrupted(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.5)
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+        """
+    )
+    result = user_project.runpytest_subprocess("--axiom-perf")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "API Response Times (n=1):",
+            "*(interrupted: covers the tests that finished; the one that was running is left out)",
+        ]
+    )
+
+
 def test_string_units(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(
         """
