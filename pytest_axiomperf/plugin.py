@@ -199,20 +199,28 @@ class AxiomPerfPlugin:
         # @pytest.mark.xfail("axiom_perf", strict=True, reason="the budget catches this").
         return {"axiom_perf": self.enabled}
 
-    def pytest_report_header(self) -> str | None:
+    def pytest_report_header(self) -> list[str]:
+        lines = []
         if not self.enabled:
             ignored = self._ignored_outputs()
-            if not ignored:
-                return None
-            # The warning alone lands at the end (or nowhere under -p no:warnings), and the
-            # run exits 0: a CI job that lost --axiom-perf would gate nothing without a word.
-            return (
-                f"axiomperf: performance mode off: {', '.join(ignored)} ignored (add --axiom-perf)"
+            if ignored:
+                # The warning alone lands at the end (or nowhere under -p no:warnings), and the
+                # run exits 0: a CI job that lost --axiom-perf would gate nothing without a word.
+                lines.append(
+                    f"axiomperf: performance mode off: {', '.join(ignored)} ignored "
+                    "(add --axiom-perf)"
+                )
+        else:
+            lines.append(
+                f"axiomperf: performance mode on (threshold {self.settings.threshold:g}%, "
+                f"sampling every {self.settings.sample_interval:g}s)"
             )
-        return (
-            f"axiomperf: performance mode on (threshold {self.settings.threshold:g}%, "
-            f"sampling every {self.settings.sample_interval:g}s)"
-        )
+        if self.settings.base_url is not None and not self.settings.auth_token:
+            lines.append(
+                f"axiomperf: AXIOM_AUTH_TOKEN is not set: requests to {self.settings.base_url} "
+                "carry no bearer token"
+            )
+        return lines
 
     def _ignored_outputs(self) -> list[str]:
         """The output options given, which performance mode being off ignores."""

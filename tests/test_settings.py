@@ -170,3 +170,19 @@ def test_ignored_output_options_are_named_in_the_header(project: pytest.Pytester
 def test_no_header_line_without_output_options(project: pytest.Pytester) -> None:
     result = project.runpytest()
     assert "axiomperf:" not in result.stdout.str()
+
+
+def test_a_real_api_without_a_token_is_pointed_out(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = project.runpytest("--axiom-base-url=http://127.0.0.1:9")
+    result.stdout.fnmatch_lines(
+        [
+            "axiomperf: AXIOM_AUTH_TOKEN is not set: requests to http://127.0.0.1:9 carry no "
+            "bearer token"
+        ]
+    )
+    monkeypatch.setenv("AXIOM_AUTH_TOKEN", "t0ken-value")
+    result = project.runpytest("--axiom-base-url=http://127.0.0.1:9")
+    assert "AXIOM_AUTH_TOKEN is not set" not in result.stdout.str()
+    assert "t0ken-value" not in result.stdout.str()
