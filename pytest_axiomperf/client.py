@@ -9,9 +9,9 @@ request is recorded in a `PerformanceTracker`:
   backoff included), tagged ``"METHOD /route/{param}"``; ``POST /orders`` also
   in ``order_execution_times``;
 - ``http_connect_times``, ``http_dns_times``, ``http_ttfb_times``: per attempt,
-  the time to get a connection (pool wait, DNS, TCP/TLS handshake; about 0 on a
-  reused connection), the DNS part of it (0 when cached or an IP address), and
-  the time to the response headers;
+  the time to get a connection (pool wait, DNS, TCP/TLS handshake; 0 for one
+  taken straight from the pool), the DNS part of it (0 when cached or an IP
+  address), and the time to the response headers;
 - ``network_throughput``: bytes sent and received per second of the request;
 - errors by exception type, ``"HTTP 4xx"``/``"HTTP 5xx"``, and one ``"retry"``
   per retried attempt.
