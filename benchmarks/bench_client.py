@@ -138,16 +138,21 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     lines = [
         f"Overhead: GET /balance/{{address}}, 10 in flight, {total} requests x {rounds} rounds "
         "(alternating), no injected latency",
-        "(client CPU: this process's CPU time per request; the exchange runs in its own process)",
+        "(client CPU: this process's CPU time per request; the exchange runs in its own process;",
+        " paired: median over rounds of bare's CPU/req over this one's in the same round)",
         f"{'contender':<38} {'median req/s':>12} {'min':>7} {'max':>7} {'vs bare':>7} "
-        f"{'client CPU/req':>14} {'bare/this':>9}",
+        f"{'client CPU/req':>14} {'bare/this':>9} {'paired':>6}",
     ]
+    bare_cpu = cpu["bare aiohttp.ClientSession"]
     for name, values in rates.items():
         med = statistics.median(values)
+        # Rounds drift with the machine's load; a ratio within one round cancels the drift.
+        paired = statistics.median([b / c for b, c in zip(bare_cpu, cpu[name], strict=True)])
         cpu_med = statistics.median(cpu[name])
         lines.append(
             f"{name:<38} {med:>12,.0f} {min(values):>7,.0f} {max(values):>7,.0f} "
-            f"{med / reference:>7.3f} {cpu_med:>12.1f}us {cpu_reference / cpu_med:>9.3f}"
+            f"{med / reference:>7.3f} {cpu_med:>12.1f}us {cpu_reference / cpu_med:>9.3f} "
+            f"{paired:>6.3f}"
         )
     return lines
 
