@@ -231,7 +231,7 @@ async def main(quick: bool) -> None:
             f"Python {sys.version.split()[0]}  aiohttp {aiohttp.__version__}"
         )
         print()
-        for line in await overhead(exchange, 2000 // scale, 9 if not quick else 5):
+        for line in await overhead(exchange, 1000 // scale, 21 if not quick else 9):
             print(line)
         print()
         for line in await guide_table(exchange, 0.020, 1000 // scale, 20):
