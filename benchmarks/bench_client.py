@@ -4,9 +4,13 @@ Run: ``python benchmarks/bench_client.py [--quick]``. Everything talks to the
 embedded exchange (its own process, 127.0.0.1). Three tables, each measured side
 by side in one run:
 
-1. Overhead: requests/s of OptimizedClient (measurement, phase tracing, route
-   tags, retries armed) vs a bare ``aiohttp.ClientSession`` doing the same
-   requests with the same pool; rounds alternate and the median round counts.
+1. Overhead: requests/s and client CPU per request of OptimizedClient
+   (measurement, phase tracing, route tags, retries armed) vs a bare
+   ``aiohttp.ClientSession`` doing the same requests with the same pool; rounds
+   alternate and the median round counts. Two more rows split the overhead: the
+   client with a tracker that keeps nothing (the cost of the five records per
+   request), and the floor of any wrapper returning a response object (one
+   coroutine around the bare session building an `ApiResponse`).
 2. The guide's table: "basic client" (a new session per request), "connection
    pool" (one session) and "full optimization" (OptimizedClient: warmed pool,
    socket options, measured), 20 requests in flight, 20 ms injected latency.
@@ -29,7 +33,7 @@ from datetime import datetime, timezone
 
 import aiohttp
 
-from pytest_axiomperf import OptimizedClient
+from pytest_axiomperf import ApiResponse, OptimizedClient, PerformanceTracker
 from pytest_axiomperf.exchange import ExchangeSimulator
 
 Request = Callable[[int], Awaitable[None]]
@@ -57,6 +61,13 @@ async def drive(request: Request, total: int, concurrency: int) -> tuple[float, 
     return time.perf_counter() - started, latencies
 
 
+class DiscardingTracker(PerformanceTracker):
+    """A tracker that keeps nothing: what the client costs without its records."""
+
+    def record(self, metric: str, seconds: float, tag: str | None = None) -> None:
+        """Discard the value."""
+
+
 def connector() -> aiohttp.TCPConnector:
     """The pool both the bare session and 'connection pool' use."""
     return aiohttp.TCPConnector(limit=100, limit_per_host=50, keepalive_timeout=60)
@@ -68,6 +79,18 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     bare = aiohttp.ClientSession(connector=connector(), headers=headers)
     full = OptimizedClient(base, token=exchange.token)
     untraced = OptimizedClient(base, token=exchange.token, trace_phases=False)
+    unrecorded = OptimizedClient(base, token=exchange.token, tracker=DiscardingTracker())
+    floor_session = aiohttp.ClientSession(connector=connector(), headers=headers)
+
+    async def floor_request(path: str) -> ApiResponse:
+        url = base + path
+        start = time.perf_counter_ns()
+        async with floor_session.get(url) as resp:
+            body = await resp.read()
+        elapsed = (time.perf_counter_ns() - start) / 1e9
+        return ApiResponse(
+            "GET", "t", url, resp.status, "", resp.headers, body, elapsed, 1, 0, len(body)
+        )
 
     async def bare_get(i: int) -> None:
         async with bare.get(f"{base}/balance/w{i % 50}") as resp:
@@ -80,10 +103,18 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     async def untraced_get(i: int) -> None:
         assert (await untraced.get(f"/balance/w{i % 50}")).status == 200
 
+    async def unrecorded_get(i: int) -> None:
+        assert (await unrecorded.get(f"/balance/w{i % 50}")).status == 200
+
+    async def floor_get(i: int) -> None:
+        assert (await floor_request(f"/balance/w{i % 50}")).status == 200
+
     contenders: dict[str, Request] = {
         "bare aiohttp.ClientSession": bare_get,
         "OptimizedClient": full_get,
         "OptimizedClient, trace_phases=False": untraced_get,
+        "OptimizedClient, tracker keeps nothing": unrecorded_get,
+        "floor: coroutine + ApiResponse": floor_get,
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     cpu: dict[str, list[float]] = {name: [] for name in contenders}
@@ -100,21 +131,28 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     await bare.close()
     await full.close()
     await untraced.close()
+    await unrecorded.close()
+    await floor_session.close()
     reference = statistics.median(rates["bare aiohttp.ClientSession"])
     cpu_reference = statistics.median(cpu["bare aiohttp.ClientSession"])
     lines = [
         f"Overhead: GET /balance/{{address}}, 10 in flight, {total} requests x {rounds} rounds "
         "(alternating), no injected latency",
-        "(client CPU: this process's CPU time per request; the exchange runs in its own process)",
+        "(client CPU: this process's CPU time per request; the exchange runs in its own process;",
+        " paired: median over rounds of bare's CPU/req over this one's in the same round)",
         f"{'contender':<38} {'median req/s':>12} {'min':>7} {'max':>7} {'vs bare':>7} "
-        f"{'client CPU/req':>14} {'bare/this':>9}",
+        f"{'client CPU/req':>14} {'bare/this':>9} {'paired':>6}",
     ]
+    bare_cpu = cpu["bare aiohttp.ClientSession"]
     for name, values in rates.items():
         med = statistics.median(values)
+        # Rounds drift with the machine's load; a ratio within one round cancels the drift.
+        paired = statistics.median([b / c for b, c in zip(bare_cpu, cpu[name], strict=True)])
         cpu_med = statistics.median(cpu[name])
         lines.append(
             f"{name:<38} {med:>12,.0f} {min(values):>7,.0f} {max(values):>7,.0f} "
-            f"{med / reference:>7.3f} {cpu_med:>12.1f}us {cpu_reference / cpu_med:>9.3f}"
+            f"{med / reference:>7.3f} {cpu_med:>12.1f}us {cpu_reference / cpu_med:>9.3f} "
+            f"{paired:>6.3f}"
         )
     return lines
 
@@ -193,7 +231,7 @@ async def main(quick: bool) -> None:
             f"Python {sys.version.split()[0]}  aiohttp {aiohttp.__version__}"
         )
         print()
-        for line in await overhead(exchange, 2000 // scale, 9 if not quick else 5):
+        for line in await overhead(exchange, 1000 // scale, 21 if not quick else 9):
             print(line)
         print()
         for line in await guide_table(exchange, 0.020, 1000 // scale, 20):

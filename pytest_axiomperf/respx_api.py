@@ -18,14 +18,11 @@ extra; the plugin imports it only when a test asks for ``axiom_respx``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
-import json
 import math
 import re
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +32,14 @@ from respx.models import AllMockedAssertionError
 
 from pytest_axiomperf.client import EXCHANGE_ROUTES, ORDER_ROUTES, RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError
-from pytest_axiomperf.exchange.app import TOKENS
+from pytest_axiomperf.exchange.data import (
+    MAX_BODY,
+    Answer,
+    OrderBook,
+    balance,
+    error_body,
+    holdings,
+)
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
 from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
 
@@ -44,31 +48,16 @@ __all__ = ["DEFAULT_BASE_URL", "ExchangeRouter"]
 #: Base URL served when none is given (a reserved name: it never reaches a network).
 DEFAULT_BASE_URL = "http://axiom-exchange.test"
 
-# Mirrors of the exchange's limits (pytest_axiomperf.exchange.app); tests compare
-# the router's answers with the real exchange's so the two cannot drift apart.
-_MAX_BODY = 64 * 1024
-_MAX_ORDERS = 100_000
-_ADDRESS = re.compile(r"[A-Za-z0-9]{1,64}")
-_BY_MINT = {t.mint: t for t in TOKENS.values()}
-
 _Handler = Callable[[httpx.Request, dict[str, str]], httpx.Response]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json={"error": message, "status": status}, headers=headers)
+    return httpx.Response(status, json=error_body(status, message), headers=headers)
 
 
-def _digest(kind: str, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{kind}:{key}".encode()).digest()[:8], "big")
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+def _answer(answer: Answer) -> httpx.Response:
+    status, body = answer
+    return httpx.Response(status, json=body)
 
 
 class ExchangeRouter(respx.MockRouter):
@@ -100,8 +89,7 @@ class ExchangeRouter(respx.MockRouter):
         self.tracker = tracker if tracker is not None else PerformanceTracker("ExchangeRouter")
         self._tags = RouteTemplates(EXCHANGE_ROUTES)
         self._model = FaultModel(profile or ExchangeProfile(), time.monotonic())
-        self._orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._order_seq = 0
+        self._orders = OrderBook()
         self._routes: list[tuple[str, re.Pattern[str], _Handler]] = [
             ("GET", re.compile(r"/health"), self._health),
             ("GET", re.compile(r"/balance/(?P<address>[^/]+)"), self._balance),
@@ -148,7 +136,6 @@ class ExchangeRouter(respx.MockRouter):
         """Restore the default profile (no latency, no faults) and forget all orders."""
         self._model = FaultModel(ExchangeProfile(), time.monotonic())
         self._orders.clear()
-        self._order_seq = 0
 
     @property
     def profile(self) -> dict[str, Any]:
@@ -263,10 +250,10 @@ class ExchangeRouter(respx.MockRouter):
             if match is None:
                 continue
             if method == request.method or (method == "GET" and request.method == "HEAD"):
-                if len(request.content) > _MAX_BODY:
+                if len(request.content) > MAX_BODY:
                     return _error(
                         413,
-                        f"Maximum request body size {_MAX_BODY} exceeded, "
+                        f"Maximum request body size {MAX_BODY} exceeded, "
                         f"actual body size {len(request.content)}",
                     )
                 return handler(request, match.groupdict())
@@ -279,74 +266,13 @@ class ExchangeRouter(respx.MockRouter):
         return httpx.Response(200, json={"status": "ok", "timestamp": time.time()})
 
     def _balance(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
-        address = params["address"]
-        if not _ADDRESS.fullmatch(address):
-            return _error(400, "address must be 1-64 letters or digits")
-        lamports = _digest("balance", address) % (1_000 * 10**9)
-        return httpx.Response(
-            200, json={"address": address, "lamports": lamports, "sol": lamports / 1e9}
-        )
+        return _answer(balance(params["address"]))
 
     def _tokens(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
-        address = params["address"]
-        if not _ADDRESS.fullmatch(address):
-            return _error(400, "address must be 1-64 letters or digits")
-        digest = _digest("tokens", address)
-        catalog = sorted(TOKENS)
-        held = [catalog[(digest >> (8 * i)) % len(catalog)] for i in range(1 + digest % 4)]
-        holdings = []
-        for symbol in sorted(set(held)):
-            token = TOKENS[symbol]
-            raw = _digest(f"amount:{symbol}", address) % (10**6 * 10**token.decimals)
-            holdings.append(
-                {
-                    "token": symbol,
-                    "mint": token.mint,
-                    "decimals": token.decimals,
-                    "amount": raw / 10**token.decimals,
-                    "price": token.price,
-                }
-            )
-        return httpx.Response(200, json={"address": address, "tokens": holdings})
+        return _answer(holdings(params["address"]))
 
     def _create_order(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
-        try:
-            body = json.loads(request.content)
-        except ValueError as exc:
-            return _error(400, f"body is not valid JSON: {exc}")
-        if not isinstance(body, dict):
-            return _error(400, "body must be a JSON object")
-        name = body.get("token")
-        token = (TOKENS.get(name) or _BY_MINT.get(name)) if isinstance(name, str) else None
-        if token is None:
-            return _error(400, f"unknown token {name!r}; known: {', '.join(TOKENS)}")
-        side = body.get("side")
-        if side not in ("buy", "sell"):
-            return _error(400, f"side must be 'buy' or 'sell', got {side!r}")
-        amount = body.get("amount")
-        if not _positive(amount):
-            return _error(400, f"amount must be a number > 0, got {amount!r}")
-        price = body.get("price", token.price)
-        if not _positive(price):
-            return _error(400, f"price must be a number > 0, got {price!r}")
-        self._order_seq += 1
-        order = {
-            "id": f"ord-{self._order_seq:08d}",
-            "status": "filled",
-            "token": token.symbol,
-            "side": side,
-            "amount": amount,
-            "price": price,
-            "timestamp": time.time(),
-        }
-        self._orders[order["id"]] = order
-        while len(self._orders) > _MAX_ORDERS:
-            self._orders.popitem(last=False)
-        return httpx.Response(201, json=order)
+        return _answer(self._orders.create(request.content))
 
     def _get_order(self, request: httpx.Request, params: dict[str, str]) -> httpx.Response:
-        order_id = params["order_id"]
-        order = self._orders.get(order_id)
-        if order is None:
-            return _error(404, f"unknown order id {order_id!r}")
-        return httpx.Response(200, json=order)
+        return _answer(self._orders.get(params["order_id"]))

@@ -258,6 +258,24 @@ async def test_warmup_opens_connections_and_reports_failures(exchange: ExchangeS
 
 
 @pytest.mark.asyncio
+async def test_connect_time_is_the_pool_wait_or_a_new_connection(
+    exchange: ExchangeSimulator,
+) -> None:
+    async with client_for(exchange, limit=1) as client:
+        first = await client.warmup(1)
+        assert first.opened == 1
+        again = await client.warmup(1)
+        assert again.ok and again.opened == 0  # the pooled connection was reused
+        exchange.configure(latency=0.2)
+        await asyncio.gather(client.get("/health"), client.get("/health"))
+    connect = client.tracker.stats("http_connect_times", "GET /health")
+    assert connect.count == 2
+    assert connect.min == 0.0  # taken straight from the pool: nothing to time
+    # The other waited for the single connection while the first request held it.
+    assert connect.max >= 0.1
+
+
+@pytest.mark.asyncio
 async def test_token_is_never_shown(
     exchange: ExchangeSimulator, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -37,16 +37,13 @@ messages carrying an ``"action"`` instead of a ``"type"``, to ``ws_actions``).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
 import math
 import random
-import re
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +52,17 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from pytest_axiomperf.errors import ConfigError
 from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, AccessTokens
+from pytest_axiomperf.exchange.data import (
+    MAX_BODY,
+    TOKENS,
+    Answer,
+    OrderBook,
+    Token,
+    balance,
+    digest,
+    error_body,
+    holdings,
+)
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
 
 __all__ = [
@@ -73,35 +81,8 @@ CONTROL_HEADER = "X-Axiom-Control"
 """Request header carrying the control secret on ``/_control/`` routes."""
 
 _CONTROL_PREFIX = "/_control/"
-_MAX_BODY = 64 * 1024
-_MAX_ORDERS = 100_000
 _MAX_SUBSCRIPTIONS = 1_000
-_ADDRESS = re.compile(r"[A-Za-z0-9]{1,64}")
 
-
-@dataclass(frozen=True)
-class Token:
-    """A token the exchange trades."""
-
-    symbol: str
-    mint: str
-    decimals: int
-    price: float
-
-
-TOKENS: dict[str, Token] = {
-    t.symbol: t
-    for t in (
-        Token("SOL", "So11111111111111111111111111111111111111112", 9, 150.0),
-        Token("USDC", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6, 1.0),
-        Token("BONK", "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263", 5, 0.00002),
-        Token("JUP", "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", 6, 0.8),
-        Token("WIF", "EKpQGSJtjMFqKZ9KQanSqYXRcF8fBopzLHYxdM65zcjm", 6, 2.0),
-    )
-}
-"""The tokens ``POST /orders`` accepts, by symbol (orders may also name the mint)."""
-
-_BY_MINT = {t.mint: t for t in TOKENS.values()}
 
 WsHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
 
@@ -116,8 +97,7 @@ class ExchangeState:
     ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
     # Messages of AxiomTrade's room protocol, dispatched on "action" (see axiom.py).
     ws_actions: dict[str, WsHandler] = field(default_factory=dict)
-    orders: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict)
-    order_seq: int = 0
+    orders: OrderBook = field(default_factory=OrderBook)
     websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
     # Routes served without injected faults (the WebSocket handshake: pushes have their own).
     fault_free_paths: set[str] = field(default_factory=lambda: {"/ws"})
@@ -156,7 +136,12 @@ STATE: web.AppKey[ExchangeState] = web.AppKey("axiom_exchange_state", ExchangeSt
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+    return web.json_response(error_body(status, message), status=status, headers=headers)
+
+
+def _answer(answer: Answer) -> web.Response:
+    status, body = answer
+    return web.json_response(body, status=status)
 
 
 @web.middleware
@@ -215,62 +200,16 @@ async def _with_faults(
     return response
 
 
-def _digest(kind: str, key: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{kind}:{key}".encode()).digest()[:8], "big")
-
-
-def _lamports(address: str) -> int:
-    """The wallet's deterministic SOL balance in lamports (the same on every route)."""
-    return _digest("balance", address) % (1_000 * 10**9)
-
-
-def _address(request: web.Request) -> str | None:
-    address = request.match_info["address"]
-    return address if _ADDRESS.fullmatch(address) else None
-
-
 async def _health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "timestamp": time.time()})
 
 
 async def _balance(request: web.Request) -> web.Response:
-    address = _address(request)
-    if address is None:
-        return _error(400, "address must be 1-64 letters or digits")
-    lamports = _lamports(address)
-    return web.json_response({"address": address, "lamports": lamports, "sol": lamports / 1e9})
+    return _answer(balance(request.match_info["address"]))
 
 
 async def _tokens(request: web.Request) -> web.Response:
-    address = _address(request)
-    if address is None:
-        return _error(400, "address must be 1-64 letters or digits")
-    digest = _digest("tokens", address)
-    catalog = sorted(TOKENS)
-    held = [catalog[(digest >> (8 * i)) % len(catalog)] for i in range(1 + digest % 4)]
-    holdings = []
-    for symbol in sorted(set(held)):
-        token = TOKENS[symbol]
-        raw = _digest(f"amount:{symbol}", address) % (10**6 * 10**token.decimals)
-        holdings.append(
-            {
-                "token": symbol,
-                "mint": token.mint,
-                "decimals": token.decimals,
-                "amount": raw / 10**token.decimals,
-                "price": token.price,
-            }
-        )
-    return web.json_response({"address": address, "tokens": holdings})
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return _answer(holdings(request.match_info["address"]))
 
 
 async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
@@ -283,48 +222,11 @@ async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
 
 
 async def _create_order(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    body, problem = await _read_json(request)
-    if problem is not None:
-        return problem
-    if not isinstance(body, dict):
-        return _error(400, "body must be a JSON object")
-    name = body.get("token")
-    token = (TOKENS.get(name) or _BY_MINT.get(name)) if isinstance(name, str) else None
-    if token is None:
-        return _error(400, f"unknown token {name!r}; known: {', '.join(TOKENS)}")
-    side = body.get("side")
-    if side not in ("buy", "sell"):
-        return _error(400, f"side must be 'buy' or 'sell', got {side!r}")
-    amount = body.get("amount")
-    if not _positive(amount):
-        return _error(400, f"amount must be a number > 0, got {amount!r}")
-    price = body.get("price", token.price)
-    if not _positive(price):
-        return _error(400, f"price must be a number > 0, got {price!r}")
-    state.order_seq += 1
-    order = {
-        "id": f"ord-{state.order_seq:08d}",
-        "status": "filled",
-        "token": token.symbol,
-        "side": side,
-        "amount": amount,
-        "price": price,
-        "timestamp": time.time(),
-    }
-    state.orders[order["id"]] = order
-    # Long load tests must not grow the server without bound: forget the oldest orders.
-    while len(state.orders) > _MAX_ORDERS:
-        state.orders.popitem(last=False)
-    return web.json_response(order, status=201)
+    return _answer(request.app[STATE].orders.create(await request.read()))
 
 
 async def _get_order(request: web.Request) -> web.Response:
-    order_id = request.match_info["order_id"]
-    order = request.app[STATE].orders.get(order_id)
-    if order is None:
-        return _error(404, f"unknown order id {order_id!r}")
-    return web.json_response(order)
+    return _answer(request.app[STATE].orders.get(request.match_info["order_id"]))
 
 
 class WsSession:
@@ -419,7 +321,7 @@ class WsSession:
 
     async def stream(self, token: str) -> None:
         """Push ``token_update`` messages for `token`, scheduled at absolute times."""
-        seed = _digest("price", token)
+        seed = digest("price", token)
         rng = random.Random(seed)
         base = TOKENS[token].price if token in TOKENS else 0.001 + (seed % 100_000) / 1_000
         price = base
@@ -515,7 +417,7 @@ async def _ws_ping(session: WsSession, message: dict[str, Any]) -> None:
 
 async def _websocket(request: web.Request) -> web.WebSocketResponse:
     state = request.app[STATE]
-    ws = web.WebSocketResponse(max_msg_size=_MAX_BODY, timeout=2.0)
+    ws = web.WebSocketResponse(max_msg_size=MAX_BODY, timeout=2.0)
     await ws.prepare(request)
     state.websockets.add(ws)
     session = WsSession(ws, state)
@@ -572,7 +474,6 @@ async def _control_reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.apply(ExchangeProfile())
     state.orders.clear()
-    state.order_seq = 0
     state.tokens.clear()
     return web.json_response(state.model.profile.to_dict())
 
@@ -603,7 +504,7 @@ def create_app(
     """
     if not token:
         raise ConfigError("exchange: the bearer token must not be empty")
-    app = web.Application(middlewares=[_gateway], client_max_size=_MAX_BODY)
+    app = web.Application(middlewares=[_gateway], client_max_size=MAX_BODY)
     # The loop clock starts at 0 here; `apply` restarts it in the serving loop.
     state = ExchangeState(token, control_secret, FaultModel(profile or ExchangeProfile(), 0.0))
     state.ws_handlers.update(

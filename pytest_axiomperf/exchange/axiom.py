@@ -68,18 +68,9 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from pytest_axiomperf.exchange.app import (
-    _ADDRESS,
-    _BY_MINT,
-    STATE,
-    TOKENS,
-    WsSession,
-    _digest,
-    _error,
-    _lamports,
-    _read_json,
-)
+from pytest_axiomperf.exchange.app import STATE, WsSession, _error, _read_json
 from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, REFRESH_COOKIE
+from pytest_axiomperf.exchange.data import ADDRESS, BY_MINT, TOKENS, digest, lamports
 
 __all__ = ["install", "room_feed"]
 
@@ -118,15 +109,15 @@ def _iso(epoch: float) -> str:
 
 
 def _rng(*parts: str) -> random.Random:
-    return random.Random(_digest("axiom", ":".join(parts)))
+    return random.Random(digest("axiom", ":".join(parts)))
 
 
 def _base_price(mint: str) -> float:
     """Price in SOL of a token: the catalog's for known mints, else a seeded one."""
-    token = _BY_MINT.get(mint)
+    token = BY_MINT.get(mint)
     if token is not None:
         return token.price / _SOL_USD
-    return 1e-8 + (_digest("price", mint) % 100_000) * 1e-9
+    return 1e-8 + (digest("price", mint) % 100_000) * 1e-9
 
 
 def _new_pairs() -> Content:
@@ -199,7 +190,7 @@ def _wallet_transactions(wallet: str) -> Content:
 def _active_users(mint: str, *, wrapped: bool) -> Content:
     # Seeded by the mint, so the e- and s: rooms of a token tell the same counts.
     rng = _rng("users", mint)
-    users = 200 + _digest("users", mint) % 5_000
+    users = 200 + digest("users", mint) % 5_000
 
     def content(seq: int, emitted_at: float) -> int | dict[str, int]:
         nonlocal users
@@ -214,9 +205,9 @@ def room_feed(room: str) -> Content | None:
     if room == "new_pairs":
         return _new_pairs()
     prefix, rest = room[:2], room[2:]
-    if prefix == "v:" and _ADDRESS.fullmatch(rest):
+    if prefix == "v:" and ADDRESS.fullmatch(rest):
         return _wallet_transactions(rest)
-    if prefix in ("e-", "s:") and _ADDRESS.fullmatch(rest):
+    if prefix in ("e-", "s:") and ADDRESS.fullmatch(rest):
         return _active_users(rest, wrapped=prefix == "s:")
     if _MINT.fullmatch(room):
         return _prices(room)
@@ -274,7 +265,7 @@ async def _object_body(request: web.Request) -> tuple[dict[str, Any], web.Respon
 
 
 def _is_address(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and _ADDRESS.fullmatch(value) is not None
+    return isinstance(value, str) and ADDRESS.fullmatch(value) is not None
 
 
 async def _batched_sol_balance(request: web.Request) -> web.Response:
@@ -292,8 +283,8 @@ async def _batched_sol_balance(request: web.Request) -> web.Response:
         )
     balances = {}
     for key in keys:
-        lamports = _lamports(key)
-        balances[key] = {"sol": lamports / 1e9, "lamports": lamports}
+        amount = lamports(key)
+        balances[key] = {"sol": amount / 1e9, "lamports": amount}
     return web.json_response(balances)
 
 
@@ -304,9 +295,9 @@ async def _token_balance(request: web.Request) -> web.Response:
     wallet, mint = body.get("publicKey"), body.get("tokenMint")
     if not _is_address(wallet) or not _is_address(mint):
         return _error(400, "publicKey and tokenMint must be addresses (1-64 letters/digits)")
-    token = _BY_MINT.get(mint)
+    token = BY_MINT.get(mint)
     decimals = token.decimals if token is not None else 6
-    raw = _digest(f"token-balance:{mint}", wallet) % (10**6 * 10**decimals)
+    raw = digest(f"token-balance:{mint}", wallet) % (10**6 * 10**decimals)
     return web.json_response(
         {
             "publicKey": wallet,
@@ -335,7 +326,7 @@ async def _send_transaction(request: web.Request) -> web.Response:
 
 def _query_address(request: web.Request, name: str) -> tuple[str, web.Response | None]:
     value = request.query.get(name, "")
-    if not _ADDRESS.fullmatch(value):
+    if not ADDRESS.fullmatch(value):
         return "", _error(400, f"query parameter {name} must be an address (1-64 letters/digits)")
     return value, None
 
@@ -352,9 +343,9 @@ def _pair(pair: str) -> dict[str, Any]:
         "supply": _SUPPLY,
         "protocol": rng.choice(_PROTOCOLS),
         "deployerAddress": _key(rng),
-        "createdAt": _iso(1.7e9 + _digest("created", pair) % 30_000_000),
+        "createdAt": _iso(1.7e9 + digest("created", pair) % 30_000_000),
         "initialLiquiditySol": round(rng.uniform(5.0, 85.0), 3),
-        "priceSol": 1e-8 + (_digest("price", pair) % 100_000) * 1e-9,
+        "priceSol": 1e-8 + (digest("price", pair) % 100_000) * 1e-9,
     }
 
 
@@ -463,7 +454,7 @@ async def _meme_open_positions(request: web.Request) -> web.Response:
 async def _portfolio(request: web.Request) -> web.Response:
     wallet = _base58(hashlib.sha256(b"axiomperf-user").digest())
     positions = _positions(wallet)
-    balance = _lamports(wallet) / 1e9
+    balance = lamports(wallet) / 1e9
     invested = sum(p["valueSol"] for p in positions)
     return web.json_response(
         {
