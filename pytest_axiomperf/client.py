@@ -763,7 +763,7 @@ class OptimizedClient:
                                 NETWORK_THROUGHPUT, (sent_bytes + len(body)) / elapsed, tag
                             )
                         # Positional: keyword construction of the dataclass costs twice as much.
-                        return ApiResponse(
+                        response = ApiResponse(
                             method,
                             tag,
                             url if params is None else str(resp.url),
@@ -776,6 +776,7 @@ class OptimizedClient:
                             sent_bytes,
                             len(body),
                         )
+                        break
                     reason = f"HTTP {status}"
                 finally:
                     if token is not None:
@@ -800,12 +801,21 @@ class OptimizedClient:
         except Exception as exc:
             if not counted:
                 tracker.record_error(exc)
+            # A request that timed out kept the bot waiting: that wait is latency. One that
+            # failed before any answer (refused, bad URL, TLS) measured no API at all, and
+            # recording its few microseconds would let a budget pass on a dead server.
+            if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+                self._record_latency(tag, start)
             raise
-        finally:
-            elapsed = (_now() - start) / 1e9
-            tracker.record(API_RESPONSE_TIMES, elapsed, tag)
-            if tag in self.order_routes:
-                tracker.record(ORDER_EXECUTION_TIMES, elapsed, tag)
+        self._record_latency(tag, start)
+        return response
+
+    def _record_latency(self, tag: str, start: int) -> None:
+        elapsed = (_now() - start) / 1e9
+        tracker = self.tracker
+        tracker.record(API_RESPONSE_TIMES, elapsed, tag)
+        if tag in self.order_routes:
+            tracker.record(ORDER_EXECUTION_TIMES, elapsed, tag)
 
     def _retry_wait(
         self, policy: RetryPolicy, attempt: int, start: int, retry_after: float | None

@@ -206,7 +206,44 @@ async def test_connection_errors_are_retried_then_raised() -> None:
             with pytest.raises(aiohttp.ClientConnectorError):
                 await client.get("/health")
     assert client.tracker.errors == {"ClientConnectorError": 3, "retry": 2}
-    assert client.tracker.stats("api_response_times", "GET /health").count == 1
+    # No answer came: nothing was measured, so no latency sample (a budget on a dead
+    # server must fail for lack of samples, not pass on microseconds of refusals).
+    assert client.tracker.stats("api_response_times", "GET /health").count == 0
+
+
+@pytest.mark.asyncio
+async def test_a_timed_out_request_is_a_latency_sample(exchange: ExchangeSimulator) -> None:
+    exchange.configure(latency=0.5)
+    async with client_for(exchange, timeout=0.1, retry=RetryPolicy(attempts=1)) as client:
+        with pytest.raises(asyncio.TimeoutError):  # TimeoutError on 3.11+
+            await client.get("/health")
+    stats = client.tracker.stats("api_response_times", "GET /health")
+    assert stats.count == 1 and stats.min >= 0.09  # the wait the bot had
+
+
+def test_a_budget_on_a_dead_server_fails_for_lack_of_samples(
+    user_project: pytest.Pytester,
+) -> None:
+    with socket_closed_port() as port:
+        user_project.makepyfile(
+            """
+            import pytest
+
+            @pytest.mark.asyncio
+            @pytest.mark.latency_budget(p95="50ms", metric="api_response_times")
+            async def test_balances(axiom_client):
+                for i in range(5):
+                    try:
+                        await axiom_client.get(f"/balance/So1wallet{i}")
+                    except Exception:
+                        pass
+            """
+        )
+        result = user_project.runpytest("--axiom-perf", f"--axiom-base-url=http://127.0.0.1:{port}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*api_response_times: 0 samples recorded; the budget needs at least 1 (min_samples)"]
+    )
 
 
 @pytest.mark.asyncio
