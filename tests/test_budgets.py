@@ -200,7 +200,10 @@ def test_interrupted_run_says_its_report_is_partial(user_project: pytest.Pyteste
 
         def test_interrupted(axiom_tracker):
             axiom_tracker.record("api_response_times", 0.5)
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+            # Python ignores SIGINT when started from a background job (as CI may do):
+            # restore its Ctrl-C handler, then send what Ctrl-C sends.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            os.kill(os.getpid(), signal.SIGINT)
         """
     )
     result = user_project.runpytest_subprocess("--axiom-perf")
