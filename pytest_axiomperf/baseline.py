@@ -90,9 +90,11 @@ def load_results(path: Path, role: str = "baseline") -> SessionResults:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BaselineError(
-            f"{role} {path}: corrupt, not valid JSON (line {exc.lineno}: {exc.msg})"
-        ) from None
+        # Where the parser stopped; at the very end, the file was cut short.
+        where = "it ends early (truncated?)" if exc.pos >= len(text.rstrip()) else (
+            f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        )
+        raise BaselineError(f"{role} {path}: corrupt, not valid JSON ({where})") from None
     if not isinstance(data, Mapping):
         raise BaselineError(f"{role} {path}: not a pytest-axiomperf results file")
     try:

@@ -42,7 +42,7 @@ TRACEMALLOC_FRAMES = 8
 
 #: What tracing at that depth costs, as benchmarks/bench_memory.py measured it (quoted in
 #: the report next to the tests whose latency was measured under tracemalloc).
-TRACEMALLOC_COST = "it slowed allocation-heavy code 10x-20x in benchmarks/bench_memory.py"
+TRACEMALLOC_COST = "it slowed allocation-heavy code 10x-20x in the plugin's benchmarks"
 
 #: Growing sites listed by :meth:`MemorySnapshots.compare` and budget failures.
 TOP_SITES = 10
