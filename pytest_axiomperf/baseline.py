@@ -91,8 +91,10 @@ def load_results(path: Path, role: str = "baseline") -> SessionResults:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         # Where the parser stopped; at the very end, the file was cut short.
-        where = "it ends early (truncated?)" if exc.pos >= len(text.rstrip()) else (
-            f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        where = (
+            "it ends early (truncated?)"
+            if exc.pos >= len(text.rstrip())
+            else (f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
         )
         raise BaselineError(f"{role} {path}: corrupt, not valid JSON ({where})") from None
     if not isinstance(data, Mapping):

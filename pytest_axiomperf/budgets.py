@@ -33,7 +33,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"{value!r} is too large") from None
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
@@ -202,7 +205,7 @@ def parse_mark(mark: pytest.Mark, where: str) -> Any:
         ) from None
     try:
         return func(*mark.args, **mark.kwargs)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise MarkerError(f"{where}: @pytest.mark.{mark.name}: {exc}") from None
 
 

@@ -72,6 +72,24 @@ def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
     )
 
 
+def _endpoint(
+    request: pytest.FixtureRequest, configured: str | None, kind: str
+) -> tuple[str, str | None]:
+    """The configured URL with ``$AXIOM_AUTH_TOKEN``, else the embedded exchange's.
+
+    A test reaching the exchange this way is remembered like one asking for
+    ``axiom_exchange``, so its results store the latency profile it ran under.
+    """
+    from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
+    from pytest_axiomperf.plugin import get_plugin
+
+    if configured is not None:
+        return configured, get_plugin(request.config).settings.auth_token
+    exchange = request.getfixturevalue("axiom_exchange")
+    request.node.stash[EXCHANGE_KEY] = exchange
+    return (exchange.base_url if kind == "rest" else exchange.ws_url), exchange.token
+
+
 @pytest.fixture
 def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
     """An `OptimizedClient` on ``--axiom-base-url`` (else the embedded exchange) with the token.
@@ -81,12 +99,7 @@ def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
     """
     from pytest_axiomperf.plugin import get_plugin, tracker_for
 
-    settings = get_plugin(request.config).settings
-    if settings.base_url is not None:
-        base_url, token = settings.base_url, settings.auth_token
-    else:
-        exchange = request.getfixturevalue("axiom_exchange")
-        base_url, token = exchange.base_url, exchange.token
+    base_url, token = _endpoint(request, get_plugin(request.config).settings.base_url, "rest")
     client = OptimizedClient(base_url, token=token, tracker=tracker_for(request.node))
     try:
         yield client
@@ -147,12 +160,7 @@ def axiom_ws(
     """
     from pytest_axiomperf.plugin import get_plugin
 
-    settings = get_plugin(request.config).settings
-    if settings.ws_url is not None:
-        url, token = settings.ws_url, settings.auth_token
-    else:
-        exchange = request.getfixturevalue("axiom_exchange")
-        url, token = exchange.ws_url, exchange.token
+    url, token = _endpoint(request, get_plugin(request.config).settings.ws_url, "ws")
     client = WebSocketClient(url, token=token, tracker=axiom_tracker)
     request.node.stash.setdefault(_WS_CLIENTS, []).append(client)
     yield client

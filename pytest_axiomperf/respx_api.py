@@ -178,11 +178,15 @@ class ExchangeRouter(respx.MockRouter):
         return self._tags.tag(request.method, path)
 
     def _record(self, tag: str, start: int, response: httpx.Response | None) -> None:
+        if response is None:
+            # No answer (a side effect raised): an error, counted by the caller, and no
+            # latency sample, as OptimizedClient does; a dead route must not pass a budget.
+            return
         elapsed = (time.perf_counter_ns() - start) / 1e9
         self.tracker.record(API_RESPONSE_TIMES, elapsed, tag)
         if tag in ORDER_ROUTES:
             self.tracker.record(ORDER_EXECUTION_TIMES, elapsed, tag)
-        if response is not None and response.status_code >= 400:
+        if response.status_code >= 400:
             self.tracker.record_error("HTTP 5xx" if response.status_code >= 500 else "HTTP 4xx")
 
     def handler(self, request: httpx.Request) -> httpx.Response:

@@ -160,7 +160,7 @@ class _Measure:
 
         @functools.wraps(func)
         def timed(*args: P.args, **kwargs: P.kwargs) -> R:
-            return tracker.call(metric, func, *args, **kwargs)
+            return tracker._timed_call(metric, tag, func, *args, **kwargs)
 
         return timed
 
@@ -238,12 +238,22 @@ class PerformanceTracker:
         Raises ``TypeError`` for a coroutine function or anything returning an
         awaitable: timing it would time the creation of a coroutine, not the work.
         """
+        return self._timed_call(metric, None, func, *args, **kwargs)
+
+    def _timed_call(
+        self,
+        metric: str,
+        tag: str | None,
+        func: Callable[P, R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
         if inspect.iscoroutinefunction(func):
             raise TypeError(
                 f"{getattr(func, '__qualname__', func)!r} is a coroutine function; "
                 "use `await tracker.track_api_call(...)` or `async with tracker.measure(...)`"
             )
-        with _Measure(self, metric, None):
+        with _Measure(self, metric, tag):
             result = func(*args, **kwargs)
         if inspect.isawaitable(result):
             if inspect.iscoroutine(result):

@@ -126,6 +126,7 @@ def test_too_few_samples_fails_and_says_so(user_project: pytest.Pytester) -> Non
         ("metric='api_response_times'", "no bound given"),
         ("p95='1s', min_samples=0", "min_samples=0 must be an integer >= 1"),
         ("p95=True", "True is not a duration"),
+        ("p95=10**400", "p95: 1000* is too large"),
     ],
 )
 def test_bad_arguments_are_collection_errors(

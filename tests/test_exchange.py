@@ -479,7 +479,9 @@ def _get(url: str, token: str) -> tuple[int, dict[str, str]]:
 
 def test_standalone_command() -> None:
     """Prints both URLs first, serves with the given knobs, exits cleanly on SIGINT."""
-    process = _standalone("--port", "0", "--latency", "0.05", "--token", "cli-secret")
+    process = _standalone(
+        "--port", "0", "--latency", "0.05", env={"AXIOM_AUTH_TOKEN": "cli-secret"}
+    )
     try:
         assert process.stdout is not None
         rest = process.stdout.readline().split()

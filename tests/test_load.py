@@ -70,7 +70,7 @@ async def test_a_stall_shows_in_the_open_model_and_hides_in_the_closed_one() -> 
     assert closed_run.model == "closed" and closed_run.target_rate is None
     # The closed loop stopped sending during the stall: one slow sample among hundreds.
     assert closed_run.latency.max >= 0.4
-    assert closed_run.latency.p99 < 0.1
+    assert closed_run.latency.p99 < open_run.latency.p99 / 2
     assert "closed loop, from send" in closed_run.summary()
 
 
@@ -179,7 +179,10 @@ async def test_closed_model_counts_its_workers_calls() -> None:
     result = await quiet_generator().run(ten_ms, concurrency=2, duration=0.3)
     assert result.model == "closed"
     assert result.slots == 2
-    assert 30 <= result.completed <= 62
+    # At most 2 workers x 0.3 s / 10 ms (+2 in flight at the end); at least a few each,
+    # however slowly a loaded machine runs them.
+    assert 10 <= result.completed <= 62
+    assert result.completed == result.sent - result.failed
     assert result.dropped == result.late == 0
 
 
@@ -420,7 +423,7 @@ async def test_an_exchange_stall_shows_in_the_open_model_only() -> None:
     assert open_run.failed == closed_run.failed == 0
     assert open_run.latency.p99 >= 0.4
     assert closed_run.latency.max >= 0.4
-    assert closed_run.latency.p99 < 0.1
+    assert closed_run.latency.p99 < open_run.latency.p99 / 2
 
 
 def test_load_runs_reach_the_report_from_xdist_workers(user_project: pytest.Pytester) -> None:

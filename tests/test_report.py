@@ -246,3 +246,52 @@ def test_expected_failures_are_left_out_of_the_session_totals(
     ]
     assert naive["outcome"] == "xfailed"
     assert naive["metrics"]["api_response_times"]["count"] == 1
+
+
+def test_a_passing_non_strict_xfail_counts_as_passed(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.xfail(reason="expected to be slow, but it was not")
+        def test_xpass(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.010)
+        """
+    )
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=r.json")
+    result.assert_outcomes(xpassed=1)
+    data = json.loads((user_project.path / "r.json").read_text())
+    assert data["session"]["metrics"]["api_response_times"]["count"] == 1
+    (test,) = data["tests"].values()
+    assert test["outcome"] == "passed"
+
+
+def test_result_files_are_readable_by_others(user_project: pytest.Pytester) -> None:
+    import os
+    import stat
+
+    user_project.makepyfile("def test_x(axiom_tracker):\n    axiom_tracker.record('m', 0.1)\n")
+    mask = os.umask(0o022)
+    try:
+        result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=r.json")
+    finally:
+        os.umask(mask)
+    assert result.ret == 0
+    mode = stat.S_IMODE((user_project.path / "r.json").stat().st_mode)
+    assert mode == 0o644, oct(mode)
+
+
+def test_a_client_only_test_stores_the_exchange_profile(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_client_only(axiom_client):
+            assert (await axiom_client.get("/health")).ok
+        """
+    )
+    result = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-json=r.json")
+    result.assert_outcomes(passed=1)
+    (test,) = json.loads((user_project.path / "r.json").read_text())["tests"].values()
+    assert test["extra"]["exchange_profile"]["latency"] == 0.0

@@ -138,6 +138,16 @@ def test_user_routes_extend_the_api(router: ExchangeRouter) -> None:
     ]
 
 
+def test_a_route_that_raises_is_an_error_not_a_latency_sample(router: ExchangeRouter) -> None:
+    router.get("/api/down").mock(side_effect=httpx.ConnectError)
+    with httpx.Client(base_url=router.base_url, headers=auth(router.token)) as client:
+        for _ in range(3):
+            with pytest.raises(httpx.ConnectError):
+                client.get("/api/down")
+    assert router.tracker.errors == {"ConnectError": 3}
+    assert router.tracker.stats("api_response_times").count == 0
+
+
 def test_other_hosts_are_not_mocked(router: ExchangeRouter) -> None:
     with httpx.Client() as client, pytest.raises(Exception, match="not mocked"):
         client.get("http://elsewhere.test/health")

@@ -257,3 +257,15 @@ def test_guide_report_has_every_section() -> None:
         "memory_usage",
         "cpu_usage",
     }
+
+
+def test_a_decorated_sync_function_keeps_its_tag() -> None:
+    tracker = PerformanceTracker()
+
+    @tracker.measure("strategy_times", tag="rebalance")
+    def rebalance() -> int:
+        return 1
+
+    assert rebalance() == 1
+    assert tracker.tags("strategy_times") == ["rebalance"]
+    assert tracker.stats("strategy_times", "rebalance").count == 1

@@ -1,8 +1,9 @@
 """Run the embedded exchange alone: ``python -m pytest_axiomperf.exchange --port 0``.
 
 Prints ``REST http://HOST:PORT`` and ``WS ws://HOST:PORT/ws`` as its first two
-lines, then serves until SIGINT or SIGTERM. The bearer token is ``--token``,
-else ``$AXIOM_AUTH_TOKEN``, else a random one; it is printed only with
+lines, then serves until SIGINT or SIGTERM. The bearer token is
+``$AXIOM_AUTH_TOKEN``, else a random one (never taken from the command line,
+where ``ps`` and shell history would show it); it is printed only with
 ``--print-token``. Only loopback addresses may be bound.
 """
 
@@ -52,9 +53,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", type=_loopback, default="127.0.0.1", help="loopback address")
     parser.add_argument("--port", type=int, default=0, help="TCP port (0: a free one)")
-    parser.add_argument(
-        "--token", help="bearer token (default: $AXIOM_AUTH_TOKEN, else a random one)"
-    )
     parser.add_argument(
         "--print-token", action="store_true", help="print the token on the third line"
     )
@@ -170,8 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile = _profile(args)
     except ConfigError as exc:
         parser.error(str(exc))
-    token = args.token or os.environ.get("AXIOM_AUTH_TOKEN") or secrets.token_urlsafe(32)
-    if not (args.token or os.environ.get("AXIOM_AUTH_TOKEN") or args.print_token):
+    token = os.environ.get("AXIOM_AUTH_TOKEN") or secrets.token_urlsafe(32)
+    if not (os.environ.get("AXIOM_AUTH_TOKEN") or args.print_token):
         print(
             "exchange: random bearer token; set AXIOM_AUTH_TOKEN or pass --print-token",
             file=sys.stderr,
