@@ -15,7 +15,12 @@ from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.report.comparison import render_comparison
 from pytest_axiomperf.report.terminal import render_terminal_report
-from pytest_axiomperf.settings import parse_choice, parse_non_negative, parse_percent
+from pytest_axiomperf.settings import (
+    Settings,
+    parse_choice,
+    parse_non_negative,
+    parse_percent,
+)
 
 T = TypeVar("T")
 
@@ -51,21 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--threshold",
         type=_arg(parse_percent),
-        default=10.0,
+        default=Settings.threshold,
         metavar="PCT",
         help="smallest p95 regression in percent that can fail (default 10)",
     )
     cmp.add_argument(
         "--noise-floor",
         type=_arg(parse_non_negative),
-        default=1.0,
+        default=Settings.noise_floor,
         metavar="MS",
         help="smallest p95 regression in milliseconds that can fail (default 1)",
     )
     cmp.add_argument(
         "--mismatch",
         type=_arg(parse_choice("warn", "refuse")),
-        default="warn",
+        default=Settings.mismatch,
         metavar="warn|refuse",
         help="when the environments or exchange profiles differ (default warn)",
     )

@@ -348,12 +348,12 @@ class AxiomPerfPlugin:
         result.outcome = (
             "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
         )
-        setattr(report, REPORT_ATTR, result.to_dict())
-        tracker = result.tracker
-        for metric in tracker.metrics():
-            if tracker.unit(metric) == "s":
-                stats = tracker.stats(metric)
-                props = [(f"axiomperf.{metric}.{p}", stats.get(p)) for p in JUNIT_PERCENTILES]
+        data = result.to_dict()
+        setattr(report, REPORT_ATTR, data)
+        # The statistics were computed for the result just above: reuse them.
+        for metric, entry in data["metrics"].items():
+            if entry["unit"] == "s":
+                props = [(f"axiomperf.{metric}.{p}", entry[p]) for p in JUNIT_PERCENTILES]
                 # On the item too, as record_property does: junitxml writes the
                 # properties of the teardown report, which copies the item's.
                 item.user_properties.extend(props)
