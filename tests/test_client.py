@@ -10,6 +10,8 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -20,7 +22,7 @@ from aiohttp import web
 from yarl import URL
 
 from pytest_axiomperf import ApiResponse, HttpStatusError, OptimizedClient, RetryPolicy
-from pytest_axiomperf.client import RouteTemplates, _socket_factory
+from pytest_axiomperf.client import RouteTemplates, _Deadlines, _socket_factory
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.exchange import ExchangeSimulator
 from pytest_axiomperf.tracker import PerformanceTracker
@@ -219,6 +221,70 @@ async def test_a_timed_out_request_is_a_latency_sample(exchange: ExchangeSimulat
             await client.get("/health")
     stats = client.tracker.stats("api_response_times", "GET /health")
     assert stats.count == 1 and stats.min >= 0.09  # the wait the bot had
+
+
+@pytest.mark.asyncio
+async def test_each_attempt_gets_the_whole_timeout_and_retries_count(
+    exchange: ExchangeSimulator,
+) -> None:
+    exchange.configure(latency=1.0)
+    async with client_for(
+        exchange, timeout=0.15, retry=RetryPolicy(attempts=2, backoff=0.01, deadline=5.0)
+    ) as client:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(asyncio.TimeoutError, match=r"GET /health: no complete answer"):
+            await client.get("/health")
+        elapsed = asyncio.get_running_loop().time() - started
+    assert client.retries == 1
+    assert client.tracker.errors["TimeoutError"] == 2
+    assert 0.3 <= elapsed < 0.9  # two attempts cut at 0.15 s, not one 1 s answer
+
+
+@pytest.mark.asyncio
+async def test_the_timeout_clock_stops_with_the_request(exchange: ExchangeSimulator) -> None:
+    async with client_for(exchange, timeout=0.1) as client:
+        assert (await client.get("/health")).status == 200
+        # The client's timer fires at the request's deadline and must find it finished,
+        # not cancel whatever this task awaits by then.
+        await asyncio.sleep(0.3)
+        assert (await client.get("/health")).status == 200
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_request_stays_cancelled(exchange: ExchangeSimulator) -> None:
+    exchange.configure(latency=1.0)
+    async with client_for(exchange, timeout=0.3) as client:
+        task = asyncio.ensure_future(client.get("/health"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert "TimeoutError" not in client.tracker.errors
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.uncancel() is 3.11+")
+@pytest.mark.asyncio
+async def test_a_deadline_never_swallows_another_cancellation() -> None:
+    deadlines = _Deadlines(asyncio.get_running_loop(), 0.001)
+    outcome: list[bool] = []
+
+    async def request() -> None:
+        key = deadlines.start(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            outcome.append(deadlines.stop(key))
+            raise
+
+    task = asyncio.ensure_future(request())
+    await asyncio.sleep(0)  # the request is now waiting
+    time.sleep(0.005)  # past its deadline, whatever the machine's speed
+    deadlines._fire()  # the timer's callback: cancels the task for its deadline
+    task.cancel()  # and somebody else cancels it too
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert outcome == [False]  # not a timeout: the other cancellation wins
+    deadlines.close()
 
 
 def test_a_budget_on_a_dead_server_fails_for_lack_of_samples(
