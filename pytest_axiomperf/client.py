@@ -51,6 +51,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from pytest_axiomperf.errors import AxiomPerfError, HttpStatusError
+from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
     NETWORK_THROUGHPUT,
@@ -113,6 +114,7 @@ _VERSION_SEGMENT = re.compile(r"v\d{1,3}")
 _CHARSET = re.compile(r"charset=([^;\s]+)", re.IGNORECASE)
 _now = time.perf_counter_ns
 _current_task = asyncio.current_task
+get_running_loop = asyncio.get_running_loop
 
 
 @functools.lru_cache(maxsize=1024)
@@ -302,11 +304,41 @@ class _Phases:
         self.new_connection = False
 
 
-# The attempt in progress in this task; the connector and resolver add their times to it.
-# (aiohttp's TraceConfig gives the same phases, but its signals cost about 20 us of
-# CPU per request, measured in benchmarks/bench_client.py: a quarter of the request.)
-_PHASES: contextvars.ContextVar[_Phases | None] = contextvars.ContextVar(
-    "axiomperf_phases", default=None
+class _PhaseLog:
+    """Which tasks' requests are being timed, and what their slow paths cost.
+
+    `OptimizedClient.request` registers its task for the length of an attempt
+    (``timed[task] = None``, then ``timed.pop(task)``); the connector, on the
+    slow ways to a connection only, finds the attempt by its task and makes its
+    `_Phases` then (and hands them to the resolver, which aiohttp runs in a
+    task of its own, through `_LOOKUP_FOR`). A connection taken straight from
+    the pool costs an attempt two dict operations and no object. (aiohttp's TraceConfig
+    gives the same phases, but its signals cost about 20 us of CPU per request,
+    measured in benchmarks/bench_client.py: a quarter of the request.)
+    """
+
+    __slots__ = ("timed",)
+
+    def __init__(self) -> None:
+        self.timed: dict[asyncio.Task[Any], _Phases | None] = {}
+
+    def current(self) -> _Phases | None:
+        """The phases of the attempt running in this task, if it is being timed."""
+        timed = self.timed
+        if not timed:
+            return None
+        task = _current_task()
+        if task not in timed:
+            return None
+        phases = timed[task]
+        if phases is None:
+            phases = timed[task] = _Phases()
+        return phases
+
+
+# The attempt a new connection is being opened for, where the resolver finds it.
+_LOOKUP_FOR: contextvars.ContextVar[_Phases | None] = contextvars.ContextVar(
+    "axiomperf_lookup_for", default=None
 )
 
 
@@ -318,8 +350,12 @@ class _TimedConnector(aiohttp.TCPConnector):
     clock reads, for a figure of about a microsecond.
     """
 
+    def __init__(self, phase_log: _PhaseLog, **options: Any) -> None:
+        super().__init__(**options)
+        self._phase_log = phase_log
+
     async def _wait_for_available_connection(self, key: ConnectionKey, traces: list[Trace]) -> None:
-        phases = _PHASES.get()
+        phases = self._phase_log.current()
         if phases is None:
             return await super()._wait_for_available_connection(key, traces)
         start = _now()
@@ -331,14 +367,17 @@ class _TimedConnector(aiohttp.TCPConnector):
     async def _create_connection(
         self, req: ClientRequest, traces: list[Trace], timeout: aiohttp.ClientTimeout
     ) -> ResponseHandler:
-        phases = _PHASES.get()
+        phases = self._phase_log.current()
         if phases is None:
             return await super()._create_connection(req, traces, timeout)
         start = _now()
+        # aiohttp looks hosts up in a task of its own, which copies this context.
+        token = _LOOKUP_FOR.set(phases)
         try:
             protocol = await super()._create_connection(req, traces, timeout)
         finally:
             phases.connect += _now() - start
+            _LOOKUP_FOR.reset(token)
         phases.new_connection = True
         return protocol
 
@@ -352,11 +391,11 @@ class _TimedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        phases = _LOOKUP_FOR.get()
         start = _now()
         try:
             return await self._inner.resolve(host, port, family)
         finally:
-            phases = _PHASES.get()
             if phases is not None:
                 phases.dns += _now() - start
 
@@ -400,6 +439,37 @@ def _socket_factory(
         return sock
 
     return factory
+
+
+class _RouteSeries:
+    """The tracker series an answered request of one route tag records into.
+
+    Looked up once per tag rather than per record; made at the tag's first
+    answer, so a route that never answered leaves no empty series in a report.
+    """
+
+    __slots__ = ("connect", "dns", "latency", "order", "throughput", "ttfb")
+
+    def __init__(self, tracker: PerformanceTracker, tag: str, is_order: bool) -> None:
+        self.latency = tracker.live_series(API_RESPONSE_TIMES, tag)
+        self.order = tracker.live_series(ORDER_EXECUTION_TIMES, tag) if is_order else None
+        self.throughput = tracker.live_series(NETWORK_THROUGHPUT, tag)
+        # Made on first use: a client with trace_phases=False never records them.
+        self.connect: Histogram | None = None
+        self.dns: Histogram | None = None
+        self.ttfb: Histogram | None = None
+
+    def record_phases(
+        self, tracker: PerformanceTracker, tag: str, connect: float, dns: float, ttfb: float
+    ) -> None:
+        """Record one attempt's connect, DNS and time-to-first-byte durations."""
+        if self.ttfb is None or self.connect is None or self.dns is None:
+            self.connect = tracker.live_series(HTTP_CONNECT_TIMES, tag)
+            self.dns = tracker.live_series(HTTP_DNS_TIMES, tag)
+            self.ttfb = tracker.live_series(HTTP_TTFB_TIMES, tag)
+        self.connect.record(connect)
+        self.dns.record(dns)
+        self.ttfb.record(ttfb)
 
 
 class _Deadlines:
@@ -595,10 +665,13 @@ class OptimizedClient:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._deadlines: _Deadlines | None = None
+        self._phase_log = _PhaseLog()  # the open session's (replaced when one opens)
         self._trace_phases = trace_phases
         self._trace_configs = tuple(trace_configs)
         self._session: aiohttp.ClientSession | None = None
         self._targets: dict[tuple[str, str], tuple[str, str, str]] = {}
+        self._route_series: dict[str, _RouteSeries] = {}
+        self._series_tracker = self.tracker
         self._loop: asyncio.AbstractEventLoop | None = None
         self._guardian: asyncio.Task[None] | None = None
         self._closed = False
@@ -651,7 +724,9 @@ class OptimizedClient:
         if self._closed:
             raise AxiomPerfError("OptimizedClient is closed")
         loop = asyncio.get_running_loop()
+        phase_log = self._phase_log = _PhaseLog()
         connector = _TimedConnector(
+            phase_log,
             ssl=self._ssl,
             socket_factory=self._socket_factory,
             resolver=_TimedResolver(DefaultResolver()),
@@ -773,12 +848,18 @@ class OptimizedClient:
         nature for retries (POST is never retried unless ``idempotent=True``).
         """
         session = self._session
-        if session is None or session.closed or self._loop is not asyncio.get_running_loop():
+        loop = get_running_loop()
+        if session is None or session.closed or self._loop is not loop:
             session = self._ensure_session()
         target = self._targets.get((method, path))
         if target is None:
             target = self._target(method, path)
         url, tag, method = target
+        tracker = self.tracker
+        if tracker is not self._series_tracker:  # somebody gave the client another tracker
+            self._route_series.clear()
+            self._series_tracker = tracker
+        series = self._route_series.get(tag)
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         policy = (retry or self.retry) if idempotent else NO_RETRY
@@ -789,8 +870,8 @@ class OptimizedClient:
         else:
             payload = data.encode() if isinstance(data, str) else data
         attempt_timeout = None if timeout is None else aiohttp.ClientTimeout(total=timeout)
-        tracker = self.tracker
         trace = self._trace_phases
+        timed = self._phase_log.timed
         deadlines = self._deadlines
         start = _now()
         attempt = 0
@@ -802,20 +883,20 @@ class OptimizedClient:
                 attempt += 1
                 counted = False
                 wait: float | None = None
-                phases = _Phases() if trace else None
-                # Set in this task's context, where the connector and the resolver look for it.
-                token = _PHASES.set(phases) if phases is not None else None
+                phases: _Phases | None = None
                 key = 0
+                task = _current_task(loop)
                 try:
-                    sent = _now()
-                    task = _current_task() if attempt_timeout is None else None
-                    if task is not None and deadlines is not None:
+                    if task is not None and deadlines is not None and attempt_timeout is None:
                         key = deadlines.start(task)
                         timeout_in_force = self._untimed
                     else:
                         # The session's timeout, or this attempt's (the rare paths: a
                         # per-request timeout, the time left before a retry deadline).
                         timeout_in_force = attempt_timeout or self._timeout
+                    if trace and task is not None:
+                        timed[task] = None  # where the connector looks for this attempt
+                    sent = _now()
                     try:
                         async with session.request(
                             method,
@@ -840,6 +921,8 @@ class OptimizedClient:
                     finally:
                         if key and deadlines is not None:
                             deadlines.stop(key)
+                        if trace and task is not None:
+                            phases = timed.pop(task, None)
                 except Exception as exc:
                     if not _retryable_exception(exc):
                         raise
@@ -850,10 +933,21 @@ class OptimizedClient:
                         raise
                     reason = type(exc).__name__
                 else:
-                    if phases is not None:
-                        tracker.record(HTTP_CONNECT_TIMES, phases.connect / 1e9, tag)
-                        tracker.record(HTTP_DNS_TIMES, phases.dns / 1e9, tag)
-                        tracker.record(HTTP_TTFB_TIMES, (headers_at - sent) / 1e9, tag)
+                    if series is None:
+                        series = self._route_series[tag] = _RouteSeries(
+                            tracker, tag, tag in self.order_routes
+                        )
+                    if trace:
+                        if phases is None:  # a connection straight from the pool, cached DNS
+                            series.record_phases(tracker, tag, 0.0, 0.0, (headers_at - sent) / 1e9)
+                        else:
+                            series.record_phases(
+                                tracker,
+                                tag,
+                                phases.connect / 1e9,
+                                phases.dns / 1e9,
+                                (headers_at - sent) / 1e9,
+                            )
                     status = resp.status
                     if status >= 400:
                         tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
@@ -862,10 +956,11 @@ class OptimizedClient:
                     if wait is None:
                         elapsed = (_now() - start) / 1e9
                         sent_bytes = 0 if payload is None else len(payload)
+                        series.latency.record(elapsed)
+                        if series.order is not None:
+                            series.order.record(elapsed)
                         if elapsed > 0:
-                            tracker.record(
-                                NETWORK_THROUGHPUT, (sent_bytes + len(body)) / elapsed, tag
-                            )
+                            series.throughput.record((sent_bytes + len(body)) / elapsed)
                         # Positional: keyword construction of the dataclass costs twice as much.
                         response = ApiResponse(
                             method,
@@ -882,9 +977,6 @@ class OptimizedClient:
                         )
                         break
                     reason = f"HTTP {status}"
-                finally:
-                    if token is not None:
-                        _PHASES.reset(token)
                 self.retries += 1
                 tracker.record_error("retry")
                 _log.info(
@@ -909,17 +1001,12 @@ class OptimizedClient:
             # failed before any answer (refused, bad URL, TLS) measured no API at all, and
             # recording its few microseconds would let a budget pass on a dead server.
             if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-                self._record_latency(tag, start)
+                elapsed = (_now() - start) / 1e9
+                tracker.record(API_RESPONSE_TIMES, elapsed, tag)
+                if tag in self.order_routes:
+                    tracker.record(ORDER_EXECUTION_TIMES, elapsed, tag)
             raise
-        self._record_latency(tag, start)
         return response
-
-    def _record_latency(self, tag: str, start: int) -> None:
-        elapsed = (_now() - start) / 1e9
-        tracker = self.tracker
-        tracker.record(API_RESPONSE_TIMES, elapsed, tag)
-        if tag in self.order_routes:
-            tracker.record(ORDER_EXECUTION_TIMES, elapsed, tag)
 
     def _retry_wait(
         self, policy: RetryPolicy, attempt: int, start: int, retry_after: float | None
@@ -955,9 +1042,12 @@ class OptimizedClient:
         url, _ = self._url(path or self.warmup_path)
         report = WarmupReport(requested=n)
 
+        timed = self._phase_log.timed
+
         async def one() -> None:
-            phases = _Phases()
-            _PHASES.set(phases)  # each runs in its own task (gather), so its own context
+            task = _current_task()  # each runs in its own task (gather)
+            assert task is not None
+            timed[task] = None
             try:
                 async with session.get(url) as resp:
                     await resp.read()
@@ -969,7 +1059,9 @@ class OptimizedClient:
             except Exception as exc:
                 report.failures.append(f"{type(exc).__name__}: {exc}")
                 self.tracker.record_error(exc)
-            if phases.new_connection:
+            finally:
+                phases = timed.pop(task, None)
+            if phases is not None and phases.new_connection:
                 report.opened += 1
 
         await asyncio.gather(*(one() for _ in range(n)))

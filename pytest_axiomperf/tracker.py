@@ -332,6 +332,16 @@ class PerformanceTracker:
         """Tags recorded for ``metric`` (untagged samples are not listed), sorted."""
         return sorted({t for m, t in list(self._series) if m == metric and t is not None})
 
+    def live_series(self, metric: str, tag: str | None = None) -> Histogram:
+        """The histogram ``record(metric, ..., tag)`` writes to, created if needed.
+
+        For hot paths that record the same series many times: ``series.record(v)``
+        skips the tracker's two lookups. It stays this tracker's series for the
+        tracker's life (`merge` adds into it, nothing replaces it).
+        """
+        found = self._series.get((metric, tag))
+        return found if found is not None else self._new_series(metric, tag)
+
     def histogram(self, metric: str, tag: str | None = None) -> Histogram:
         """A copy of the histogram of ``metric`` (all tags merged when ``tag`` is None)."""
         if tag is not None:
