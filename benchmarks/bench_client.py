@@ -10,7 +10,10 @@ by side in one run:
    alternate and the median round counts. Two more rows split the overhead: the
    client with a tracker that keeps nothing (the cost of the five records per
    request), and the floor of any wrapper returning a response object (one
-   coroutine around the bare session building an `ApiResponse`).
+   coroutine around the bare session building an `ApiResponse`). A last row is
+   the bare session with no total timeout at all: OptimizedClient keeps its
+   deadline but enforces it on one timer per client instead of aiohttp's
+   per-request timeout machinery, and this row shows what that machinery costs.
 2. The guide's table: "basic client" (a new session per request), "connection
    pool" (one session) and "full optimization" (OptimizedClient: warmed pool,
    socket options, measured), 20 requests in flight, 20 ms injected latency.
@@ -81,6 +84,11 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     untraced = OptimizedClient(base, token=exchange.token, trace_phases=False)
     unrecorded = OptimizedClient(base, token=exchange.token, tracker=DiscardingTracker())
     floor_session = aiohttp.ClientSession(connector=connector(), headers=headers)
+    # No deadline at all: what aiohttp's per-request timeout costs the bare session
+    # (OptimizedClient keeps a deadline, enforced on one timer per client).
+    untimed = aiohttp.ClientSession(
+        connector=connector(), headers=headers, timeout=aiohttp.ClientTimeout(total=None)
+    )
 
     async def floor_request(path: str) -> ApiResponse:
         url = base + path
@@ -94,6 +102,11 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
 
     async def bare_get(i: int) -> None:
         async with bare.get(f"{base}/balance/w{i % 50}") as resp:
+            await resp.read()
+            assert resp.status == 200
+
+    async def untimed_get(i: int) -> None:
+        async with untimed.get(f"{base}/balance/w{i % 50}") as resp:
             await resp.read()
             assert resp.status == 200
 
@@ -115,6 +128,7 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
         "OptimizedClient, trace_phases=False": untraced_get,
         "OptimizedClient, tracker keeps nothing": unrecorded_get,
         "floor: coroutine + ApiResponse": floor_get,
+        "bare, timeout=None (no deadline)": untimed_get,
     }
     rates: dict[str, list[float]] = {name: [] for name in contenders}
     cpu: dict[str, list[float]] = {name: [] for name in contenders}
@@ -133,6 +147,7 @@ async def overhead(exchange: ExchangeSimulator, total: int, rounds: int) -> list
     await untraced.close()
     await unrecorded.close()
     await floor_session.close()
+    await untimed.close()
     reference = statistics.median(rates["bare aiohttp.ClientSession"])
     cpu_reference = statistics.median(cpu["bare aiohttp.ClientSession"])
     lines = [
