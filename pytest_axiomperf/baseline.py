@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from pytest_axiomperf.errors import BaselineError
+from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.results import SessionResults, write_json_atomic
 from pytest_axiomperf.tracker import SECONDS
+
+_DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
 #: One-sided significance level of the U test. A/A false alarms stay below it
 #: (the percent and noise-floor conditions only remove alarms).
@@ -263,7 +266,7 @@ def fingerprint_mismatches(old: SessionResults, new: SessionResults) -> list[str
     (each test's result stores the profile it was measured under, ``extra["exchange_profile"]``).
     """
     out = environment_mismatches(old.environment, new.environment)
-    if (old.exchange_profile or None) != (new.exchange_profile or None):
+    if _with_defaults(old.exchange_profile or None) != _with_defaults(new.exchange_profile or None):
         out.append(
             f"exchange latency profile: baseline {old.exchange_profile!r}, "
             f"now {new.exchange_profile!r}"
@@ -271,14 +274,27 @@ def fingerprint_mismatches(old: SessionResults, new: SessionResults) -> list[str
     for nodeid in sorted(old.tests.keys() & new.tests.keys()):
         was = old.tests[nodeid].extra.get("exchange_profile")
         now = new.tests[nodeid].extra.get("exchange_profile")
-        if was != now:
+        if _with_defaults(was) != _with_defaults(now):
             out.append(f"{nodeid}: exchange latency profile: {_profile_diff(was, now)}")
     return out
+
+
+def _with_defaults(profile: object) -> object:
+    """A stored profile (a mapping) with the knobs it lacks at their defaults.
+
+    Knobs are added with a default that keeps the exchange's earlier behaviour
+    (``connect_latency=0``), so a baseline saved before a knob existed was
+    measured under that default and still compares equal.
+    """
+    if isinstance(profile, Mapping):
+        return {**_DEFAULT_PROFILE, **profile}
+    return profile
 
 
 def _profile_diff(was: object, now: object) -> str:
     """Only the knobs that differ, when both profiles are mappings."""
     if isinstance(was, Mapping) and isinstance(now, Mapping):
+        was, now = {**_DEFAULT_PROFILE, **was}, {**_DEFAULT_PROFILE, **now}
         keys = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
         return ", ".join(f"{k} baseline {was.get(k)!r}, now {now.get(k)!r}" for k in keys)
     return f"baseline {was!r}, now {now!r}"

@@ -4,10 +4,12 @@
 its base URL the way the embedded exchange does (same routes, bodies, bearer
 token rule and JSON errors) with the same latency and fault profile
 (`ExchangeProfile` knobs via `ExchangeRouter.configure`), in process and without
-sockets. Each request's latency (from reaching httpx's transport to its
-response, as a network would add it) goes to the tracker's
-``api_response_times`` (tagged ``"METHOD /route/{param}"``; ``POST /orders``
-also to ``order_execution_times``), error statuses to its error counts.
+sockets. Without sockets there are no connections: ``connect_latency`` (the
+cost of a new connection's handshakes) is accepted but not applied. Each
+request's latency (from reaching httpx's transport to its response, as a
+network would add it) goes to the tracker's ``api_response_times`` (tagged
+``"METHOD /route/{param}"``; ``POST /orders`` also to
+``order_execution_times``), error statuses to its error counts.
 
 The injected delay is awaited with ``asyncio.sleep`` for async clients, so other
 tasks run meanwhile, and slept with ``time.sleep`` for sync clients, which block
@@ -125,7 +127,9 @@ class ExchangeRouter(respx.MockRouter):
 
         REST knobs apply (``latency``, ``jitter``, ``distribution``, ``seed``,
         ``error_rate``, ``rate_limit``, ``rate_limit_burst``, ``stall*``); a bad
-        knob raises ConfigError.
+        knob raises ConfigError. ``connect_latency`` is accepted and shown in
+        `profile` but not applied: respx replaces httpx's connection pool, so no
+        request ever opens a connection to pay it on.
         """
         profile = ExchangeProfile.from_dict(
             {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}

@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     knobs = parser.add_argument_group("latency and faults (see pytest_axiomperf.exchange.models)")
     knobs.add_argument("--latency", type=float, default=0.0, help="fixed delay, seconds")
+    knobs.add_argument(
+        "--connect-latency",
+        type=float,
+        default=0.0,
+        help="extra delay of a new connection's first request (its handshakes), seconds",
+    )
     knobs.add_argument("--jitter", type=float, default=0.0, help="random extra delay, seconds")
     knobs.add_argument("--distribution", choices=("normal", "lognormal"), default="normal")
     knobs.add_argument("--seed", type=int, default=None, help="seed of the delay/fault draws")
@@ -80,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 def _profile(args: argparse.Namespace) -> ExchangeProfile:
     return ExchangeProfile(
         latency=args.latency,
+        connect_latency=args.connect_latency,
         jitter=args.jitter,
         distribution=args.distribution,
         seed=args.seed,

@@ -27,7 +27,9 @@ WebSocket at ``/ws`` (JSON text messages, dispatched on ``"type"``):
 
 Every error is JSON. Faults and latency come from the `FaultModel` in force,
 which the handle changes through the ``/_control/`` routes (enabled only with a
-control secret; they bypass auth and faults).
+control secret; they bypass auth and faults). The first request on each new
+connection (a WebSocket upgrade too) first waits ``connect_latency``, the
+modelled handshakes; later requests on the same keep-alive connection do not.
 
 To add a REST route, add it to the router returned by `create_app`; to add a
 WebSocket message kind, add a handler to ``app[STATE].ws_handlers`` (or, for
@@ -99,6 +101,9 @@ class ExchangeState:
     ws_actions: dict[str, WsHandler] = field(default_factory=dict)
     orders: OrderBook = field(default_factory=OrderBook)
     websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    # Transports of the connections that have had a request: they paid connect_latency.
+    # Weak, so a closed connection leaves; kept across profiles, as open connections are.
+    connections: weakref.WeakSet[asyncio.BaseTransport] = field(default_factory=weakref.WeakSet)
     # Routes served without injected faults (the WebSocket handshake: pushes have their own).
     fault_free_paths: set[str] = field(default_factory=lambda: {"/ws"})
     # Routes that check credentials themselves (the token refresh takes a refresh token).
@@ -153,6 +158,7 @@ async def _gateway(
     try:
         if request.path.startswith(_CONTROL_PREFIX):
             return await handler(request)
+        await _handshake(request, state)
         refusal = None if request.path in state.auth_free_paths else state.refusal(request)
         if refusal is not None:
             return _error(401, refusal, {"WWW-Authenticate": "Bearer"})
@@ -168,6 +174,22 @@ async def _gateway(
     except Exception:
         _log.exception("exchange: unhandled error on %s %s", request.method, request.path)
         return _error(500, "internal error")
+
+
+async def _handshake(request: web.Request, state: ExchangeState) -> None:
+    """Hold the first request of a new connection for its modelled handshakes.
+
+    ``connect_latency`` stands for round trips a real network spends before the
+    request could even be sent, so it comes before auth and every other fault.
+    """
+    # The documented per-connection object; RequestHandler takes no weak references.
+    transport = request.transport
+    if transport is None or transport in state.connections:
+        return
+    state.connections.add(transport)
+    wait = state.model.connect_delay(asyncio.get_running_loop().time())
+    if wait:
+        await asyncio.sleep(wait)
 
 
 async def _with_faults(

@@ -9,6 +9,14 @@ generators, the rate-limit bucket and the stall clock.
 Knobs (all times in seconds; a value of 0 turns a fault off):
 
 - ``latency``: fixed delay added to every REST response and WebSocket push.
+- ``connect_latency``: extra delay paid once per new TCP connection, by its
+  first request (REST, or the WebSocket upgrade) before it is served; later
+  requests on the same keep-alive connection do not pay it. It models the
+  round trips of the handshakes a real network needs before a new connection
+  carries an answer (TCP: 1 RTT; TLS 1.3: 1 more; TLS 1.2: 2 more), which
+  loopback lacks: e.g. ``2 * rtt`` for TCP + TLS 1.3. A handshake due to end
+  during a stall ends with the stall. Served by the embedded exchange only:
+  the respx router has no connections and ignores it.
 - ``jitter``: random extra delay. With ``distribution="normal"`` the delay is
   ``latency + N(0, jitter)`` clipped at 0 (``jitter`` is the standard
   deviation). With ``"lognormal"`` ``latency`` is the floor and the extra
@@ -88,10 +96,13 @@ class ExchangeProfile:
     stall_every: float = 0.0
     push_rate: float = 10.0
     access_token_ttl: float = 3600.0
+    # Last, so that positional construction keeps its meaning from before this knob.
+    connect_latency: float = 0.0
 
     def __post_init__(self) -> None:
         """Validate every knob; raise ConfigError naming the first bad one."""
         _number("latency", self.latency, low=0.0, high=_MAX_DELAY)
+        _number("connect_latency", self.connect_latency, low=0.0, high=_MAX_DELAY)
         _number("jitter", self.jitter, low=0.0, high=_MAX_DELAY)
         if self.distribution not in _DISTRIBUTIONS:
             raise ConfigError(
@@ -164,6 +175,17 @@ class FaultModel:
         if profile.distribution == "lognormal":
             return profile.latency + profile.jitter * self._delay_rng.lognormvariate(0.0, 1.0)
         return max(0.0, self._delay_rng.gauss(profile.latency, profile.jitter))
+
+    def connect_delay(self, now: float) -> float:
+        """Seconds a connection new at `now` waits for its handshakes (0.0: none).
+
+        ``connect_latency``, lengthened to the end of a stall in force when the
+        handshakes would end (a frozen server completes none).
+        """
+        latency = self.profile.connect_latency
+        if not latency:
+            return 0.0
+        return latency + self.stall_remaining(now + latency)
 
     def fails(self) -> bool:
         """Draw whether this REST request is answered with a 500."""

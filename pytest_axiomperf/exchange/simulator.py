@@ -214,10 +214,12 @@ class ExchangeSimulator:
         """Put a new latency/fault profile in force (knobs not given take their defaults).
 
         `latency` and `jitter` are seconds; `error_rate` a share of REST 500s;
-        `seed` makes the draws repeatable. Other knobs (``distribution``,
-        ``rate_limit``, ``rate_limit_burst``, ``ws_disconnect_every``, ``stall``,
-        ``stall_after``, ``stall_every``, ``push_rate``, ``access_token_ttl``) are
-        documented in `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
+        `seed` makes the draws repeatable. Other knobs (``connect_latency``: the
+        extra delay of a new connection's first request, modelling its handshakes;
+        ``distribution``, ``rate_limit``, ``rate_limit_burst``,
+        ``ws_disconnect_every``, ``stall``, ``stall_after``, ``stall_every``,
+        ``push_rate``, ``access_token_ttl``) are documented in
+        `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
         """
         profile = ExchangeProfile.from_dict(
             {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}
