@@ -330,7 +330,10 @@ async def test_remote_target_refused(axiom_load):
 def test_throughput_budget_passes_fails_and_reports(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(BUDGETED)
     result = user_project.runpytest(
-        "--axiom-perf", "--axiom-perf-json=out.json", "--axiom-perf-markdown=out.md"
+        "--axiom-perf",
+        "--axiom-perf-json=out.json",
+        "--axiom-perf-markdown=out.md",
+        "--axiom-perf-html=out.html",
     )
     result.assert_outcomes(passed=2, failed=3)
     result.stdout.fnmatch_lines(
@@ -365,6 +368,9 @@ def test_throughput_budget_passes_fails_and_reports(user_project: pytest.Pyteste
         "| `test_throughput_budget_passes_fails_and_reports.py::test_drops` | hang | open | 50/s |"
         in markdown
     )
+    html = (user_project.path / "out.html").read_text()
+    assert "<caption>Load runs (open model" in html
+    assert "<tr><td>hang</td><td>open</td><td>50/s</td>" in html
 
 
 def test_throughput_budget_not_enforced_without_performance_mode(

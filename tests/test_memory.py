@@ -39,6 +39,7 @@ def test_leak_caught_clean_code_spared(user_project: pytest.Pytester) -> None:
         "--axiom-perf",
         f"--axiom-perf-json={user_project.path}/r.json",
         f"--axiom-perf-markdown={user_project.path}/r.md",
+        f"--axiom-perf-html={user_project.path}/r.html",
     )
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(
@@ -77,6 +78,9 @@ def test_leak_caught_clean_code_spared(user_project: pytest.Pytester) -> None:
     assert "### Memory\n" in markdown
     assert "| `test_budget.py::test_clean` | +0.00 MB |" in markdown
     assert "MB | **FAIL** |" in markdown
+    html = (user_project.path / "r.html").read_text()
+    assert html.count('<p class="memory">Memory (Python heap under tracemalloc): growth ') == 3
+    assert "test_budget.py::test_clean" in html.split('<p class="memory">')[0]
 
 
 def test_top_sites_name_the_users_line_behind_a_library(user_project: pytest.Pytester) -> None:

@@ -97,6 +97,46 @@ def test_html_is_self_contained_with_budgets_and_baseline(compared: pytest.Pytes
     assert "regression: api_response_times p95 " in html
 
 
+TAGGED = """
+def test_routes(axiom_tracker):
+    for i in range(20):
+        axiom_tracker.record("api_response_times", 0.010, tag="GET /balance/{address}")
+    for i in range(5):
+        axiom_tracker.record("api_response_times", 0.050, tag="POST /orders")
+    axiom_tracker.record_error("HTTP 5xx", 2)
+    axiom_tracker.record_error(TimeoutError())
+    axiom_tracker.add_table("Pool vs basic", ["client", "req/s"], [["pooled", 812.5], ["basic", 3]])
+"""
+
+
+def test_markdown_and_html_show_routes_errors_and_tables(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(test_tags=TAGGED)
+    result = user_project.runpytest(
+        "--axiom-perf", "--axiom-perf-markdown=out.md", "--axiom-perf-html=out.html"
+    )
+    result.assert_outcomes(passed=1)
+    text = (user_project.path / "out.md").read_text()
+    rows = [
+        "| api_response_times | 25 | ",
+        "| &nbsp;&nbsp;↳ GET /balance/{address} | 20 | 10.00ms | ",
+        "| &nbsp;&nbsp;↳ POST /orders | 5 | 50.00ms | ",
+        "Errors: 3 errors: HTTP 5xx 2, TimeoutError 1",
+    ]
+    positions = [text.find(row) for row in rows]
+    assert -1 not in positions, text
+    assert positions == sorted(positions)
+    assert "### Tables\n\n**Pool vs basic** (`test_tags.py::test_routes`)" in text
+    assert "| client | req/s |\n|---|---|\n| pooled | 812.50 |\n| basic | 3 |" in text
+    assert text.find("### Tables") < text.find("### Metrics")
+    html = (user_project.path / "out.html").read_text()
+    assert '<td class="tag">&#8627; POST /orders</td><td>5</td><td>50.00ms</td>' in html
+    assert '<p class="errors">Errors: 3 errors: HTTP 5xx 2, TimeoutError 1</p>' in html
+    assert (
+        "<table><caption>Pool vs basic</caption><tr><th>client</th><th>req/s</th></tr>"
+        "<tr><td>pooled</td><td>812.50</td></tr><tr><td>basic</td><td>3</td></tr></table>"
+    ) in html
+
+
 # -- in a real browser ------------------------------------------------------------------
 
 

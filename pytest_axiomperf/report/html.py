@@ -15,8 +15,16 @@ from pytest_axiomperf.baseline import Comparison
 from pytest_axiomperf.budgets import Verdict
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.report.comparison import describe_change, summary_line
-from pytest_axiomperf.report.text import PERCENTILE_DEFINITION, fmt
-from pytest_axiomperf.results import SessionResults
+from pytest_axiomperf.report.text import (
+    LOAD_COLUMNS,
+    PERCENTILE_DEFINITION,
+    error_summary,
+    fmt,
+    load_run_cells,
+    metric_rows,
+    table_cell,
+)
+from pytest_axiomperf.results import SessionResults, TestResult
 from pytest_axiomperf.tracker import SECONDS
 
 _W, _H = 640, 280
@@ -31,6 +39,7 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #d0d7de;paddi
 font-size:13px;text-align:right}th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}
 .fail{color:#d1242f;font-weight:bold}.ok{color:#1a7f37}.note{color:#57606a;font-size:12px}
 figure{margin:8px 0 16px 0}figcaption{font-size:13px;color:#57606a}
+td.tag{padding-left:20px;color:#57606a}caption{text-align:left;font-size:13px;padding:4px 0}
 """
 
 _SCRIPT = """
@@ -139,6 +148,39 @@ def _legend(has_baseline: bool, has_budget: bool) -> str:
     return " &nbsp; ".join(items)
 
 
+def _html_table(columns: list[str], rows: list[list[str]], caption: str = "") -> str:
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+    cap = f"<caption>{escape(caption)}</caption>" if caption else ""
+    return f"<table>{cap}<tr>{head}</tr>{body}</table>"
+
+
+def _extras(result: TestResult) -> list[str]:
+    """A test's memory measurement, load runs and attached tables, as HTML blocks."""
+    out = []
+    memory = result.extra.get("memory")
+    if memory is not None:
+        out.append(
+            f'<p class="memory">Memory (Python heap under tracemalloc): growth '
+            f"{memory['growth_mb']:+.2f} MB, peak {memory['peak_mb']:.2f} MB, "
+            f"RSS growth {memory['rss_growth_mb']:+.2f} MB</p>"
+        )
+    runs = result.extra.get("load") or []
+    if runs:
+        out.append(
+            _html_table(
+                list(LOAD_COLUMNS),
+                [load_run_cells(run) for run in runs],
+                "Load runs (open model: latency from each call's intended start; "
+                "closed: from the send)",
+            )
+        )
+    for table in result.tracker.tables:
+        rows = [[table_cell(c) for c in row] for row in table["rows"]]
+        out.append(_html_table(list(table["columns"]), rows, str(table["title"])))
+    return out
+
+
 def render_html(
     results: SessionResults,
     comparison: Comparison | None = None,
@@ -180,16 +222,24 @@ def render_html(
             "<table><tr><th>metric</th><th>n</th><th>mean</th><th>p50</th><th>p95</th>"
             "<th>p99</th><th>max</th></tr>"
         ]
-        for metric in tracker.metrics():
-            s = tracker.stats(metric)
+        for metric, tag, s in metric_rows(tracker):
             u = s.unit
+            label = (
+                f'<td class="tag">&#8627; {escape(tag)}</td>'
+                if tag
+                else f"<td>{escape(metric)}</td>"
+            )
             rows.append(
-                f"<tr><td>{escape(metric)}</td><td>{s.count}</td><td>{fmt(s.mean, u)}</td>"
+                f"<tr>{label}<td>{s.count}</td><td>{fmt(s.mean, u)}</td>"
                 f"<td>{fmt(s.p50, u)}</td><td>{fmt(s.p95, u)}</td><td>{fmt(s.p99, u)}</td>"
                 f"<td>{fmt(s.max, u)}</td></tr>"
             )
         rows.append("</table>")
         body.append("".join(rows))
+        errors = error_summary(tracker)
+        if errors is not None:
+            body.append(f'<p class="errors">Errors: {escape(errors)}</p>')
+        body.extend(_extras(result))
         old = baseline.tests.get(nodeid) if baseline is not None else None
         for metric in tracker.metrics():
             if tracker.unit(metric) != SECONDS:

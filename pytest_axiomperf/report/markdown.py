@@ -1,14 +1,23 @@
 """The Markdown summary (``--axiom-perf-markdown``, GitHub's step summary).
 
 What a reviewer needs first comes first: budgets over and regressions, then the
-budget table, the comparison, and the per-test metrics tables.
+budget table, the comparison, load runs, memory, the tables tests attached, and
+the per-test metrics tables (with each route's row under its metric).
 """
 
 from __future__ import annotations
 
 from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison
 from pytest_axiomperf.report.comparison import STATUS_ORDER, describe_change, summary_line
-from pytest_axiomperf.report.text import PERCENTILE_DEFINITION, fmt
+from pytest_axiomperf.report.text import (
+    LOAD_COLUMNS,
+    PERCENTILE_DEFINITION,
+    error_summary,
+    fmt,
+    load_run_cells,
+    metric_rows,
+    table_cell,
+)
 from pytest_axiomperf.results import SessionResults
 
 
@@ -98,19 +107,12 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             "",
             "Open model: latency from each call's intended start; closed model: from the send.",
             "",
-            "| test | run | model | target | achieved | completed | failed | dropped | p50 | p99 "
-            "| generator |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| test | " + " | ".join(LOAD_COLUMNS) + " |",
+            "|---" * (len(LOAD_COLUMNS) + 1) + "|",
         ]
         for nodeid, run in load_runs:
-            target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
-            health = run["generator"]["note"] if run["saturated"] else "kept up"
-            lines.append(
-                f"| {_code(nodeid)} | {_cell(run['name'])} | {run['model']} | {target} | "
-                f"{run['achieved_rate']:.1f}/s | {run['completed']} | {run['failed']} | "
-                f"{run['dropped']} | {fmt(run['latency']['p50'])} | {fmt(run['latency']['p99'])} "
-                f"| {_cell(health)} |"
-            )
+            cells = " | ".join(_cell(c) for c in load_run_cells(run))
+            lines.append(f"| {_code(nodeid)} | {cells} |")
         lines.append("")
 
     memory = [(n, r) for n, r in sorted(results.tests.items()) if "memory" in r.extra]
@@ -135,6 +137,26 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             )
         lines.append("")
 
+    tables = [
+        (nodeid, table)
+        for nodeid, result in sorted(results.tests.items())
+        for table in result.tracker.tables
+    ]
+    if tables:
+        lines += ["### Tables", ""]
+        for nodeid, table in tables:
+            columns = table["columns"]
+            lines += [
+                f"**{_cell(table['title'])}** ({_code(nodeid)})",
+                "",
+                "| " + " | ".join(_cell(c) for c in columns) + " |",
+                "|---" * len(columns) + "|",
+            ]
+            lines.extend(
+                "| " + " | ".join(_cell(table_cell(c)) for c in row) + " |" for row in table["rows"]
+            )
+            lines.append("")
+
     lines += ["### Metrics", ""]
     if not results.tests:
         lines += ["No test recorded metrics.", ""]
@@ -147,13 +169,16 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             "| metric | n | mean | p50 | p90 | p95 | p99 | max |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for metric in tracker.metrics():
-            s = tracker.stats(metric)
+        for metric, tag, s in metric_rows(tracker):
             u = s.unit
+            label = f"&nbsp;&nbsp;↳ {_cell(tag)}" if tag else _cell(metric)
             lines.append(
-                f"| {_cell(metric)} | {s.count} | {fmt(s.mean, u)} | {fmt(s.p50, u)} | "
+                f"| {label} | {s.count} | {fmt(s.mean, u)} | {fmt(s.p50, u)} | "
                 f"{fmt(s.p90, u)} | {fmt(s.p95, u)} | {fmt(s.p99, u)} | {fmt(s.max, u)} |"
             )
+        errors = error_summary(tracker)
+        if errors is not None:
+            lines += ["", f"Errors: {_cell(errors)}"]
         lines.append("")
     lines.append(f"<sub>{PERCENTILE_DEFINITION}</sub>")
     return "\n".join(lines) + "\n"

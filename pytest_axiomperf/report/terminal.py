@@ -7,7 +7,7 @@ from typing import Any
 from pytest_axiomperf.baseline import Comparison
 from pytest_axiomperf.memory import TRACEMALLOC_COST, TRACEMALLOC_FRAMES
 from pytest_axiomperf.report.comparison import render_comparison
-from pytest_axiomperf.report.text import fmt, render_guide_report
+from pytest_axiomperf.report.text import fmt, render_guide_report, table_cell
 from pytest_axiomperf.results import SessionResults, TestResult
 
 _VERDICT_LABEL = {True: "PASS", False: "FAIL"}
@@ -70,13 +70,9 @@ def render_load_runs(results: SessionResults) -> str | None:
     return "Load runs:\n" + "\n".join(lines) if lines else None
 
 
-def _cell(value: object) -> str:
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
 def render_table(table: dict[str, Any], indent: str = "  ") -> list[str]:
     """A table attached with ``PerformanceTracker.add_table``, columns aligned."""
-    rows = [[_cell(c) for c in row] for row in table["rows"]]
+    rows = [[table_cell(c) for c in row] for row in table["rows"]]
     columns = list(table["columns"])
     widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pytest_axiomperf.histogram import RELATIVE_ERROR
 
@@ -121,3 +121,63 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
         lines.append("Error Rates: no errors")
     lines.append(f"({PERCENTILE_DEFINITION})")
     return "\n".join(lines)
+
+
+def metric_rows(tracker: PerformanceTracker) -> list[tuple[str, str, MetricStats]]:
+    """``(metric, tag or "", stats)`` for each metric, then each of its tags.
+
+    The rows the Markdown and HTML metrics tables show: a route's own
+    distribution under the metric's, as the terminal report's breakdowns.
+    """
+    rows: list[tuple[str, str, MetricStats]] = []
+    for metric in tracker.metrics():
+        rows.append((metric, "", tracker.stats(metric)))
+        rows.extend((metric, tag, tracker.stats(metric, tag)) for tag in tracker.tags(metric))
+    return rows
+
+
+def error_summary(tracker: PerformanceTracker) -> str | None:
+    """``"3 errors: HTTP 5xx 2, TimeoutError 1"``, or None without errors."""
+    errors = tracker.errors
+    total = sum(errors.values())
+    if not total:
+        return None
+    parts = ", ".join(f"{name} {count}" for name, count in sorted(errors.items()))
+    return f"{total} error{'s' if total != 1 else ''}: {parts}"
+
+
+LOAD_COLUMNS = (
+    "run",
+    "model",
+    "target",
+    "achieved",
+    "completed",
+    "failed",
+    "dropped",
+    "p50",
+    "p99",
+    "generator",
+)
+
+
+def load_run_cells(run: dict[str, Any]) -> list[str]:
+    """One ``axiom_load`` run as the cells of `LOAD_COLUMNS`."""
+    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    health = run["generator"]["note"] if run["saturated"] else "kept up"
+    return [
+        str(run["name"]),
+        str(run["model"]),
+        target,
+        f"{run['achieved_rate']:.1f}/s",
+        str(run["completed"]),
+        str(run["failed"]),
+        str(run["dropped"]),
+        fmt(run["latency"]["p50"]),
+        fmt(run["latency"]["p99"]),
+        str(health),
+    ]
+
+
+def table_cell(value: object) -> str:
+    """A cell of a table attached with ``add_table``: floats with 2 decimals."""
+    return f"{value:.2f}" if isinstance(value, float) else str(value)
