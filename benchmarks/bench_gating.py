@@ -15,6 +15,10 @@ plugin does, and asks three contenders whether the current run regressed:
 200 trials per cell, fixed seeds. Goals: A/A (shift 0) flagged <= 1 %; +25 % flagged
 >= 95 %. The spread (sigma of log latency) matters: the p95 of 200 samples is
 set by its 10 slowest, so a wider distribution needs a larger shift to be seen.
+
+A second table runs whole tests through ``compare``: one metric split over three
+routes, one of them slowed, the whole metric's comparison alone against the gate
+with its per-route comparisons (its A/A rate included).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import math
 import random
 import time
 
-from pytest_axiomperf.baseline import ALPHA, REGRESSION, compare_metric, mann_whitney_u
+from pytest_axiomperf.baseline import ALPHA, REGRESSION, compare, compare_metric, mann_whitney_u
 from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.results import SessionResults, TestResult
+from pytest_axiomperf.tracker import PerformanceTracker
 
 TRIALS = 200
 SAMPLES = 200
@@ -59,6 +65,39 @@ def run_cell(sigma: float, shift: float) -> tuple[int, int, int, float]:
     return gate, naive, u_only, spent / TRIALS * 1e6
 
 
+ROUTES = 3
+ROUTE_SAMPLES = (1600, 200, 40)  # a busy read, a steady write, a rare order
+
+
+def _routes_results(
+    rng: random.Random, sigma: float, slow_route: int, shift: float
+) -> SessionResults:
+    """One test whose api_response_times is split over ROUTES tagged routes."""
+    tracker = PerformanceTracker()
+    mu = math.log(MEDIAN)
+    for route, n in enumerate(ROUTE_SAMPLES):
+        scale = (1.0 + shift if route == slow_route else 1.0) * (1 + route)
+        for _ in range(n):
+            tracker.record("api_response_times", rng.lognormvariate(mu, sigma) * scale, f"r{route}")
+    results = SessionResults(environment={})
+    results.add(TestResult(nodeid="t", tracker=tracker))
+    return results
+
+
+def run_routes(sigma: float, slow_route: int, shift: float) -> tuple[int, int]:
+    """Over TRIALS: runs failed by the whole metric's comparison alone, and by the gate
+    with its per-route comparisons (any comparison a regression)."""
+    rng = random.Random(f"routes-{sigma}-{slow_route}-{shift}")
+    whole = gate = 0
+    for _ in range(TRIALS):
+        old = _routes_results(rng, sigma, -1, 0.0)
+        new = _routes_results(rng, sigma, slow_route, shift)
+        comparison = compare(old, new, threshold=THRESHOLD, noise_floor=NOISE_FLOOR_MS)
+        whole += any(m.status == REGRESSION and m.tag is None for m in comparison.metrics)
+        gate += comparison.failed
+    return whole, gate
+
+
 def main() -> None:
     print(
         f"{TRIALS} trials per row, {SAMPLES} samples per side, lognormal median "
@@ -80,6 +119,26 @@ def main() -> None:
                 f"{naive / TRIALS:>8.1%} {u_only / TRIALS:>7.1%} | {ratio:>10} | {us:>12.0f}"
             )
     print("(shift +0% is the A/A false-alarm rate; the other rows are power)")
+    print()
+    print(
+        f"Per-route comparisons: one test, {ROUTES} routes of {', '.join(map(str, ROUTE_SAMPLES))} "
+        "samples (medians 20/40/60 ms), one route slowed; a run fails when any comparison regresses"
+    )
+    header = f"{'sigma':>5} {'slowed route':>14} {'shift':>6} | {'whole only':>10} {'+ routes':>9}"
+    print(header)
+    print("-" * len(header))
+    for sigma in (0.25, 0.5):
+        print(f"{sigma:>5g} {'(none: A/A)':>14} {'+0%':>6} | ", end="")
+        whole, gate = run_routes(sigma, -1, 0.0)
+        print(f"{whole / TRIALS:>10.1%} {gate / TRIALS:>9.1%}")
+        for route in range(ROUTES):
+            for shift in (0.25, 0.50):
+                whole, gate = run_routes(sigma, route, shift)
+                label = f"r{route} (n={ROUTE_SAMPLES[route]})"
+                print(
+                    f"{sigma:>5g} {label:>14} {f'+{shift:.0%}':>6} | "
+                    f"{whole / TRIALS:>10.1%} {gate / TRIALS:>9.1%}"
+                )
 
 
 if __name__ == "__main__":

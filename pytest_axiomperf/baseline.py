@@ -21,6 +21,14 @@ O(buckets) with the standard library only.
 An improvement is the mirror image (better by more than both bounds, significant
 the other way). A metric with fewer than :data:`MIN_SAMPLES` samples on either side
 is "insufficient data": shown, never failed.
+
+Routes too: when a metric's samples are split over tags (``"GET /balance/{address}"``,
+``"POST /orders"``), each tag recorded in both runs with enough samples on both
+sides is compared on its own, by the same rule, as ``metric[tag]``: a slower
+endpoint fails the gate even when a busier, unchanged one dominates the
+metric's overall p95. Each comparison is its own test at :data:`ALPHA`, so a
+test with k such routes makes up to k + 1 per metric; their A/A false alarms
+are measured in ``benchmarks/bench_gating.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.results import SessionResults, write_json_atomic
-from pytest_axiomperf.tracker import SECONDS
+from pytest_axiomperf.tracker import SECONDS, PerformanceTracker
 
 _DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
@@ -176,6 +184,13 @@ class MetricComparison:
     change_pct: float | None
     p_value: float | None  # of the one-sided test in the direction of the change
     reason: str
+    #: The route (tag) compared on its own; None for the whole metric.
+    tag: str | None = None
+
+    @property
+    def label(self) -> str:
+        """``metric`` or ``metric[tag]``."""
+        return self.metric if self.tag is None else f"{self.metric}[{self.tag}]"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -307,8 +322,9 @@ def compare_metric(
     new: Histogram,
     threshold: float,
     noise_floor: float,
+    tag: str | None = None,
 ) -> MetricComparison:
-    """Compare one latency metric (see the module docstring for the rule)."""
+    """Compare one latency metric, or one tag of it (see the module docstring for the rule)."""
     old_n, new_n = old.count, new.count
     old_p95 = old.percentile(95) if old_n else None
     new_p95 = new.percentile(95) if new_n else None
@@ -318,7 +334,7 @@ def compare_metric(
 
     def result(status: str, p_value: float | None, reason: str) -> MetricComparison:
         return MetricComparison(
-            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p_value, reason
+            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p_value, reason, tag
         )
 
     if old_n < MIN_SAMPLES or new_n < MIN_SAMPLES:
@@ -421,7 +437,37 @@ def compare(
             comparison.metrics.append(
                 compare_metric(nodeid, metric, old_hist, new_hist, threshold, noise_floor)
             )
+            comparison.metrics.extend(
+                _compare_tags(nodeid, metric, was, now, old_hist, new_hist, threshold, noise_floor)
+            )
     return comparison
+
+
+def _compare_tags(
+    nodeid: str,
+    metric: str,
+    was: PerformanceTracker,
+    now: PerformanceTracker,
+    old_whole: Histogram,
+    new_whole: Histogram,
+    threshold: float,
+    noise_floor: float,
+) -> list[MetricComparison]:
+    """Each tag of ``metric`` in both runs, compared alone: the routes behind a whole.
+
+    Skipped: a tag holding all of the metric's samples on both sides (its
+    comparison is the whole's), and one with too few samples on either side
+    (the whole's comparison already says so).
+    """
+    out = []
+    for tag in sorted(set(was.tags(metric)) & set(now.tags(metric))):
+        old_hist, new_hist = was.histogram(metric, tag), now.histogram(metric, tag)
+        if old_hist.count == old_whole.count and new_hist.count == new_whole.count:
+            continue
+        if old_hist.count < MIN_SAMPLES or new_hist.count < MIN_SAMPLES:
+            continue
+        out.append(compare_metric(nodeid, metric, old_hist, new_hist, threshold, noise_floor, tag))
+    return out
 
 
 def attach(comparison: Comparison, results: SessionResults) -> None:

@@ -126,6 +126,51 @@ def test_compare_lists_new_and_vanished_and_mismatch() -> None:
     assert refused.refused and refused.failed and not refused.metrics
 
 
+def _routes(order_scale: float, orders: int = 40) -> SessionResults:
+    """One test: 2000 fast balance reads and a few orders, ``order_scale`` times as slow."""
+    results = SessionResults(environment={"cpu_model": "cpu A"})
+    tracker = PerformanceTracker()
+    rng = random.Random(7)
+    for _ in range(2000):
+        tracker.record("api_response_times", rng.lognormvariate(-4.6, 0.2), "GET /balance")
+    for _ in range(orders):
+        tracker.record(
+            "api_response_times", rng.lognormvariate(-3.9, 0.2) * order_scale, "POST /orders"
+        )
+    tracker.record("api_response_times", 0.01)  # untagged samples count in the whole only
+    results.add(PerfResult(nodeid="t", tracker=tracker))
+    return results
+
+
+def test_a_slower_route_fails_even_when_the_whole_metric_does_not_move() -> None:
+    result = compare(_routes(1.0), _routes(3.0))
+    by_label = {m.label: m for m in result.metrics}
+    assert sorted(by_label) == [
+        "api_response_times",
+        "api_response_times[GET /balance]",
+        "api_response_times[POST /orders]",
+    ]
+    # The orders are 2 % of the samples: the whole's p95 does not see them triple.
+    assert by_label["api_response_times"].status == UNCHANGED
+    assert by_label["api_response_times[GET /balance]"].status == UNCHANGED
+    orders = by_label["api_response_times[POST /orders]"]
+    assert orders.status == REGRESSION and orders.tag == "POST /orders"
+    assert result.failed
+    # Too few samples of a route: its own comparison is left out, the whole stays.
+    few = compare(_routes(1.0, orders=10), _routes(3.0, orders=10))
+    assert [m.label for m in few.metrics] == [
+        "api_response_times",
+        "api_response_times[GET /balance]",
+    ]
+    # A route holding every sample is the whole: compared once.
+    single = SessionResults(environment={"cpu_model": "cpu A"})
+    tracker = PerformanceTracker()
+    for i in range(100):
+        tracker.record("api_response_times", 0.01 + i * 1e-5, "GET /balance")
+    single.add(PerfResult(nodeid="t", tracker=tracker))
+    assert [m.label for m in compare(single, single).metrics] == ["api_response_times"]
+
+
 def test_runs_measured_under_tracemalloc_are_not_compared_with_untraced_ones() -> None:
     old = _results({"a": 1.0})
     new = _results({"a": 4.0})  # four times slower: a regression if it were comparable
@@ -226,6 +271,45 @@ def test_four_times_slower_fails_the_run_and_names_the_test(
     assert orders[0]["status"] == "regression" and orders[0]["change_pct"] > 250
     stream = data["tests"]["test_gate.py::test_stream"]["extra"]["comparison"]
     assert stream[0]["status"] == "unchanged"
+
+
+ROUTED = """
+import os, random
+
+ORDERS_SCALE = float(os.environ.get("AXIOM_ORDERS_SCALE", "1"))
+
+def test_bot(axiom_tracker):
+    rng = random.Random(42)
+    for _ in range(1000):
+        axiom_tracker.record("api_response_times", rng.lognormvariate(-4.6, 0.2), "GET /balance")
+    for _ in range(30):
+        axiom_tracker.record(
+            "api_response_times", rng.lognormvariate(-4.0, 0.2) * ORDERS_SCALE, "POST /orders"
+        )
+"""
+
+
+def test_a_slower_route_fails_the_run_by_name(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_project.makepyfile(test_routes=ROUTED)
+    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
+    monkeypatch.setenv("AXIOM_ORDERS_SCALE", "3")
+    result = user_project.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=base.json", "--axiom-perf-markdown=out.md"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "  REGRESSION * test_routes.py::test_bot  api_response_times[[]POST /orders[]] p95 *",
+            "*unchanged * test_routes.py::test_bot  api_response_times p95 *",
+            "*unchanged * test_routes.py::test_bot  api_response_times[[]GET /balance[]] p95 *",
+        ]
+    )
+    markdown = (user_project.path / "out.md").read_text()
+    assert "| **regression** | `test_routes.py::test_bot` | api_response_times[POST /orders] |" in (
+        markdown
+    )
 
 
 def test_new_and_vanished_tests_are_listed(gated: pytest.Pytester) -> None:

@@ -30,9 +30,9 @@ _LABEL = {
 
 
 def describe_change(m: MetricComparison) -> str:
-    """``api_response_times p95 10.00ms -> 40.00ms (+300.0%)``."""
+    """``api_response_times p95 10.00ms -> 40.00ms (+300.0%)`` (``metric[tag]`` for a route)."""
     change = f" ({m.change_pct:+.1f}%)" if m.change_pct is not None else ""
-    return f"{m.metric} p95 {fmt(m.old_p95)} -> {fmt(m.new_p95)}{change}"
+    return f"{m.label} p95 {fmt(m.old_p95)} -> {fmt(m.new_p95)}{change}"
 
 
 def summary_line(comparison: Comparison) -> str:

@@ -254,7 +254,7 @@ def render_html(
             change = ""
             if comparison is not None:
                 for m in comparison.for_test(nodeid):
-                    if m.metric == metric:
+                    if m.metric == metric and m.tag is None:
                         change = f" &mdash; {escape(m.status)}: {escape(describe_change(m))}"
             body.append(
                 f"<figure>{render_plot(metric, hist, budgets, old_hist)}"

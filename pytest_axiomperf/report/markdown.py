@@ -87,7 +87,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
                 shown = status if status in (IMPROVEMENT, UNCHANGED) else f"**{status}**"
                 change = f"{m.change_pct:+.1f}%" if m.change_pct is not None else "-"
                 lines.append(
-                    f"| {shown} | {_code(m.nodeid)} | {m.metric} | {fmt(m.old_p95)} | "
+                    f"| {shown} | {_code(m.nodeid)} | {_cell(m.label)} | {fmt(m.old_p95)} | "
                     f"{fmt(m.new_p95)} | {change} | {m.old_n}->{m.new_n} | {_cell(m.reason)} |"
                 )
         lines.extend(f"| new test | {_code(t)} | | | | | | |" for t in comparison.new_tests)
