@@ -442,65 +442,91 @@ def _socket_factory(
 
 
 class _RouteSeries:
-    """The tracker series an answered request of one route tag records into.
+    """The tracker series the answered requests of one route tag record into.
 
-    Looked up once per tag rather than per record; made at the tag's first
-    answer, so a route that never answered leaves no empty series in a report.
+    Looked up once per tag rather than per record, and each made at its first
+    sample, so a route whose requests never completed leaves no empty series.
     """
 
-    __slots__ = ("connect", "dns", "latency", "order", "throughput", "ttfb")
+    __slots__ = ("_latency", "_order", "_phases", "_tag", "_throughput", "_tracker")
 
-    def __init__(self, tracker: PerformanceTracker, tag: str, is_order: bool) -> None:
-        self.latency = tracker.live_series(API_RESPONSE_TIMES, tag)
-        self.order = tracker.live_series(ORDER_EXECUTION_TIMES, tag) if is_order else None
-        self.throughput = tracker.live_series(NETWORK_THROUGHPUT, tag)
-        # Made on first use: a client with trace_phases=False never records them.
-        self.connect: Histogram | None = None
-        self.dns: Histogram | None = None
-        self.ttfb: Histogram | None = None
+    def __init__(self, tracker: PerformanceTracker, tag: str) -> None:
+        self._tracker = tracker
+        self._tag = tag
+        self._latency: Histogram | None = None
+        self._throughput: Histogram | None = None
+        self._order: Histogram | None = None
+        self._phases: tuple[Histogram, Histogram, Histogram] | None = None
 
-    def record_phases(
-        self, tracker: PerformanceTracker, tag: str, connect: float, dns: float, ttfb: float
-    ) -> None:
+    def record_answer(self, elapsed: float, throughput: float | None, is_order: bool) -> None:
+        """Record a request's latency (also as an order's) and its bytes per second."""
+        latency = self._latency
+        if latency is None:
+            latency = self._latency = self._tracker.live_series(API_RESPONSE_TIMES, self._tag)
+        latency.record(elapsed)
+        if is_order:
+            order = self._order
+            if order is None:
+                order = self._order = self._tracker.live_series(ORDER_EXECUTION_TIMES, self._tag)
+            order.record(elapsed)
+        if throughput is not None:
+            series = self._throughput
+            if series is None:
+                series = self._throughput = self._tracker.live_series(NETWORK_THROUGHPUT, self._tag)
+            series.record(throughput)
+
+    def record_phases(self, connect: float, dns: float, ttfb: float) -> None:
         """Record one attempt's connect, DNS and time-to-first-byte durations."""
-        if self.ttfb is None or self.connect is None or self.dns is None:
-            self.connect = tracker.live_series(HTTP_CONNECT_TIMES, tag)
-            self.dns = tracker.live_series(HTTP_DNS_TIMES, tag)
-            self.ttfb = tracker.live_series(HTTP_TTFB_TIMES, tag)
-        self.connect.record(connect)
-        self.dns.record(dns)
-        self.ttfb.record(ttfb)
+        phases = self._phases
+        if phases is None:
+            tracker, tag = self._tracker, self._tag
+            phases = self._phases = (
+                tracker.live_series(HTTP_CONNECT_TIMES, tag),
+                tracker.live_series(HTTP_DNS_TIMES, tag),
+                tracker.live_series(HTTP_TTFB_TIMES, tag),
+            )
+        phases[0].record(connect)
+        phases[1].record(dns)
+        phases[2].record(ttfb)
 
 
 class _Deadlines:
     """The requests' total timeout on one timer per client, instead of aiohttp's per request.
 
     aiohttp arms a timer and enters a timeout context at every step of every
-    request (connect, send, headers, each body read); measured here at 4-12 us
-    of a 55-90 us loopback request. Requests using the client's own ``timeout``
-    all get the same allowance, so their deadlines come in the order they
-    start: the in-flight ones live in an insertion-ordered dict, and one timer
-    waits for the oldest. When it fires, every request past its deadline has
-    its task cancelled and its key marked, and `request` turns that
-    cancellation into ``asyncio.TimeoutError``, as aiohttp does.
+    request (connect, send, headers, each body read): the "bare, timeout=None"
+    row of ``benchmarks/bench_client.py`` shows what that costs. Requests using
+    the client's own ``timeout`` all get the same allowance, so their deadlines
+    come in the order they start: the in-flight ones live in an
+    insertion-ordered dict, and one timer waits for the oldest. When it fires,
+    every request past its deadline has its task cancelled and its key marked,
+    and `request` turns that cancellation into ``asyncio.TimeoutError``, as
+    aiohttp does.
     """
 
-    __slots__ = ("_expired", "_inflight", "_loop", "_next", "_timeout", "_timer")
+    __slots__ = ("_expired", "_inflight", "_loop", "_next", "_slack", "_timeout", "_timer")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
         self._loop = loop
         self._timeout = timeout
-        self._inflight: dict[int, tuple[float, asyncio.Task[Any]]] = {}
-        #: key -> the task's ``cancelling()`` count before the deadline cancelled it.
+        #: key -> (deadline, task, the task's ``cancelling()`` count when the request began).
+        self._inflight: dict[int, tuple[float, asyncio.Task[Any], int]] = {}
+        #: key -> that count, for the requests the deadline cancelled.
         self._expired: dict[int, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._next = 0
+        # The loop runs a timer up to its clock's resolution early; without the slack
+        # the timer would re-arm itself until the clock ticks past the deadline.
+        self._slack = time.get_clock_info("monotonic").resolution
 
     def start(self, task: asyncio.Task[Any]) -> int:
         """Start the clock of a request running in ``task``; returns its key."""
         self._next = key = self._next + 1
         when = self._loop.time() + self._timeout
-        self._inflight[key] = (when, task)
+        cancelling = 0
+        if sys.version_info >= (3, 11):
+            cancelling = task.cancelling()
+        self._inflight[key] = (when, task, cancelling)
         if self._timer is None:
             self._timer = self._loop.call_at(when, self._fire)
         return key
@@ -508,9 +534,12 @@ class _Deadlines:
     def stop(self, key: int) -> bool:
         """Stop the clock; True when the deadline had passed and cancelled the task.
 
-        From Python 3.11 the deadline's cancellation is withdrawn (``uncancel``);
-        it stays True only when no other cancellation is pending, so a task
-        cancelled by someone else near the deadline is still cancelled.
+        From Python 3.11 the deadline's cancellation is withdrawn (``uncancel``),
+        and it is True only when nobody else cancelled the task since the
+        request began, whichever came first: a bot's own ``asyncio.timeout``
+        or a ``task.cancel()`` due at the same moment is never taken for the
+        client's timeout (and retried). Python 3.10 keeps no count of
+        cancellations to tell them apart (neither does aiohttp there).
         """
         if self._inflight.pop(key, None) is not None:
             return False
@@ -525,19 +554,16 @@ class _Deadlines:
 
     def _fire(self) -> None:
         self._timer = None
-        now = self._loop.time()
+        now = self._loop.time() + self._slack
         inflight = self._inflight
         due: list[int] = []
-        for key, (when, _task) in inflight.items():
+        for key, (when, _task, _cancelling) in inflight.items():
             if when > now:
                 self._timer = self._loop.call_at(when, self._fire)
                 break
             due.append(key)
         for key in due:
-            _, task = inflight.pop(key)
-            cancelling = 0
-            if sys.version_info >= (3, 11):
-                cancelling = task.cancelling()
+            _, task, cancelling = inflight.pop(key)
             self._expired[key] = cancelling
             task.cancel()
 
@@ -912,11 +938,13 @@ class OptimizedClient:
                                 body = await resp.read()
                             else:
                                 body = await self._stream(resp)
-                    except asyncio.CancelledError:
+                    except asyncio.CancelledError as exc:
                         if key and deadlines is not None and deadlines.stop(key):
+                            # Chained, as aiohttp does: its traceback shows where the
+                            # request was stuck (pool, connect, headers, body).
                             raise asyncio.TimeoutError(
                                 f"{tag}: no complete answer within {self._timeout.total:g} s"
-                            ) from None
+                            ) from exc
                         raise
                     finally:
                         if key and deadlines is not None:
@@ -934,19 +962,13 @@ class OptimizedClient:
                     reason = type(exc).__name__
                 else:
                     if series is None:
-                        series = self._route_series[tag] = _RouteSeries(
-                            tracker, tag, tag in self.order_routes
-                        )
+                        series = self._route_series[tag] = _RouteSeries(tracker, tag)
                     if trace:
                         if phases is None:  # a connection straight from the pool, cached DNS
-                            series.record_phases(tracker, tag, 0.0, 0.0, (headers_at - sent) / 1e9)
+                            series.record_phases(0.0, 0.0, (headers_at - sent) / 1e9)
                         else:
                             series.record_phases(
-                                tracker,
-                                tag,
-                                phases.connect / 1e9,
-                                phases.dns / 1e9,
-                                (headers_at - sent) / 1e9,
+                                phases.connect / 1e9, phases.dns / 1e9, (headers_at - sent) / 1e9
                             )
                     status = resp.status
                     if status >= 400:
@@ -956,11 +978,11 @@ class OptimizedClient:
                     if wait is None:
                         elapsed = (_now() - start) / 1e9
                         sent_bytes = 0 if payload is None else len(payload)
-                        series.latency.record(elapsed)
-                        if series.order is not None:
-                            series.order.record(elapsed)
-                        if elapsed > 0:
-                            series.throughput.record((sent_bytes + len(body)) / elapsed)
+                        series.record_answer(
+                            elapsed,
+                            (sent_bytes + len(body)) / elapsed if elapsed > 0 else None,
+                            tag in self.order_routes,
+                        )
                         # Positional: keyword construction of the dataclass costs twice as much.
                         response = ApiResponse(
                             method,

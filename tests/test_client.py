@@ -276,15 +276,52 @@ async def test_a_deadline_never_swallows_another_cancellation() -> None:
             outcome.append(deadlines.stop(key))
             raise
 
-    task = asyncio.ensure_future(request())
-    await asyncio.sleep(0)  # the request is now waiting
-    time.sleep(0.005)  # past its deadline, whatever the machine's speed
-    deadlines._fire()  # the timer's callback: cancels the task for its deadline
-    task.cancel()  # and somebody else cancels it too
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert outcome == [False]  # not a timeout: the other cancellation wins
+    for other_first in (False, True):
+        task = asyncio.ensure_future(request())
+        await asyncio.sleep(0)  # the request is now waiting
+        time.sleep(0.005)  # past its deadline, whatever the machine's speed
+        if other_first:
+            task.cancel()  # somebody else cancels it in the same loop turn, just before
+        deadlines._fire()  # the timer's callback: cancels the task for its deadline
+        if not other_first:
+            task.cancel()  # somebody else cancels it just after
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert outcome == [False, False]  # never a timeout: the other cancellation wins
     deadlines.close()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout() is 3.11+")
+@pytest.mark.asyncio
+async def test_the_bots_own_timeout_is_not_retried_as_the_clients(
+    exchange: ExchangeSimulator,
+) -> None:
+    # Both clocks run out in the same loop turn: the bot's must win, at once.
+    exchange.configure(latency=0.5)
+    async with client_for(exchange, timeout=0.1, retry=RetryPolicy(attempts=3)) as client:
+        started = asyncio.get_running_loop().time()
+        for _ in range(3):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.1):
+                    await client.get("/health")
+        elapsed = asyncio.get_running_loop().time() - started
+    assert client.retries == 0
+    assert elapsed < 0.9  # three 0.1 s waits, not three retried 0.3 s ones
+
+
+@pytest.mark.asyncio
+async def test_a_route_that_never_completed_leaves_no_empty_series(
+    exchange: ExchangeSimulator,
+) -> None:
+    exchange.configure(error_rate=1.0)
+    retry = RetryPolicy(attempts=3, backoff=5.0, max_backoff=5.0, deadline=30.0)
+    async with client_for(exchange, retry=retry) as client:
+        # Answered once (a 500), then cancelled during the backoff before its retry.
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(client.get("/health"), 0.5)
+    tracker = client.tracker
+    assert tracker.metrics() == ["http_connect_times", "http_dns_times", "http_ttfb_times"]
+    assert all(tracker.stats(m).count == 1 for m in tracker.metrics())
 
 
 def test_a_budget_on_a_dead_server_fails_for_lack_of_samples(
