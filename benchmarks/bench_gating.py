@@ -67,35 +67,44 @@ def run_cell(sigma: float, shift: float) -> tuple[int, int, int, float]:
 
 ROUTES = 3
 ROUTE_SAMPLES = (1600, 200, 40)  # a busy read, a steady write, a rare order
+ORDER_ROUTE = 2
+AA_TRIALS = 1000
 
 
 def _routes_results(
     rng: random.Random, sigma: float, slow_route: int, shift: float
 ) -> SessionResults:
-    """One test whose api_response_times is split over ROUTES tagged routes."""
+    """One test shaped like an ``axiom_client`` test: per route, the request latency and
+    its time to first byte; the order route's latency also as ``order_execution_times``."""
     tracker = PerformanceTracker()
     mu = math.log(MEDIAN)
     for route, n in enumerate(ROUTE_SAMPLES):
         scale = (1.0 + shift if route == slow_route else 1.0) * (1 + route)
+        tag = f"r{route}"
         for _ in range(n):
-            tracker.record("api_response_times", rng.lognormvariate(mu, sigma) * scale, f"r{route}")
+            ttfb = rng.lognormvariate(mu, sigma) * scale
+            tracker.record("http_ttfb_times", ttfb, tag)
+            tracker.record("api_response_times", ttfb + 0.0002, tag)
+            if route == ORDER_ROUTE:
+                tracker.record("order_execution_times", ttfb + 0.0002, tag)
     results = SessionResults(environment={})
     results.add(TestResult(nodeid="t", tracker=tracker))
     return results
 
 
-def run_routes(sigma: float, slow_route: int, shift: float) -> tuple[int, int]:
-    """Over TRIALS: runs failed by the whole metric's comparison alone, and by the gate
-    with its per-route comparisons (any comparison a regression)."""
+def run_routes(sigma: float, slow_route: int, shift: float, trials: int) -> tuple[int, int, int]:
+    """Over ``trials``: runs failed by the whole metrics' comparisons alone, and by the
+    gate with its per-route comparisons; and the comparisons made per test."""
     rng = random.Random(f"routes-{sigma}-{slow_route}-{shift}")
-    whole = gate = 0
-    for _ in range(TRIALS):
+    whole = gate = made = 0
+    for _ in range(trials):
         old = _routes_results(rng, sigma, -1, 0.0)
         new = _routes_results(rng, sigma, slow_route, shift)
         comparison = compare(old, new, threshold=THRESHOLD, noise_floor=NOISE_FLOOR_MS)
         whole += any(m.status == REGRESSION and m.tag is None for m in comparison.metrics)
         gate += comparison.failed
-    return whole, gate
+        made = len(comparison.metrics)
+    return whole, gate, made
 
 
 def main() -> None:
@@ -121,19 +130,23 @@ def main() -> None:
     print("(shift +0% is the A/A false-alarm rate; the other rows are power)")
     print()
     print(
-        f"Per-route comparisons: one test, {ROUTES} routes of {', '.join(map(str, ROUTE_SAMPLES))} "
-        "samples (medians 20/40/60 ms), one route slowed; a run fails when any comparison regresses"
+        f"Per-route comparisons: one test shaped like an axiom_client test, {ROUTES} routes of "
+        f"{', '.join(map(str, ROUTE_SAMPLES))} samples (medians 20/40/60 ms), each in "
+        "api_response_times and http_ttfb_times, the last also in order_execution_times; "
+        "one route slowed; a run fails when any comparison regresses"
     )
     header = f"{'sigma':>5} {'slowed route':>14} {'shift':>6} | {'whole only':>10} {'+ routes':>9}"
     print(header)
     print("-" * len(header))
     for sigma in (0.25, 0.5):
-        print(f"{sigma:>5g} {'(none: A/A)':>14} {'+0%':>6} | ", end="")
-        whole, gate = run_routes(sigma, -1, 0.0)
-        print(f"{whole / TRIALS:>10.1%} {gate / TRIALS:>9.1%}")
+        whole, gate, made = run_routes(sigma, -1, 0.0, AA_TRIALS)
+        print(
+            f"{sigma:>5g} {'(none: A/A)':>14} {'+0%':>6} | {whole / AA_TRIALS:>10.1%} "
+            f"{gate / AA_TRIALS:>9.1%}   ({AA_TRIALS} trials, {made} comparisons per test)"
+        )
         for route in range(ROUTES):
             for shift in (0.25, 0.50):
-                whole, gate = run_routes(sigma, route, shift)
+                whole, gate, _ = run_routes(sigma, route, shift, TRIALS)
                 label = f"r{route} (n={ROUTE_SAMPLES[route]})"
                 print(
                     f"{sigma:>5g} {label:>14} {f'+{shift:.0%}':>6} | "

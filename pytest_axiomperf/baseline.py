@@ -26,9 +26,11 @@ Routes too: when a metric's samples are split over tags (``"GET /balance/{addres
 ``"POST /orders"``), each tag recorded in both runs with enough samples on both
 sides is compared on its own, by the same rule, as ``metric[tag]``: a slower
 endpoint fails the gate even when a busier, unchanged one dominates the
-metric's overall p95. Each comparison is its own test at :data:`ALPHA`, so a
-test with k such routes makes up to k + 1 per metric; their A/A false alarms
-are measured in ``benchmarks/bench_gating.py``.
+metric's overall p95. The k routes of a metric are each tested at
+``ALPHA / k`` (Bonferroni), so together they add at most :data:`ALPHA` of
+false alarms; the request phases (``http_connect_times``, ``http_dns_times``,
+``http_ttfb_times``: parts of a route's latency) are compared whole only. The
+A/A false alarms and the power are measured in ``benchmarks/bench_gating.py``.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.results import SessionResults, write_json_atomic
-from pytest_axiomperf.tracker import SECONDS, PerformanceTracker
+from pytest_axiomperf.tracker import PHASE_METRICS, SECONDS, PerformanceTracker
 
 _DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
@@ -323,8 +325,12 @@ def compare_metric(
     threshold: float,
     noise_floor: float,
     tag: str | None = None,
+    alpha: float = ALPHA,
 ) -> MetricComparison:
-    """Compare one latency metric, or one tag of it (see the module docstring for the rule)."""
+    """Compare one latency metric, or one tag of it (see the module docstring for the rule).
+
+    ``alpha`` is the significance level (lower for each of several routes).
+    """
     old_n, new_n = old.count, new.count
     old_p95 = old.percentile(95) if old_n else None
     new_p95 = new.percentile(95) if new_n else None
@@ -350,7 +356,7 @@ def compare_metric(
     p_value = test.p_greater if worse else test.p_less
     beyond_pct = change is None or abs(change) > threshold
     beyond_floor = abs(diff_ms) > noise_floor
-    significant = p_value < ALPHA
+    significant = p_value < alpha
     if beyond_pct and beyond_floor and significant:
         return result(
             REGRESSION if worse else IMPROVEMENT,
@@ -362,7 +368,7 @@ def compare_metric(
     elif not beyond_floor:
         why = f"p95 change {abs(diff_ms):.3g}ms within the {noise_floor:g}ms noise floor"
     else:
-        why = f"shift not significant (p={p_value:.2g} >= {ALPHA:g})"
+        why = f"shift not significant (p={p_value:.2g} >= {alpha:.2g})"
     return result(UNCHANGED, p_value, why)
 
 
@@ -455,19 +461,28 @@ def _compare_tags(
 ) -> list[MetricComparison]:
     """Each tag of ``metric`` in both runs, compared alone: the routes behind a whole.
 
-    Skipped: a tag holding all of the metric's samples on both sides (its
-    comparison is the whole's), and one with too few samples on either side
-    (the whole's comparison already says so).
+    Each of the k routes compared is tested at ``ALPHA / k`` (Bonferroni), so
+    a metric's routes together add at most ``ALPHA`` of false alarms. Skipped:
+    the request phases (`PHASE_METRICS`: parts of a route's latency, which is
+    compared itself), a tag holding all of the metric's samples on both sides
+    (its comparison is the whole's), and one with too few samples on either
+    side (the whole's comparison already says so).
     """
-    out = []
+    if metric in PHASE_METRICS:
+        return []
+    pairs = []
     for tag in sorted(set(was.tags(metric)) & set(now.tags(metric))):
         old_hist, new_hist = was.histogram(metric, tag), now.histogram(metric, tag)
         if old_hist.count == old_whole.count and new_hist.count == new_whole.count:
             continue
         if old_hist.count < MIN_SAMPLES or new_hist.count < MIN_SAMPLES:
             continue
-        out.append(compare_metric(nodeid, metric, old_hist, new_hist, threshold, noise_floor, tag))
-    return out
+        pairs.append((tag, old_hist, new_hist))
+    alpha = ALPHA / max(1, len(pairs))
+    return [
+        compare_metric(nodeid, metric, old, new, threshold, noise_floor, tag, alpha)
+        for tag, old, new in pairs
+    ]
 
 
 def attach(comparison: Comparison, results: SessionResults) -> None:

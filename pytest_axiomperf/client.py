@@ -54,6 +54,9 @@ from pytest_axiomperf.errors import AxiomPerfError, HttpStatusError
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
+    HTTP_CONNECT_TIMES,
+    HTTP_DNS_TIMES,
+    HTTP_TTFB_TIMES,
     NETWORK_THROUGHPUT,
     ORDER_EXECUTION_TIMES,
     PerformanceTracker,
@@ -74,11 +77,6 @@ __all__ = [
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
-
-#: Per-attempt phase metrics (seconds).
-HTTP_CONNECT_TIMES = "http_connect_times"
-HTTP_DNS_TIMES = "http_dns_times"
-HTTP_TTFB_TIMES = "http_ttfb_times"
 
 #: The embedded exchange's REST routes: requests are tagged with these templates.
 EXCHANGE_ROUTES: tuple[str, ...] = (

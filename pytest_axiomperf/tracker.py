@@ -25,6 +25,12 @@ ORDER_EXECUTION_TIMES = "order_execution_times"
 MEMORY_USAGE = "memory_usage"
 CPU_USAGE = "cpu_usage"
 NETWORK_THROUGHPUT = "network_throughput"
+#: The phases of an HTTP request (``OptimizedClient`` records them per attempt).
+HTTP_CONNECT_TIMES = "http_connect_times"
+HTTP_DNS_TIMES = "http_dns_times"
+HTTP_TTFB_TIMES = "http_ttfb_times"
+#: Diagnostic parts of a request's latency, not latencies a bot sees on their own.
+PHASE_METRICS = frozenset({HTTP_CONNECT_TIMES, HTTP_DNS_TIMES, HTTP_TTFB_TIMES})
 
 #: Units of the standard metrics that are not durations; every other metric is
 #: a duration in seconds unless declared with :meth:`PerformanceTracker.set_unit`.
