@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -195,13 +195,14 @@ class MetricComparison:
         return self.metric if self.tag is None else f"{self.metric}[{self.tag}]"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
+        """JSON-able form (with ``label``, for readers keying by metric and route)."""
+        return {**asdict(self), "label": self.label}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
-        """Rebuild from :meth:`to_dict`."""
-        return cls(**dict(data))
+        """Rebuild from :meth:`to_dict` (keys it does not know, such as ``label``, ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

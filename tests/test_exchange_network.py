@@ -22,9 +22,9 @@ from pytest_axiomperf.results import SessionResults
 from pytest_axiomperf.results import TestResult as PerfResult
 from pytest_axiomperf.tracker import PerformanceTracker
 
-HANDSHAKE = 0.2
+HANDSHAKE = 0.4
 # Far below HANDSHAKE and far above a loopback request on a loaded machine.
-KEPT_ALIVE = 0.1
+KEPT_ALIVE = 0.2
 TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 

@@ -296,7 +296,11 @@ def test_a_slower_route_fails_the_run_by_name(
     assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
     monkeypatch.setenv("AXIOM_ORDERS_SCALE", "3")
     result = user_project.runpytest(
-        "--axiom-perf", "--axiom-perf-compare=base.json", "--axiom-perf-markdown=out.md"
+        "--axiom-perf",
+        "--axiom-perf-compare=base.json",
+        "--axiom-perf-markdown=out.md",
+        "--axiom-perf-html=out.html",
+        "--axiom-perf-json=out.json",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
@@ -310,6 +314,16 @@ def test_a_slower_route_fails_the_run_by_name(
     assert "| **regression** | `test_routes.py::test_bot` | api_response_times[POST /orders] |" in (
         markdown
     )
+    # The test's plot of the whole metric names the route that moved beside it.
+    html = (user_project.path / "out.html").read_text()
+    assert "<br>regression: api_response_times[POST /orders] p95 " in html
+    data = json.loads((user_project.path / "out.json").read_text())
+    labels = {
+        m["label"]: m["status"]
+        for m in data["tests"]["test_routes.py::test_bot"]["extra"]["comparison"]
+    }
+    assert labels["api_response_times[POST /orders]"] == "regression"
+    assert labels["api_response_times"] == "unchanged"
 
 
 def test_new_and_vanished_tests_are_listed(gated: pytest.Pytester) -> None:

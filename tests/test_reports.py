@@ -106,6 +106,8 @@ def test_routes(axiom_tracker):
     axiom_tracker.record_error("HTTP 5xx", 2)
     axiom_tracker.record_error(TimeoutError())
     axiom_tracker.add_table("Pool vs basic", ["client", "req/s"], [["pooled", 812.5], ["basic", 3]])
+    for _ in range(3):  # a metric with one route: no row repeating the metric's
+        axiom_tracker.record("order_execution_times", 0.02, tag="POST /orders<v2>")
 """
 
 
@@ -128,6 +130,8 @@ def test_markdown_and_html_show_routes_errors_and_tables(user_project: pytest.Py
     assert "### Tables\n\n**Pool vs basic** (`test_tags.py::test_routes`)" in text
     assert "| client | req/s |\n|---|---|\n| pooled | 812.50 |\n| basic | 3 |" in text
     assert text.find("### Tables") < text.find("### Metrics")
+    assert "| order_execution_times | 3 | " in text
+    assert "POST /orders&lt;v2&gt;" not in text and "<v2>" not in text  # its only route
     html = (user_project.path / "out.html").read_text()
     assert '<td class="tag">&#8627; POST /orders</td><td>5</td><td>50.00ms</td>' in html
     assert '<p class="errors">Errors: 3 errors: HTTP 5xx 2, TimeoutError 1</p>' in html
@@ -235,3 +239,9 @@ def test_html_renders_in_headless_chromium(compared: pytest.Pytester, tmp_path: 
     assert len(colours) > 20, "the screenshot is (nearly) blank"
     assert (0x1F, 0x6F, 0xEB) in colours, "the current run's curve was not drawn"
     assert (0x8B, 0x94, 0x9E) in colours, "the baseline's curve was not drawn"
+
+
+def test_markdown_cells_carry_no_markup() -> None:
+    from pytest_axiomperf.report.markdown import _cell
+
+    assert _cell("GET /a|<script>&\nx") == "GET /a\\|&lt;script&gt;&amp; x"

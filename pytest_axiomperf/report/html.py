@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from pytest_axiomperf.baseline import Comparison
+from pytest_axiomperf.baseline import UNCHANGED, Comparison
 from pytest_axiomperf.budgets import Verdict
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.report.comparison import describe_change, summary_line
@@ -225,9 +225,9 @@ def render_html(
         for metric, tag, s in metric_rows(tracker):
             u = s.unit
             label = (
-                f'<td class="tag">&#8627; {escape(tag)}</td>'
-                if tag
-                else f"<td>{escape(metric)}</td>"
+                f"<td>{escape(metric)}</td>"
+                if tag is None
+                else f'<td class="tag">&#8627; {escape(tag)}</td>'
             )
             rows.append(
                 f"<tr>{label}<td>{s.count}</td><td>{fmt(s.mean, u)}</td>"
@@ -254,8 +254,12 @@ def render_html(
             change = ""
             if comparison is not None:
                 for m in comparison.for_test(nodeid):
-                    if m.metric == metric and m.tag is None:
-                        change = f" &mdash; {escape(m.status)}: {escape(describe_change(m))}"
+                    if m.metric != metric:
+                        continue
+                    if m.tag is None:
+                        change += f" &mdash; {escape(m.status)}: {escape(describe_change(m))}"
+                    elif m.status != UNCHANGED:  # a route that moved: say so beside the whole
+                        change += f"<br>{escape(m.status)}: {escape(describe_change(m))}"
             body.append(
                 f"<figure>{render_plot(metric, hist, budgets, old_hist)}"
                 f"<figcaption>{escape(metric)} (n={hist.count}){change}<br>"

@@ -22,8 +22,14 @@ from pytest_axiomperf.results import SessionResults
 
 
 def _cell(text: str) -> str:
-    """Table-cell safe text (pipes escaped, code for node ids)."""
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Table-cell safe text: pipes escaped, no line breaks, no raw HTML."""
+    return (
+        text.replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("|", "\\|")
+        .replace("\n", " ")
+    )
 
 
 def _code(text: str) -> str:
@@ -171,7 +177,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         ]
         for metric, tag, s in metric_rows(tracker):
             u = s.unit
-            label = f"&nbsp;&nbsp;↳ {_cell(tag)}" if tag else _cell(metric)
+            label = _cell(metric) if tag is None else f"&nbsp;&nbsp;↳ {_cell(tag)}"
             lines.append(
                 f"| {label} | {s.count} | {fmt(s.mean, u)} | {fmt(s.p50, u)} | "
                 f"{fmt(s.p90, u)} | {fmt(s.p95, u)} | {fmt(s.p99, u)} | {fmt(s.max, u)} |"

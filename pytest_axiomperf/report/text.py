@@ -123,16 +123,21 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
     return "\n".join(lines)
 
 
-def metric_rows(tracker: PerformanceTracker) -> list[tuple[str, str, MetricStats]]:
-    """``(metric, tag or "", stats)`` for each metric, then each of its tags.
+def metric_rows(tracker: PerformanceTracker) -> list[tuple[str, str | None, MetricStats]]:
+    """``(metric, tag, stats)`` for each metric (tag None), then each of its tags.
 
     The rows the Markdown and HTML metrics tables show: a route's own
-    distribution under the metric's, as the terminal report's breakdowns.
+    distribution under the metric's, as the terminal report's breakdowns. A
+    tag holding all of its metric's samples adds no row: it would repeat it.
     """
-    rows: list[tuple[str, str, MetricStats]] = []
+    rows: list[tuple[str, str | None, MetricStats]] = []
     for metric in tracker.metrics():
-        rows.append((metric, "", tracker.stats(metric)))
-        rows.extend((metric, tag, tracker.stats(metric, tag)) for tag in tracker.tags(metric))
+        whole = tracker.stats(metric)
+        rows.append((metric, None, whole))
+        for tag in tracker.tags(metric):
+            stats = tracker.stats(metric, tag)
+            if stats.count != whole.count:
+                rows.append((metric, tag, stats))
     return rows
 
 
