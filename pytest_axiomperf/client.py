@@ -99,10 +99,6 @@ SECRET_HEADERS: frozenset[str] = frozenset(
 )
 _SECRET_HEADER_WORDS = ("token", "secret", "password", "api-key", "apikey")
 
-# Bodies announced at most this large are read in one call; larger or unannounced
-# (chunked) ones are streamed into one growing buffer.
-_READ_AT_ONCE = 1 << 20
-_CHUNK = 1 << 16
 # Distinct tags one client creates before folding the rest into "METHOD (other)":
 # a tag per wallet address would make the tracker and the report grow without bound.
 _MAX_TAGS = 200
@@ -931,11 +927,9 @@ class OptimizedClient:
                             timeout=timeout_in_force,
                         ) as resp:
                             headers_at = _now()
-                            length = resp.content_length
-                            if length is not None and length <= _READ_AT_ONCE:
-                                body = await resp.read()
-                            else:
-                                body = await self._stream(resp)
+                            # aiohttp collects the chunks of a body and joins them once:
+                            # linear for any size, chunked or not.
+                            body = await resp.read()
                     except asyncio.CancelledError as exc:
                         if key and deadlines is not None and deadlines.stop(key):
                             # Chained, as aiohttp does: its traceback shows where the
@@ -1038,14 +1032,6 @@ class OptimizedClient:
         if _now() + int(wait * 1e9) >= start + int(policy.deadline * 1e9):
             return None
         return wait
-
-    @staticmethod
-    async def _stream(resp: aiohttp.ClientResponse) -> bytes:
-        """Read a large or chunked body into one buffer: linear, unlike ``bytes +=``."""
-        buffer = bytearray()
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            buffer += chunk
-        return bytes(buffer)
 
     # -- helpers -------------------------------------------------------------------------
 
