@@ -4,8 +4,12 @@ Built on ``websockets.asyncio.client`` (never the legacy API). One reader task
 takes every frame off the socket, parses it and files it; nothing the bot does
 can block it:
 
-- messages of a kind with a registered handler go to a bounded queue served by
-  at most ``max_handlers`` worker tasks; when the queue is full the oldest
+- messages of a kind with a registered handler run in one of ``max_handlers``
+  handler slots, each a long-lived task. With a slot free, the reader starts the
+  handler itself (:func:`pytest_axiomperf.eager.start_eagerly`): one that
+  finishes without waiting costs no task wake-up, one that waits is continued
+  by its slot's task. With every slot busy, messages wait in a bounded queue,
+  started in arrival order as slots free up; when the queue is full the oldest
   message is dropped and counted, a message that waited longer than
   ``late_after`` is counted late, and the queue depth is sampled: handlers that
   fall behind show up in the numbers, never as unbounded memory;
@@ -60,7 +64,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any
@@ -69,6 +73,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from pytest_axiomperf.eager import EagerStart, start_eagerly
 from pytest_axiomperf.errors import WebSocketError
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
@@ -112,7 +117,7 @@ ERR_PING_TIMEOUT = "WebSocket ping timeout"
 ERR_RECONNECT_FAILED = "WebSocket reconnect failed"
 ERR_SERVER = "WebSocket server error"
 
-Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
 """A message handler: an async function taking the parsed message."""
 
 #: Prefix of the kind of a room's pushes: ``"room:new_pairs"``.
@@ -204,6 +209,21 @@ class _DropOldest:
             if not waiter.done():
                 waiter.set_result(None)
         self.waiters.clear()
+
+
+class _Slot:
+    """One handler slot: its task runs one handler call at a time (``WebSocketClient._work``).
+
+    While idle, the task waits on ``waiter``; the reader hands it a handler it
+    started and that suspended by setting ``started`` and resolving ``waiter``.
+    """
+
+    __slots__ = ("started", "task", "waiter")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        self.started: tuple[EagerStart, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -381,10 +401,14 @@ class WebSocketClient:
         self._last_error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
+        # Idle handler slots. A slot goes idle only when no message is waiting,
+        # and a message waits only when no slot is idle: never both at once.
+        self._idle: list[_Slot] = []
         self._connect_lock: asyncio.Lock | None = None
         self._connected: asyncio.Event | None = None
         self._receive_q = _DropOldest(self.receive_queue_size)
-        self._handler_q = _DropOldest(self.handler_queue_size)
+        # Messages waiting for a handler slot: (handler, message, receive time).
+        self._handler_q: deque[tuple[Handler, dict[str, Any], float]] = deque()
         self._pings: dict[float, asyncio.Future[float]] = {}
         self._window_start = 0.0
         self._window_messages = 0
@@ -743,9 +767,13 @@ class WebSocketClient:
     def register_handler(self, kind: str, handler: Handler) -> None:
         """Run ``await handler(message)`` for every message of ``kind``, off the reader.
 
-        At most ``max_handlers`` calls run at once; messages wait in a bounded
-        queue (oldest dropped and counted when full). A handler that raises is
-        counted in the errors (by exception type) and logged; the stream goes on.
+        At most ``max_handlers`` calls run at once, each as if in a task of its
+        own (its own copy of the context; ``asyncio.current_task()`` is its
+        slot's task); they start in arrival order, and messages wait in a
+        bounded queue meanwhile (oldest dropped and counted when full). A call
+        that finishes without waiting runs to its end as soon as its message
+        arrives. A handler that raises is counted in the errors (by exception
+        type) and logged; the stream goes on.
         """
         if not isinstance(kind, str) or not kind:
             raise ValueError(f"kind must be a non-empty str, got {kind!r}")
@@ -759,14 +787,20 @@ class WebSocketClient:
 
     def _start_workers(self) -> None:
         assert self._loop is not None
-        self._workers = [
-            self._loop.create_task(self._work(), name=f"axiomperf-ws-handler-{i}")
-            for i in range(self.max_handlers)
-        ]
+        self._workers = []
+        for i in range(self.max_handlers):
+            slot = _Slot()
+            slot.task = self._loop.create_task(self._work(slot), name=f"axiomperf-ws-handler-{i}")
+            self._workers.append(slot.task)
 
     def _count_drop(self) -> None:
         self._stats.dropped += 1
         self.tracker.record_error(ERR_DROPPED)
+
+    def _handler_failed(self, exc: BaseException, message: dict[str, Any]) -> None:
+        self._stats.handler_errors += 1
+        self.tracker.record_error(exc)
+        _log.error("%r: the handler for %r raised", self, self.message_kind(message), exc_info=exc)
 
     def _warn_once(self, problem: str, text: str, *args: Any) -> None:
         """Log a problem at warning level the first time, then at debug level."""
@@ -856,10 +890,10 @@ class WebSocketClient:
         kind_of = self.message_kind
         # Skip a method call per message unless a subclass changed how kinds are found.
         typed = type(self).message_kind is WebSocketClient.message_kind
-        handler_q = self._handler_q
+        pending = self._handler_q
+        idle = self._idle
         receive_q = self._receive_q
-        pending, pending_waiters = handler_q.items, handler_q.waiters
-        pending_max, pending_half = handler_q.maxsize, handler_q.maxsize // 2
+        pending_max, pending_half = self.handler_queue_size, self.handler_queue_size // 2
         receive_half = receive_q.maxsize // 2
         sleep = asyncio.sleep
         while True:
@@ -919,14 +953,31 @@ class WebSocketClient:
             if kind == "error":
                 self.tracker.record_error(ERR_SERVER)
             if handler is not None:
-                # handler_q.put() inlined. When full, the oldest goes: stale market
-                # data is the least useful.
+                if idle:
+                    # A slot is free, so no message is waiting: start this one here and
+                    # now; only a handler that suspends wakes its slot's task.
+                    slot = idle[-1]
+                    try:
+                        started = start_eagerly(handler(message), slot.task)
+                    except (Exception, asyncio.CancelledError) as exc:
+                        # A handler's own CancelledError must not end the reader.
+                        self._handler_failed(exc, message)
+                        started = None
+                    if started is None:
+                        stats.handled += 1
+                    else:
+                        idle.pop()
+                        slot.started = (started, message)
+                        waiter = slot.waiter
+                        assert waiter is not None
+                        if not waiter.done():
+                            waiter.set_result(None)
+                    continue
+                # When full, the oldest goes: stale market data is the least useful.
                 if len(pending) >= pending_max:
                     pending.popleft()
                     self._count_drop()
                 pending.append((handler, message, received))
-                if pending_waiters:
-                    handler_q.wake()
                 depth = len(pending)
                 if depth > stats.max_queue_depth:
                     stats.max_queue_depth = depth
@@ -940,25 +991,47 @@ class WebSocketClient:
                 if len(receive_q) > receive_half:
                     await sleep(0)
 
-    async def _work(self) -> None:
-        """One handler slot: take the oldest waiting message, run its handler."""
-        queue = self._handler_q
-        pending = queue.items
+    async def _work(self, slot: _Slot) -> None:
+        """One handler slot: run the waiting messages' handlers, oldest first; when none
+        is waiting, go idle until the reader starts a handler here and it suspends."""
+        pending = self._handler_q
+        idle = self._idle
         stats = self._stats
         perf_counter = time.perf_counter
+        loop = asyncio.get_running_loop()
         while True:
             if pending:
                 handler, message, received = pending.popleft()
-            else:
-                handler, message, received = await queue.get()
-            if perf_counter() - received > self.late_after:
-                stats.late += 1
+                if perf_counter() - received > self.late_after:
+                    stats.late += 1
+                try:
+                    # Eager here too, for the same context rules as the reader's starts.
+                    started = start_eagerly(handler(message))
+                    if started is not None:
+                        await started
+                except Exception as exc:
+                    self._handler_failed(exc, message)
+                stats.handled += 1
+                continue
+            waiter = slot.waiter = loop.create_future()
+            idle.append(slot)
             try:
-                await handler(message)
+                await waiter
+            except asyncio.CancelledError as cancel:
+                if slot.started is None:
+                    with contextlib.suppress(ValueError):
+                        idle.remove(slot)
+                    raise
+                # Cancelled just after the reader handed over a suspended handler: a
+                # task of the handler's own would have delivered this at its await.
+                slot.started[0].throw(cancel)
+            assert slot.started is not None
+            started, message = slot.started
+            slot.started = None
+            try:
+                await started
             except Exception as exc:
-                stats.handler_errors += 1
-                self.tracker.record_error(exc)
-                _log.exception("%r: the handler for %r raised", self, self.message_kind(message))
+                self._handler_failed(exc, message)
             stats.handled += 1
 
     async def _keepalive(self) -> None:

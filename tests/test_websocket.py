@@ -4,11 +4,13 @@ frames the exchange never sends, a small websockets server on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import json
 import logging
 import os
 import signal
+import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,6 +36,8 @@ from pytest_axiomperf.websocket import (
     RECONNECT_GAP,
     WEBSOCKET_TAG,
 )
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
 
 @pytest.fixture
@@ -61,11 +65,14 @@ async def updates(ws: WebSocketClient, n: int, timeout: float = 3.0) -> list[dic
 
 
 @asynccontextmanager
-async def local_server(frames: list[str | bytes]) -> AsyncIterator[str]:
-    """A server sending ``frames`` to each client, then waiting for it to leave."""
+async def local_server(frames: list[str | bytes], pause: float = 0.0) -> AsyncIterator[str]:
+    """A server sending ``frames`` to each client (``pause`` s before each), then
+    waiting for it to leave."""
 
     async def handler(conn: ServerConnection) -> None:
         for frame in frames:
+            if pause:
+                await asyncio.sleep(pause)
             await conn.send(frame)
         await conn.wait_closed()
 
@@ -279,6 +286,118 @@ def test_register_handler_wants_an_async_function() -> None:
     with pytest.raises(ValueError, match="pong"):
         ws.register_handler("pong", fine)
     ws.register_handler("token_update", fine)
+
+
+def numbered(n: int) -> list[str | bytes]:
+    """``n`` token updates numbered by ``seq``."""
+    return [json.dumps({"type": "token_update", "token": "SOL", "seq": i}) for i in range(n)]
+
+
+@pytest.mark.asyncio
+async def test_handlers_in_flight_stay_bounded_and_start_in_arrival_order() -> None:
+    gate = asyncio.Event()
+    starts: list[int] = []
+    contexts: list[str] = []
+    in_flight = most = 0
+
+    async def handler(message: dict[str, Any]) -> None:
+        nonlocal in_flight, most
+        seq = message["seq"]
+        starts.append(seq)
+        contexts.append(var.get())
+        var.set(f"set by {seq}")  # each call has its own context: the next ones never see it
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            if seq % 4 == 0:  # every fourth one waits: 0, 4, 8 fill the three slots
+                await gate.wait()
+        finally:
+            in_flight -= 1
+
+    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=3, handler_queue_size=100)
+    ws.register_handler("token_update", handler)
+    async with local_server(numbered(40), pause=0.002) as url:
+        ws.url = url
+        async with ws:
+            await wait_until(lambda: ws.queue_depth == 40 - 9)  # 9 started, 3 of them waiting
+            assert (most, in_flight, ws.stats.handled) == (3, 3, 6)
+            gate.set()
+            await wait_until(lambda: ws.stats.handled == 40)
+    stats = ws.stats
+    assert starts == list(range(40))
+    assert most == 3
+    assert contexts == ["unset"] * 40
+    assert (stats.max_queue_depth, stats.dropped, stats.handler_errors) == (31, 0, 0)
+
+
+@pytest.mark.asyncio
+async def test_handler_errors_are_counted_whether_raised_at_once_or_after_waiting(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def handler(message: dict[str, Any]) -> None:
+        seq = message["seq"]
+        if seq == 11:
+            raise asyncio.CancelledError("its own")  # must not end the reader
+        if seq % 3 == 1:
+            await asyncio.sleep(0)
+        if seq % 3 != 2:
+            raise ValueError(f"bad {seq}")
+
+    caplog.set_level(logging.ERROR, "pytest_axiomperf.websocket")
+    ws = WebSocketClient("ws://127.0.0.1:1/")
+    ws.register_handler("token_update", handler)
+    async with local_server(numbered(12), pause=0.002) as url:
+        ws.url = url
+        async with ws:
+            await wait_until(lambda: ws.stats.handled == 12)
+            assert ws.connected
+    assert ws.stats.handler_errors == 8 + 1
+    assert ws.tracker.errors == {"ValueError": 8, "CancelledError": 1}
+    assert caplog.text.count("the handler for 'token_update' raised") == 9
+    assert "ValueError: bad 0" in caplog.text and "ValueError: bad 1" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_close_cancels_waiting_handlers_and_leaves_no_task() -> None:
+    cleaned: list[int] = []
+
+    async def stuck(message: dict[str, Any]) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cleaned.append(message["seq"])
+
+    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
+    ws.register_handler("token_update", stuck)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async with local_server(numbered(3), pause=0.002) as url:
+            ws.url = url
+            async with ws:
+                await wait_until(lambda: ws.queue_depth == 1)
+        gc.collect()
+    assert sorted(cleaned) == [0, 1]
+    assert ws.stats.handled == 0
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert [str(w.message) for w in caught] == []
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
+@pytest.mark.asyncio
+async def test_a_handler_timeout_cancels_the_handler_not_the_reader() -> None:
+    async def impatient(message: dict[str, Any]) -> None:
+        if sys.version_info >= (3, 11):  # mypy checks for 3.10 (where this test is skipped)
+            async with asyncio.timeout(0.01):  # entered before the handler first waits
+                await asyncio.sleep(5)
+
+    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
+    ws.register_handler("token_update", impatient)
+    async with local_server(numbered(4), pause=0.002) as url:
+        ws.url = url
+        async with ws:
+            await wait_until(lambda: ws.stats.handled == 4)
+            assert ws.connected
+    assert ws.tracker.errors == {"TimeoutError": 4}
 
 
 # -- faults: disconnects, dead servers -----------------------------------------------------------

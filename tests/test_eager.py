@@ -1,0 +1,255 @@
+"""start_eagerly: a coroutine's first step in the caller, the rest in a task, as in a task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from pytest_axiomperf.eager import EagerStart, start_eagerly
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+async def finish(started: EagerStart) -> Any:
+    """A task's coroutine that continues ``started`` (what a handler slot's task does)."""
+    return await started
+
+
+@pytest_asyncio.fixture
+async def idle_task() -> AsyncIterator[asyncio.Task[None]]:
+    """A task that is not running: one to continue an eagerly started coroutine."""
+    task = asyncio.create_task(asyncio.sleep(3600))
+    yield task
+    task.cancel()
+
+
+@pytest.mark.asyncio
+async def test_a_coroutine_that_never_suspends_runs_to_its_end_without_a_task() -> None:
+    steps: list[str] = []
+
+    async def sync() -> int:
+        steps.append("ran")
+        return 1
+
+    tasks = asyncio.all_tasks()
+    assert start_eagerly(sync()) is None
+    assert steps == ["ran"]
+    assert asyncio.all_tasks() == tasks
+
+
+@pytest.mark.asyncio
+async def test_an_exception_before_the_first_suspension_reaches_the_caller() -> None:
+    async def broken() -> None:
+        raise ValueError("at once")
+
+    with pytest.raises(ValueError, match="at once"):
+        start_eagerly(broken())
+
+
+@pytest.mark.asyncio
+async def test_suspended_on_a_future_it_waits_for_that_future_then_goes_on() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[int] = loop.create_future()
+    steps: list[str] = []
+
+    async def waits() -> int:
+        steps.append("before")
+        value = await gate
+        steps.append(f"got {value}")
+        return value * 2
+
+    started = start_eagerly(waits())
+    assert started is not None and steps == ["before"]
+    task = asyncio.create_task(finish(started))
+    for _ in range(3):  # the task waits on the future: turns of the loop change nothing
+        await asyncio.sleep(0)
+    assert steps == ["before"] and not task.done()
+    gate.set_result(21)
+    assert await asyncio.wait_for(task, 1) == 42
+    assert steps == ["before", "got 21"]
+
+
+@pytest.mark.asyncio
+async def test_suspended_on_sleep_0_it_resumes_on_the_next_turn_of_the_loop() -> None:
+    steps: list[int] = []
+
+    async def yields() -> str:
+        for i in range(3):
+            steps.append(i)
+            await asyncio.sleep(0)  # a bare yield, not a future
+        return "done"
+
+    started = start_eagerly(yields())
+    assert started is not None and steps == [0]
+    assert await asyncio.wait_for(asyncio.create_task(finish(started)), 1) == "done"
+    assert steps == [0, 1, 2]
+
+
+@pytest.mark.asyncio
+async def test_exceptions_after_the_first_suspension_reach_the_coroutine_then_the_task() -> None:
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[None] = loop.create_future()
+    second: asyncio.Future[None] = loop.create_future()
+    caught: list[str] = []
+
+    async def fails() -> None:
+        try:
+            await first
+        except KeyError as exc:  # the future's exception arrives at the await
+            caught.append(repr(exc))
+        await second
+        raise ValueError("later")
+
+    started = start_eagerly(fails())
+    assert started is not None
+    task = asyncio.create_task(finish(started))
+    await asyncio.sleep(0)
+    first.set_exception(KeyError("first"))
+    await asyncio.sleep(0)
+    second.set_result(None)
+    with pytest.raises(ValueError, match="later"):
+        await asyncio.wait_for(task, 1)
+    assert caught == ["KeyError('first')"]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    seen: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        finally:
+            seen.append("cleaned up")
+
+    started = start_eagerly(waits())
+    assert started is not None
+    task = asyncio.create_task(finish(started))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled", "cleaned up"]
+    assert gate.cancelled()  # as a task of its own would have, it cancelled what it awaited
+
+
+@pytest.mark.asyncio
+async def test_throw_delivers_an_error_at_the_first_await_instead_of_waiting() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+
+    async def waits() -> str:
+        try:
+            await gate
+        except asyncio.CancelledError:
+            return "saw the cancellation"
+        return "waited"
+
+    started = start_eagerly(waits())
+    assert started is not None
+    started.throw(asyncio.CancelledError())
+    assert await finish(started) == "saw the cancellation"
+
+
+@pytest.mark.asyncio
+async def test_contextvars_are_the_coroutines_own_as_in_a_task() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    seen: list[str] = []
+
+    async def sets() -> None:
+        seen.append(var.get())  # a copy of the caller's context
+        var.set("before suspending")
+        await gate
+        seen.append(var.get())  # its own context, continued in the task
+        var.set("after suspending")
+        seen.append(var.get())
+
+    var.set("caller's")
+    started = start_eagerly(sets())
+    assert started is not None
+    assert var.get() == "caller's"  # nothing leaked back before the suspension
+    task = asyncio.create_task(finish(started))
+    var.set("caller changed it later")
+    gate.set_result(None)
+    await asyncio.wait_for(task, 1)
+    assert seen == ["caller's", "before suspending", "after suspending"]
+    assert var.get() == "caller changed it later"
+
+
+@pytest.mark.asyncio
+async def test_the_given_task_is_current_while_it_runs_and_the_caller_after(
+    idle_task: asyncio.Task[None],
+) -> None:
+    caller = asyncio.current_task()
+    seen: list[asyncio.Task[Any] | None] = []
+
+    async def looks() -> None:
+        seen.append(asyncio.current_task())
+
+    async def looks_then_fails() -> None:
+        seen.append(asyncio.current_task())
+        raise ValueError("boom")
+
+    assert start_eagerly(looks(), idle_task) is None
+    assert asyncio.current_task() is caller
+    with pytest.raises(ValueError):
+        start_eagerly(looks_then_fails(), idle_task)
+    assert asyncio.current_task() is caller
+    assert start_eagerly(looks()) is None  # no task given: the caller's
+    assert seen == [idle_task, idle_task, caller]
+
+
+@pytest.mark.asyncio
+async def test_with_a_task_it_must_be_called_from_a_task(idle_task: asyncio.Task[None]) -> None:
+    loop = asyncio.get_running_loop()
+    outcome: asyncio.Future[BaseException] = loop.create_future()
+
+    async def never() -> None:
+        raise AssertionError("must not run")
+
+    def from_a_callback() -> None:  # a loop callback runs in no task
+        try:
+            start_eagerly(never(), idle_task)
+        except RuntimeError as exc:
+            outcome.set_result(exc)
+
+    loop.call_soon(from_a_callback)
+    assert "from a task" in str(await asyncio.wait_for(outcome, 1))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
+@pytest.mark.asyncio
+async def test_a_timeout_entered_before_suspending_cancels_the_continuing_task_only() -> None:
+    handoff: asyncio.Future[EagerStart] = asyncio.get_running_loop().create_future()
+
+    async def times_out() -> str:
+        try:
+            if sys.version_info >= (3, 11):  # mypy checks for 3.10 (where this test is skipped)
+                async with asyncio.timeout(0.01):
+                    await asyncio.sleep(5)
+        except TimeoutError:
+            return "timed out"
+        return "not timed out"
+
+    async def slot() -> Any:  # like a handler slot: idle until handed a started coroutine
+        return await (await handoff)
+
+    task = asyncio.create_task(slot())
+    await asyncio.sleep(0)
+    started = start_eagerly(times_out(), task)
+    assert started is not None
+    handoff.set_result(started)
+    # Without the task swapped in, the timeout would have cancelled this test's task.
+    assert await asyncio.wait_for(task, 1) == "timed out"
