@@ -167,6 +167,23 @@ async def test_receive_timeout_is_short_and_named(exchange: ExchangeSimulator) -
 
 
 @pytest.mark.asyncio
+async def test_receive_timeouts_hold_with_several_waiting_and_one_given_up() -> None:
+    async with local_server(numbered(1), pause=0.6) as url, WebSocketClient(url) as ws:
+        started = time.perf_counter()
+        # First in line, then given up: the message must skip it.
+        given_up = asyncio.create_task(asyncio.wait_for(ws.receive(5.0), 0.05))
+        patient = asyncio.create_task(ws.receive(5.0))
+        await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError):
+            await ws.receive(0.05)  # the earliest deadline, though others wait longer
+        with pytest.raises(asyncio.TimeoutError):
+            await given_up
+        assert time.perf_counter() - started < 0.4
+        assert not patient.done()
+        assert (await asyncio.wait_for(patient, 3.0))["seq"] == 0
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize("compression", [False, True])
 async def test_connection_options_reach_the_connection(
     exchange: ExchangeSimulator, compression: bool
