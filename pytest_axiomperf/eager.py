@@ -8,7 +8,7 @@ without creating a task per message: it runs each handler in one of a few
 long-lived slot tasks, so only a handler that suspends needs its slot's task to
 wake up and continue it.
 
-:func:`start_eagerly` runs the coroutine's first step here, in a copy of the
+:meth:`EagerStarter.start` runs the coroutine's first step here, in a copy of the
 current context (as ``create_task`` would), with the task that will continue it
 made the current task meanwhile, so that ``asyncio.current_task()``,
 ``asyncio.timeout()`` and ``TaskGroup`` entered before the first suspension
@@ -20,11 +20,12 @@ awaited, driving it the way ``asyncio.Task`` does.
 from __future__ import annotations
 
 import asyncio
+from asyncio import _enter_task, _leave_task
 from collections.abc import Coroutine, Generator
 from contextvars import Context, copy_context
 from typing import Any
 
-__all__ = ["EagerStart", "start_eagerly"]
+__all__ = ["EagerStart", "EagerStarter"]
 
 
 class EagerStart:
@@ -78,36 +79,56 @@ class EagerStart:
             error = None
 
 
-def start_eagerly(
-    coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any] | None = None
-) -> EagerStart | None:
-    """Run ``coro`` until it first suspends; ``None`` when it finished without suspending.
+class EagerStarter:
+    """Starts coroutines eagerly from one task: the one that creates it.
 
-    It runs in a copy of the current context, like a new task. ``task``, when
-    given, is the task that will await the result: it is the current task while
-    ``coro`` runs here (the caller must itself be running in a task of the same
-    loop). An exception ``coro`` raises before suspending propagates; its
-    return value is dropped.
+    A hot loop makes one and keeps it: it looks the loop and the current task up
+    once (~0.25 us a start otherwise, on CPython 3.11).
     """
-    context = copy_context()
-    if task is None:
+
+    __slots__ = ("_caller", "_loop")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        caller = asyncio.current_task(self._loop)
+        if caller is None:
+            raise RuntimeError("an EagerStarter must be created in a task")
+        self._caller = caller
+
+    def start(
+        self, coro: Coroutine[Any, Any, Any], task: asyncio.Task[Any] | None = None
+    ) -> EagerStart | None:
+        """Run ``coro`` until it first suspends; ``None`` when it finished without suspending.
+
+        It runs in a copy of the current context, like a new task. ``task``,
+        when given, is the task that will await the result: it is the current
+        task while ``coro`` runs here. An exception ``coro`` raises before
+        suspending propagates; its return value is dropped. Call it from the
+        task that created the starter.
+        """
+        context = copy_context()
+        if task is None:
+            try:
+                yielded = context.run(coro.send, None)
+            except StopIteration:
+                return None
+            return EagerStart(coro, context, yielded)
+        loop, caller = self._loop, self._caller
+        # asyncio's own hooks for task implementations (in asyncio.__all__ since 3.7),
+        # what 3.12's eager tasks do on their first step.
+        try:
+            _leave_task(loop, caller)
+        except RuntimeError:
+            coro.close()
+            raise RuntimeError(
+                f"EagerStarter.start() must be called from the task that created it ({caller!r})"
+            ) from None
+        _enter_task(loop, task)
         try:
             yielded = context.run(coro.send, None)
         except StopIteration:
             return None
+        finally:
+            _leave_task(loop, task)
+            _enter_task(loop, caller)
         return EagerStart(coro, context, yielded)
-    loop = task.get_loop()
-    caller = asyncio.current_task(loop)
-    if caller is None:
-        coro.close()
-        raise RuntimeError("start_eagerly(coro, task) must be called from a task")
-    asyncio._leave_task(loop, caller)
-    asyncio._enter_task(loop, task)
-    try:
-        yielded = context.run(coro.send, None)
-    except StopIteration:
-        return None
-    finally:
-        asyncio._leave_task(loop, task)
-        asyncio._enter_task(loop, caller)
-    return EagerStart(coro, context, yielded)

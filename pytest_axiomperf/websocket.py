@@ -6,7 +6,7 @@ can block it:
 
 - messages of a kind with a registered handler run in one of ``max_handlers``
   handler slots, each a long-lived task. With a slot free, the reader starts the
-  handler itself (:func:`pytest_axiomperf.eager.start_eagerly`): one that
+  handler itself (:class:`pytest_axiomperf.eager.EagerStarter`): one that
   finishes without waiting costs no task wake-up, one that waits is continued
   by its slot's task. With every slot busy, messages wait in a bounded queue,
   started in arrival order as slots free up; when the queue is full the oldest
@@ -73,7 +73,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from pytest_axiomperf.eager import EagerStart, start_eagerly
+from pytest_axiomperf.eager import EagerStart, EagerStarter
 from pytest_axiomperf.errors import WebSocketError
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
@@ -903,6 +903,7 @@ class WebSocketClient:
         typed = type(self).message_kind is WebSocketClient.message_kind
         pending = self._handler_q
         idle = self._idle
+        start = EagerStarter().start
         receive_q = self._receive_q
         received_items, receive_waiters = receive_q.items, receive_q.waiters
         receive_max = receive_q.maxsize
@@ -971,7 +972,7 @@ class WebSocketClient:
                     # now; only a handler that suspends wakes its slot's task.
                     slot = idle[-1]
                     try:
-                        started = start_eagerly(handler(message), slot.task)
+                        started = start(handler(message), slot.task)
                     except (Exception, asyncio.CancelledError) as exc:
                         # A handler's own CancelledError must not end the reader.
                         self._handler_failed(exc, message)
@@ -1016,6 +1017,7 @@ class WebSocketClient:
         stats = self._stats
         perf_counter = time.perf_counter
         loop = asyncio.get_running_loop()
+        start = EagerStarter().start
         while True:
             if pending:
                 handler, message, received = pending.popleft()
@@ -1023,7 +1025,7 @@ class WebSocketClient:
                     stats.late += 1
                 try:
                     # Eager here too, for the same context rules as the reader's starts.
-                    started = start_eagerly(handler(message))
+                    started = start(handler(message))
                     if started is not None:
                         await started
                 except Exception as exc:

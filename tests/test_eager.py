@@ -1,4 +1,4 @@
-"""start_eagerly: a coroutine's first step in the caller, the rest in a task, as in a task."""
+"""EagerStarter: a coroutine's first step in the caller, the rest in a task, as in a task."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from pytest_axiomperf.eager import EagerStart, start_eagerly
+from pytest_axiomperf.eager import EagerStart, EagerStarter
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
 
@@ -38,7 +38,7 @@ async def test_a_coroutine_that_never_suspends_runs_to_its_end_without_a_task() 
         return 1
 
     tasks = asyncio.all_tasks()
-    assert start_eagerly(sync()) is None
+    assert EagerStarter().start(sync()) is None
     assert steps == ["ran"]
     assert asyncio.all_tasks() == tasks
 
@@ -49,7 +49,7 @@ async def test_an_exception_before_the_first_suspension_reaches_the_caller() -> 
         raise ValueError("at once")
 
     with pytest.raises(ValueError, match="at once"):
-        start_eagerly(broken())
+        EagerStarter().start(broken())
 
 
 @pytest.mark.asyncio
@@ -64,7 +64,7 @@ async def test_suspended_on_a_future_it_waits_for_that_future_then_goes_on() -> 
         steps.append(f"got {value}")
         return value * 2
 
-    started = start_eagerly(waits())
+    started = EagerStarter().start(waits())
     assert started is not None and steps == ["before"]
     task = asyncio.create_task(finish(started))
     for _ in range(3):  # the task waits on the future: turns of the loop change nothing
@@ -85,7 +85,7 @@ async def test_suspended_on_sleep_0_it_resumes_on_the_next_turn_of_the_loop() ->
             await asyncio.sleep(0)  # a bare yield, not a future
         return "done"
 
-    started = start_eagerly(yields())
+    started = EagerStarter().start(yields())
     assert started is not None and steps == [0]
     assert await asyncio.wait_for(asyncio.create_task(finish(started)), 1) == "done"
     assert steps == [0, 1, 2]
@@ -106,7 +106,7 @@ async def test_exceptions_after_the_first_suspension_reach_the_coroutine_then_th
         await second
         raise ValueError("later")
 
-    started = start_eagerly(fails())
+    started = EagerStarter().start(fails())
     assert started is not None
     task = asyncio.create_task(finish(started))
     await asyncio.sleep(0)
@@ -133,7 +133,7 @@ async def test_cancelling_the_task_cancels_the_coroutine_where_it_waits() -> Non
         finally:
             seen.append("cleaned up")
 
-    started = start_eagerly(waits())
+    started = EagerStarter().start(waits())
     assert started is not None
     task = asyncio.create_task(finish(started))
     await asyncio.sleep(0)
@@ -156,7 +156,7 @@ async def test_throw_delivers_an_error_at_the_first_await_instead_of_waiting() -
             return "saw the cancellation"
         return "waited"
 
-    started = start_eagerly(waits())
+    started = EagerStarter().start(waits())
     assert started is not None
     started.throw(asyncio.CancelledError())
     assert await finish(started) == "saw the cancellation"
@@ -177,7 +177,7 @@ async def test_contextvars_are_the_coroutines_own_as_in_a_task() -> None:
         seen.append(var.get())
 
     var.set("caller's")
-    started = start_eagerly(sets())
+    started = EagerStarter().start(sets())
     assert started is not None
     assert var.get() == "caller's"  # nothing leaked back before the suspension
     task = asyncio.create_task(finish(started))
@@ -202,31 +202,41 @@ async def test_the_given_task_is_current_while_it_runs_and_the_caller_after(
         seen.append(asyncio.current_task())
         raise ValueError("boom")
 
-    assert start_eagerly(looks(), idle_task) is None
+    assert EagerStarter().start(looks(), idle_task) is None
     assert asyncio.current_task() is caller
     with pytest.raises(ValueError):
-        start_eagerly(looks_then_fails(), idle_task)
+        EagerStarter().start(looks_then_fails(), idle_task)
     assert asyncio.current_task() is caller
-    assert start_eagerly(looks()) is None  # no task given: the caller's
+    assert EagerStarter().start(looks()) is None  # no task given: the caller's
     assert seen == [idle_task, idle_task, caller]
 
 
 @pytest.mark.asyncio
-async def test_with_a_task_it_must_be_called_from_a_task(idle_task: asyncio.Task[None]) -> None:
+async def test_a_starter_belongs_to_the_task_that_made_it(idle_task: asyncio.Task[None]) -> None:
     loop = asyncio.get_running_loop()
     outcome: asyncio.Future[BaseException] = loop.create_future()
+    steps: list[str] = []
 
     async def never() -> None:
-        raise AssertionError("must not run")
+        steps.append("ran")
 
     def from_a_callback() -> None:  # a loop callback runs in no task
         try:
-            start_eagerly(never(), idle_task)
+            EagerStarter()
         except RuntimeError as exc:
             outcome.set_result(exc)
 
     loop.call_soon(from_a_callback)
-    assert "from a task" in str(await asyncio.wait_for(outcome, 1))
+    assert "created in a task" in str(await asyncio.wait_for(outcome, 1))
+
+    starter = EagerStarter()
+
+    async def elsewhere() -> None:
+        starter.start(never(), idle_task)
+
+    with pytest.raises(RuntimeError, match="from the task that created it"):
+        await asyncio.create_task(elsewhere())
+    assert steps == []
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
@@ -248,7 +258,7 @@ async def test_a_timeout_entered_before_suspending_cancels_the_continuing_task_o
 
     task = asyncio.create_task(slot())
     await asyncio.sleep(0)
-    started = start_eagerly(times_out(), task)
+    started = EagerStarter().start(times_out(), task)
     assert started is not None
     handoff.set_result(started)
     # Without the task swapped in, the timeout would have cancelled this test's task.
