@@ -1019,38 +1019,40 @@ class WebSocketClient:
         loop = asyncio.get_running_loop()
         start = EagerStarter().start
         while True:
+            if self._closing or self._closed:
+                return  # a handler here closed the client (close() cancels all tasks but its own)
             if pending:
                 handler, message, received = pending.popleft()
                 if perf_counter() - received > self.late_after:
                     stats.late += 1
                 try:
-                    # Eager here too, for the same context rules as the reader's starts.
+                    # Started eagerly here too: each call gets its own context either way.
                     started = start(handler(message))
-                    if started is not None:
-                        await started
+                except (Exception, asyncio.CancelledError) as exc:
+                    # Raised before its first await: a CancelledError is the handler's own.
+                    self._handler_failed(exc, message)
+                    started = None
+            else:
+                waiter = slot.waiter = loop.create_future()
+                idle.append(slot)
+                try:
+                    await waiter
+                except asyncio.CancelledError as cancel:
+                    if slot.started is None:
+                        with contextlib.suppress(ValueError):
+                            idle.remove(slot)
+                        raise
+                    # Cancelled just after the reader handed over a suspended handler: a
+                    # task of the handler's own would have delivered this at its await.
+                    slot.started[0].throw(cancel)
+                assert slot.started is not None
+                started, message = slot.started
+                slot.started = None
+            if started is not None:
+                try:
+                    await started
                 except Exception as exc:
                     self._handler_failed(exc, message)
-                stats.handled += 1
-                continue
-            waiter = slot.waiter = loop.create_future()
-            idle.append(slot)
-            try:
-                await waiter
-            except asyncio.CancelledError as cancel:
-                if slot.started is None:
-                    with contextlib.suppress(ValueError):
-                        idle.remove(slot)
-                    raise
-                # Cancelled just after the reader handed over a suspended handler: a
-                # task of the handler's own would have delivered this at its await.
-                slot.started[0].throw(cancel)
-            assert slot.started is not None
-            started, message = slot.started
-            slot.started = None
-            try:
-                await started
-            except Exception as exc:
-                self._handler_failed(exc, message)
             stats.handled += 1
 
     async def _keepalive(self) -> None:

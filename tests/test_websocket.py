@@ -399,6 +399,26 @@ async def test_close_cancels_waiting_handlers_and_leaves_no_task() -> None:
     assert [str(w.message) for w in caught] == []
 
 
+@pytest.mark.asyncio
+async def test_a_handler_may_close_the_client() -> None:
+    seen: list[int] = []
+
+    async def closes(message: dict[str, Any]) -> None:
+        seen.append(message["seq"])
+        if message["seq"] == 1:
+            await ws.close()
+
+    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
+    ws.register_handler("token_update", closes)
+    async with local_server(numbered(5), pause=0.002) as url:
+        ws.url = url
+        await ws.connect()
+        await wait_until(lambda: ws.closed)
+        await wait_until(lambda: asyncio.all_tasks() == {asyncio.current_task()})
+    assert seen == [0, 1]
+    assert ws.stats.handled == 2
+
+
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is new in 3.11")
 @pytest.mark.asyncio
 async def test_a_handler_timeout_cancels_the_handler_not_the_reader() -> None:
