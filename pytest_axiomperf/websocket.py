@@ -1,14 +1,16 @@
 """WebSocketClient: a low-latency streaming client that measures itself honestly.
 
 Built on ``websockets.asyncio.client`` (never the legacy API). One reader task
-takes every frame off the socket, parses it and files it; nothing the bot does
-can block it:
+takes every frame off the socket, parses it and files it; no handler's ``await``
+can hold it up:
 
 - messages of a kind with a registered handler run in one of ``max_handlers``
   handler slots, each a long-lived task. With a slot free, the reader starts the
   handler itself (:class:`pytest_axiomperf.eager.EagerStarter`): one that
   finishes without waiting costs no task wake-up, one that waits is continued
-  by its slot's task. With every slot busy, messages wait in a bounded queue,
+  by its slot's task (its code before that first wait runs in the reader's
+  turn of the loop, as it would run in a task's: either way it holds up the
+  frames behind it). With every slot busy, messages wait in a bounded queue,
   started in arrival order as slots free up; when the queue is full the oldest
   message is dropped and counted, a message that waited longer than
   ``late_after`` is counted late, and the queue depth is sampled: handlers that
