@@ -264,7 +264,7 @@ class WebSocketStats:
     ping_timeouts: int = 0
     """Pings (protocol or application) unanswered within ``ping_timeout``."""
     clock_skewed: int = 0
-    """Messages stamped later than they arrived (recorded as 0 s; clocks disagree)."""
+    """Messages stamped later than they arrived (recorded as 0 s; clocks disagree), or NaN."""
 
 
 def _is_loopback(url: str) -> bool:
@@ -961,7 +961,7 @@ class WebSocketClient:
                 stamp = message.get("emitted_at")  # a room push's intended emit time
             if stamp.__class__ is float or stamp.__class__ is int:
                 latency = received + offset - stamp
-                if latency < 0.0:
+                if not latency >= 0.0:  # stamped after it arrived, or a NaN stamp
                     stats.clock_skewed += 1
                     latency = 0.0
                 record(WEBSOCKET_LATENCY, latency, DELIVERY_TAG)

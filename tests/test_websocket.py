@@ -237,6 +237,21 @@ async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
     assert any("unknown kind 'mystery'" in m for m in warned)
 
 
+@pytest.mark.asyncio
+async def test_stamps_from_the_future_or_nan_count_as_skewed_not_as_a_crash() -> None:
+    frames: list[str | bytes] = [
+        '{"type": "token_update", "timestamp": NaN}',  # Python's json reads NaN
+        json.dumps({"type": "token_update", "timestamp": time.time() + 3600}),
+        json.dumps({"type": "token_update", "timestamp": time.time(), "last": True}),
+    ]
+    async with local_server(frames) as url, WebSocketClient(url) as ws:
+        got = [await ws.receive(3.0) for _ in frames]
+        assert ws.connected
+    assert got[-1]["last"]
+    assert (ws.stats.delivered, ws.stats.clock_skewed) == (3, 2)
+    assert ws.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG).min == 0.0
+
+
 # -- handlers -----------------------------------------------------------------------------------
 
 
