@@ -18,10 +18,11 @@ subprocess; every client runs in this process, one at a time, rounds interleaved
 2. The guide's table, live: "basic WebSocket" (websockets' default settings,
    JSON parsed in the reader, the handler awaited inline) against "optimized
    WebSocket" (WebSocketClient: no compression, handlers started as their
-   message arrives and continued off the reader, 16 in flight), at a fixed push rate, with a handler doing 1 ms of async I/O (an
-   order-book update sent on). Latency is timed the same way for both, in the
-   handler: from the instant the exchange meant to push the update to the
-   instant the bot's handler starts on it.
+   message arrives and continued off the reader, 16 in flight), at a fixed
+   push rate, with a handler doing 1 ms of async I/O (an order-book update
+   sent on). Latency is timed the same way for both, in the handler: from the
+   instant the exchange meant to push the update to the instant the bot's
+   handler starts on it.
 """
 
 from __future__ import annotations

@@ -227,9 +227,11 @@ class _Slot:
 
     __slots__ = ("started", "task", "waiter")
 
+    # Set before use: ``task`` as the slot is made, ``waiter`` before it goes idle.
+    task: asyncio.Task[None]
+    waiter: asyncio.Future[None]
+
     def __init__(self) -> None:
-        self.task: asyncio.Task[None] | None = None
-        self.waiter: asyncio.Future[None] | None = None
         self.started: tuple[EagerStart, dict[str, Any]] | None = None
 
 
@@ -984,10 +986,8 @@ class WebSocketClient:
                     else:
                         idle.pop()
                         slot.started = (started, message)
-                        waiter = slot.waiter
-                        assert waiter is not None
-                        if not waiter.done():
-                            waiter.set_result(None)
+                        if not slot.waiter.done():  # else being cancelled: _work copes
+                            slot.waiter.set_result(None)
                     continue
                 # When full, the oldest goes: stale market data is the least useful.
                 if len(pending) >= pending_max:
