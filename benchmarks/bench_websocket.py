@@ -11,10 +11,12 @@ subprocess; every client runs in this process, one at a time, rounds interleaved
    Two figures per consumer: wall-clock msg/s, and msg per CPU-second of this
    process (``time.process_time``), which the other jobs sharing the machine
    disturb much less; ratios are of medians over interleaved rounds.
-   ``--push-rate N`` (per token) runs this part at a fixed rate instead: when
-   every consumer keeps up, they all see the same arrival pattern, and msg per
-   CPU-second compares their own costs (at full speed, a consumer that falls
-   behind gets more messages per wake-up and looks cheaper per message).
+   At full speed, when the exchange is the slower side, a consumer that is
+   slower per message gets more messages per wake-up and looks cheaper per
+   CPU-second. ``--push-rate N`` (per token) runs this part at a fixed rate
+   instead: every consumer keeps up and sees the same arrival pattern, but each
+   message then also carries a share of the loop's wake-ups, which dilutes the
+   differences (part 3 measures them without either effect).
 2. The guide's table, live: "basic WebSocket" (websockets' default settings,
    JSON parsed in the reader, the handler awaited inline) against "optimized
    WebSocket" (WebSocketClient: no compression, handlers started as their
@@ -23,6 +25,17 @@ subprocess; every client runs in this process, one at a time, rounds interleaved
    sent on). Latency is timed the same way for both, in the handler: from the
    instant the exchange meant to push the update to the instant the bot's
    handler starts on it.
+3. The client's own cost per message, the socket replaced by a replay of one
+   exchange-like frame (``websockets``' ``connect`` swapped for a stand-in
+   whose ``recv()`` returns it, giving the loop one turn every 1 or 8 frames as
+   a socket with nothing more to read would): CPU microseconds per message of
+   the bare ``recv()`` + ``json.loads`` loop, the handler path and the
+   ``receive()`` path, on exactly the same arrival pattern. No network stack and
+   no exchange: the rounds barely vary, and what the client adds per message is
+   the difference. The ratio is stricter than part 1's (the replay's ``recv()``
+   is cheaper than a real one, which both sides pay).
+
+``--parts`` picks the parts to run (default ``123``).
 """
 
 from __future__ import annotations
@@ -36,10 +49,14 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Any
+from unittest import mock
 
 import websockets
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close
 
 from pytest_axiomperf import WebSocketClient
 from pytest_axiomperf.exchange import ExchangeSimulator
@@ -171,6 +188,136 @@ async def optimized(exchange: ExchangeSimulator, samples: list[float]) -> WebSoc
     return ws
 
 
+# -- 3. the client's own cost, on a replay ---------------------------------------------------
+
+REPLAY_ROUNDS = 7
+REPLAY_WARMUP = 5_000
+REPLAY_MESSAGES = 50_000
+FRAME = json.dumps(
+    {
+        "type": "token_update",
+        "token": "SOL",
+        "price": 142.123456789,
+        "volume": 512.345,
+        "timestamp": time.time(),
+        "seq": 123456,
+    }
+).encode()
+
+
+class Replay:
+    """Stands in for a websockets connection: ``recv()`` returns ``FRAME`` ``n`` times,
+    giving the event loop a turn every ``burst`` frames, then waits until closed."""
+
+    def __init__(self, n: int, burst: int) -> None:
+        self.left = n
+        self.burst = burst
+        self.closed: asyncio.Future[None] | None = None
+
+    async def recv(self, decode: bool | None = None) -> bytes:
+        self.left -= 1
+        if self.left < 0:  # a quiet socket: what was queued still reaches the handlers
+            self.closed = asyncio.get_running_loop().create_future()
+            await self.closed
+            raise ConnectionClosed(Close(1000, "replay over"), None)
+        if self.left % self.burst == 0:
+            await asyncio.sleep(0)  # the socket has nothing more: wait for the next read
+        return FRAME
+
+    async def send(self, message: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        if self.closed is not None and not self.closed.done():
+            self.closed.set_result(None)
+
+
+def replayed(replay: Replay) -> AbstractContextManager[Any]:
+    """WebSocketClient connects to ``replay`` instead of a server."""
+
+    async def fake_connect(*args: Any, **kwargs: Any) -> Replay:
+        return replay
+
+    return mock.patch("pytest_axiomperf.websocket.connect", fake_connect)
+
+
+def replay_client(**options: Any) -> WebSocketClient:
+    return WebSocketClient("ws://replay.invalid/", ping_interval=None, reconnect=False, **options)
+
+
+async def replay_bare(burst: int) -> float:
+    """CPU seconds per message of a bare recv() + json.loads loop on the replay."""
+    ws = Replay(REPLAY_WARMUP + REPLAY_MESSAGES, burst)
+    for _ in range(REPLAY_WARMUP):
+        json.loads(await ws.recv(decode=False))
+    start = time.process_time()
+    for _ in range(REPLAY_MESSAGES):
+        json.loads(await ws.recv(decode=False))
+    return (time.process_time() - start) / REPLAY_MESSAGES
+
+
+async def replay_handler(burst: int) -> float:
+    """CPU seconds per message of WebSocketClient's handler path on the replay."""
+    count = 0
+    marks: dict[int, float] = {}
+    done = asyncio.Event()
+
+    async def on_update(message: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if count in (REPLAY_WARMUP, REPLAY_WARMUP + REPLAY_MESSAGES):
+            marks[count] = time.process_time()
+            if count == REPLAY_WARMUP + REPLAY_MESSAGES:
+                done.set()
+
+    ws = replay_client(max_handlers=1)
+    ws.register_handler("token_update", on_update)
+    with replayed(Replay(REPLAY_WARMUP + REPLAY_MESSAGES, burst)):
+        async with ws:
+            await asyncio.wait_for(done.wait(), 60)
+    assert ws.stats.dropped == 0, ws.stats
+    return (marks[REPLAY_WARMUP + REPLAY_MESSAGES] - marks[REPLAY_WARMUP]) / REPLAY_MESSAGES
+
+
+async def replay_receive(burst: int) -> float:
+    """CPU seconds per message of a receive() loop on WebSocketClient on the replay."""
+    with replayed(Replay(REPLAY_WARMUP + REPLAY_MESSAGES, burst)):
+        async with replay_client() as ws:
+            for _ in range(REPLAY_WARMUP):
+                await ws.receive()
+            start = time.process_time()
+            for _ in range(REPLAY_MESSAGES):
+                await ws.receive()
+            cost = (time.process_time() - start) / REPLAY_MESSAGES
+    assert ws.stats.dropped == 0, ws.stats
+    return cost
+
+
+async def replay_table() -> None:
+    contenders: list[tuple[str, Callable[[int], Awaitable[float]]]] = [
+        ("bare recv() + json", replay_bare),
+        ("WebSocketClient handler", replay_handler),
+        ("WebSocketClient receive", replay_receive),
+    ]
+    print(
+        f"\n3. The client's own cost, socket replaced by a replay ({REPLAY_MESSAGES} messages "
+        f"after {REPLAY_WARMUP} warm-up, {REPLAY_ROUNDS} interleaved rounds, median CPU us/msg)"
+    )
+    print(f"{'consumer':<26}{'per turn':>9}{'us/msg':>8}{'added':>8}{'vs +json':>9}   per round")
+    for burst in (1, 8):
+        costs: dict[str, list[float]] = {name: [] for name, _ in contenders}
+        for _ in range(REPLAY_ROUNDS):
+            for name, run in contenders:
+                costs[name].append(await run(burst) * 1e6)
+        bare = statistics.median(costs["bare recv() + json"])
+        for name, _ in contenders:
+            cost = statistics.median(costs[name])
+            rounds = " ".join(f"{c:.2f}" for c in costs[name])
+            print(
+                f"{name:<26}{burst:>9}{cost:>8.2f}{cost - bare:>8.2f}{bare / cost:>9.2f}   {rounds}"
+            )
+
+
 def row(name: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
     return (
@@ -179,68 +326,80 @@ def row(name: str, samples: list[float]) -> str:
     )
 
 
-async def main(push_rate: float) -> None:
+async def consumption_table(exchange: ExchangeSimulator, push_rate: float) -> None:
+    exchange.configure(push_rate=push_rate)
+    contenders: list[tuple[str, Callable[[], Awaitable[Rate]]]] = [
+        ("bare recv()", lambda: bare_recv(exchange, parse=False)),
+        ("bare recv() + json", lambda: bare_recv(exchange, parse=True)),
+        ("WebSocketClient handler", lambda: client_handler(exchange)),
+        ("WebSocketClient receive", lambda: client_receive(exchange)),
+    ]
+    rates: dict[str, list[Rate]] = {name: [] for name, _ in contenders}
+    for _ in range(ROUNDS):
+        for name, run in contenders:
+            rates[name].append(await run())
+    print(
+        f"\n1. Consumption rate, one connection, 5 tokens, push_rate={push_rate:g} "
+        f"({MESSAGES} messages after {WARMUP} warm-up, {ROUNDS} interleaved rounds, median)"
+    )
+    print(
+        f"{'consumer':<26}{'msg/s':>8}{'vs bare':>8}{'vs +json':>9}"
+        f"{'msg/CPU-s':>11}{'vs bare':>8}{'vs +json':>9}   wall msg/s per round"
+    )
+
+    def medians(name: str) -> tuple[float, float]:
+        return (
+            statistics.median(r[0] for r in rates[name]),
+            statistics.median(r[1] for r in rates[name]),
+        )
+
+    bare, bare_cpu = medians("bare recv()")
+    bare_json, bare_json_cpu = medians("bare recv() + json")
+    for name, _ in contenders:
+        wall, cpu = medians(name)
+        rounds = " ".join(f"{r[0]:.0f}" for r in rates[name])
+        print(
+            f"{name:<26}{wall:>8.0f}{wall / bare:>8.2f}{wall / bare_json:>9.2f}"
+            f"{cpu:>11.0f}{cpu / bare_cpu:>8.2f}{cpu / bare_json_cpu:>9.2f}   {rounds}"
+        )
+
+
+async def guide_table(exchange: ExchangeSimulator) -> None:
+    exchange.configure(push_rate=PUSH_RATE)
+    basic_samples: list[float] = []
+    optimized_samples: list[float] = []
+    await basic(exchange, basic_samples)
+    client = await optimized(exchange, optimized_samples)
+    print(
+        f"\n2. Guide's table: {len(TOKENS)} tokens x {PUSH_RATE}/s = "
+        f"{len(TOKENS) * PUSH_RATE} updates/s for {TABLE_SECONDS:g} s, handler = "
+        f"{HANDLER_IO * 1000:g} ms async I/O; latency intended push -> handler start (ms)"
+    )
+    print(f"{'client':<22}{'n':>7}{'mean':>10}{'p95':>10}{'p99':>10}{'max':>10}")
+    print(row("basic WebSocket", basic_samples))
+    print(row("optimized WebSocket", optimized_samples))
+    delivery = client.tracker.stats("websocket_latency", "delivery")
+    print(
+        f"optimized client's own tracker (intended push -> reader): n={delivery.count} "
+        f"mean={delivery.mean * 1000:.2f} p95={delivery.p95 * 1000:.2f} "
+        f"p99={delivery.p99 * 1000:.2f} ms; dropped={client.stats.dropped} "
+        f"late={client.stats.late} max queue depth={client.stats.max_queue_depth}"
+    )
+
+
+async def main(push_rate: float, parts: str) -> None:
     print(
         f"python {sys.version.split()[0]}, websockets {websockets.__version__}, "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
-    with ExchangeSimulator() as exchange:
-        exchange.configure(push_rate=push_rate)
-        contenders: list[tuple[str, Callable[[], Awaitable[Rate]]]] = [
-            ("bare recv()", lambda: bare_recv(exchange, parse=False)),
-            ("bare recv() + json", lambda: bare_recv(exchange, parse=True)),
-            ("WebSocketClient handler", lambda: client_handler(exchange)),
-            ("WebSocketClient receive", lambda: client_receive(exchange)),
-        ]
-        rates: dict[str, list[Rate]] = {name: [] for name, _ in contenders}
-        for _ in range(ROUNDS):
-            for name, run in contenders:
-                rates[name].append(await run())
-        print(
-            f"\n1. Consumption rate, one connection, 5 tokens, push_rate={push_rate:g} "
-            f"({MESSAGES} messages after {WARMUP} warm-up, {ROUNDS} interleaved rounds, median)"
-        )
-        print(
-            f"{'consumer':<26}{'msg/s':>8}{'vs bare':>8}{'vs +json':>9}"
-            f"{'msg/CPU-s':>11}{'vs bare':>8}{'vs +json':>9}   wall msg/s per round"
-        )
-
-        def medians(name: str) -> tuple[float, float]:
-            return (
-                statistics.median(r[0] for r in rates[name]),
-                statistics.median(r[1] for r in rates[name]),
-            )
-
-        bare, bare_cpu = medians("bare recv()")
-        bare_json, bare_json_cpu = medians("bare recv() + json")
-        for name, _ in contenders:
-            wall, cpu = medians(name)
-            rounds = " ".join(f"{r[0]:.0f}" for r in rates[name])
-            print(
-                f"{name:<26}{wall:>8.0f}{wall / bare:>8.2f}{wall / bare_json:>9.2f}"
-                f"{cpu:>11.0f}{cpu / bare_cpu:>8.2f}{cpu / bare_json_cpu:>9.2f}   {rounds}"
-            )
-
-        exchange.configure(push_rate=PUSH_RATE)
-        basic_samples: list[float] = []
-        optimized_samples: list[float] = []
-        await basic(exchange, basic_samples)
-        client = await optimized(exchange, optimized_samples)
-        print(
-            f"\n2. Guide's table: {len(TOKENS)} tokens x {PUSH_RATE}/s = "
-            f"{len(TOKENS) * PUSH_RATE} updates/s for {TABLE_SECONDS:g} s, handler = "
-            f"{HANDLER_IO * 1000:g} ms async I/O; latency intended push -> handler start (ms)"
-        )
-        print(f"{'client':<22}{'n':>7}{'mean':>10}{'p95':>10}{'p99':>10}{'max':>10}")
-        print(row("basic WebSocket", basic_samples))
-        print(row("optimized WebSocket", optimized_samples))
-        delivery = client.tracker.stats("websocket_latency", "delivery")
-        print(
-            f"optimized client's own tracker (intended push -> reader): n={delivery.count} "
-            f"mean={delivery.mean * 1000:.2f} p95={delivery.p95 * 1000:.2f} "
-            f"p99={delivery.p99 * 1000:.2f} ms; dropped={client.stats.dropped} "
-            f"late={client.stats.late} max queue depth={client.stats.max_queue_depth}"
-        )
+    if "1" in parts or "2" in parts:
+        with ExchangeSimulator() as exchange:
+            if "1" in parts:
+                await consumption_table(exchange, push_rate)
+            if "2" in parts:
+                await guide_table(exchange)
+    if "3" in parts:
+        await replay_table()
 
 
 if __name__ == "__main__":
@@ -251,4 +410,6 @@ if __name__ == "__main__":
         default=100_000,
         help="updates/s per token in part 1 (default 100000: as fast as the exchange can)",
     )
-    asyncio.run(main(parser.parse_args().push_rate))
+    parser.add_argument("--parts", default="123", help="the parts to run (default 123)")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.push_rate, arguments.parts))

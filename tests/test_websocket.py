@@ -81,6 +81,11 @@ async def local_server(frames: list[str | bytes], pause: float = 0.0) -> AsyncIt
         yield f"ws://127.0.0.1:{port}/"
 
 
+def numbered(n: int) -> list[str | bytes]:
+    """``n`` token updates numbered by ``seq``."""
+    return [json.dumps({"type": "token_update", "token": "SOL", "seq": i}) for i in range(n)]
+
+
 # -- connection, latency, rates -------------------------------------------------------------
 
 
@@ -320,11 +325,6 @@ def test_register_handler_wants_an_async_function() -> None:
     ws.register_handler("token_update", fine)
 
 
-def numbered(n: int) -> list[str | bytes]:
-    """``n`` token updates numbered by ``seq``."""
-    return [json.dumps({"type": "token_update", "token": "SOL", "seq": i}) for i in range(n)]
-
-
 @pytest.mark.asyncio
 async def test_handlers_in_flight_stay_bounded_and_start_in_arrival_order() -> None:
     gate = asyncio.Event()
@@ -346,10 +346,9 @@ async def test_handlers_in_flight_stay_bounded_and_start_in_arrival_order() -> N
         finally:
             in_flight -= 1
 
-    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=3, handler_queue_size=100)
-    ws.register_handler("token_update", handler)
     async with local_server(numbered(40), pause=0.002) as url:
-        ws.url = url
+        ws = WebSocketClient(url, max_handlers=3, handler_queue_size=100)
+        ws.register_handler("token_update", handler)
         async with ws:
             await wait_until(lambda: ws.queue_depth == 40 - 9)  # 9 started, 3 of them waiting
             assert (most, in_flight, ws.stats.handled) == (3, 3, 6)
@@ -376,10 +375,9 @@ async def test_handler_errors_are_counted_whether_raised_at_once_or_after_waitin
             raise ValueError(f"bad {seq}")
 
     caplog.set_level(logging.ERROR, "pytest_axiomperf.websocket")
-    ws = WebSocketClient("ws://127.0.0.1:1/")
-    ws.register_handler("token_update", handler)
     async with local_server(numbered(12), pause=0.002) as url:
-        ws.url = url
+        ws = WebSocketClient(url)
+        ws.register_handler("token_update", handler)
         async with ws:
             await wait_until(lambda: ws.stats.handled == 12)
             assert ws.connected
@@ -399,12 +397,11 @@ async def test_close_cancels_waiting_handlers_and_leaves_no_task() -> None:
         finally:
             cleaned.append(message["seq"])
 
-    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
-    ws.register_handler("token_update", stuck)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         async with local_server(numbered(3), pause=0.002) as url:
-            ws.url = url
+            ws = WebSocketClient(url, max_handlers=2)
+            ws.register_handler("token_update", stuck)
             async with ws:
                 await wait_until(lambda: ws.queue_depth == 1)
         gc.collect()
@@ -423,10 +420,9 @@ async def test_a_handler_may_close_the_client() -> None:
         if message["seq"] == 1:
             await ws.close()
 
-    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
-    ws.register_handler("token_update", closes)
     async with local_server(numbered(5), pause=0.002) as url:
-        ws.url = url
+        ws = WebSocketClient(url, max_handlers=2)
+        ws.register_handler("token_update", closes)
         await ws.connect()
         await wait_until(lambda: ws.closed)
         await wait_until(lambda: asyncio.all_tasks() == {asyncio.current_task()})
@@ -442,10 +438,9 @@ async def test_a_handler_timeout_cancels_the_handler_not_the_reader() -> None:
             async with asyncio.timeout(0.01):  # entered before the handler first waits
                 await asyncio.sleep(5)
 
-    ws = WebSocketClient("ws://127.0.0.1:1/", max_handlers=2)
-    ws.register_handler("token_update", impatient)
     async with local_server(numbered(4), pause=0.002) as url:
-        ws.url = url
+        ws = WebSocketClient(url, max_handlers=2)
+        ws.register_handler("token_update", impatient)
         async with ws:
             await wait_until(lambda: ws.stats.handled == 4)
             assert ws.connected
