@@ -242,6 +242,8 @@ def test_html_renders_in_headless_chromium(compared: pytest.Pytester, tmp_path: 
 
 
 def test_markdown_cells_carry_no_markup() -> None:
-    from pytest_axiomperf.report.markdown import _cell
+    from pytest_axiomperf.report.markdown import _cell, _code
 
     assert _cell("GET /a|<script>&\nx") == "GET /a\\|&lt;script&gt;&amp; x"
+    # A code span shows its text as written: escaping it would print "&lt;".
+    assert _code("t.py::test_x[a<b|c&d]") == "`t.py::test_x[a<b\\|c&d]`"

@@ -33,7 +33,8 @@ def _cell(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    return f"`{_cell(text).replace('`', '')}`"
+    """A code span: no HTML inside one is read as markup, so only pipes and breaks change."""
+    return "`" + text.replace("|", "\\|").replace("\n", " ").replace("`", "") + "`"
 
 
 def render_markdown(results: SessionResults, comparison: Comparison | None = None) -> str:
