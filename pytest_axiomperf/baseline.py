@@ -304,15 +304,17 @@ def _with_defaults(profile: object) -> object:
     (``connect_latency=0``), so a baseline saved before a knob existed was
     measured under that default and still compares equal.
     """
-    if isinstance(profile, Mapping):
-        return {**_DEFAULT_PROFILE, **profile}
-    return profile
+    return _filled(profile) if isinstance(profile, Mapping) else profile
+
+
+def _filled(profile: Mapping[str, Any]) -> dict[str, Any]:
+    return {**_DEFAULT_PROFILE, **profile}
 
 
 def _profile_diff(was: object, now: object) -> str:
     """Only the knobs that differ, when both profiles are mappings."""
     if isinstance(was, Mapping) and isinstance(now, Mapping):
-        was, now = {**_DEFAULT_PROFILE, **was}, {**_DEFAULT_PROFILE, **now}
+        was, now = _filled(was), _filled(now)
         keys = sorted(k for k in was.keys() | now.keys() if was.get(k) != now.get(k))
         return ", ".join(f"{k} baseline {was.get(k)!r}, now {now.get(k)!r}" for k in keys)
     return f"baseline {was!r}, now {now!r}"

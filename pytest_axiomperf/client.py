@@ -108,7 +108,7 @@ _VERSION_SEGMENT = re.compile(r"v\d{1,3}")
 _CHARSET = re.compile(r"charset=([^;\s]+)", re.IGNORECASE)
 _now = time.perf_counter_ns
 _current_task = asyncio.current_task
-get_running_loop = asyncio.get_running_loop
+_get_running_loop = asyncio.get_running_loop
 
 
 @functools.lru_cache(maxsize=1024)
@@ -685,7 +685,7 @@ class OptimizedClient:
             total=None, sock_connect=connect_timeout, sock_read=read_timeout
         )
         self._deadlines: _Deadlines | None = None
-        self._phase_log = _PhaseLog()  # the open session's (replaced when one opens)
+        self._phase_log = _PhaseLog()  # shared with each session's connector
         self._trace_phases = trace_phases
         self._trace_configs = tuple(trace_configs)
         self._session: aiohttp.ClientSession | None = None
@@ -744,9 +744,8 @@ class OptimizedClient:
         if self._closed:
             raise AxiomPerfError("OptimizedClient is closed")
         loop = asyncio.get_running_loop()
-        phase_log = self._phase_log = _PhaseLog()
         connector = _TimedConnector(
-            phase_log,
+            self._phase_log,
             ssl=self._ssl,
             socket_factory=self._socket_factory,
             resolver=_TimedResolver(DefaultResolver()),
@@ -868,7 +867,7 @@ class OptimizedClient:
         nature for retries (POST is never retried unless ``idempotent=True``).
         """
         session = self._session
-        loop = get_running_loop()
+        loop = _get_running_loop()
         if session is None or session.closed or self._loop is not loop:
             session = self._ensure_session()
         target = self._targets.get((method, path))
