@@ -46,7 +46,9 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -56,7 +58,7 @@ from unittest import mock
 import websockets
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
-from websockets.frames import Close
+from websockets.frames import Close, Frame, Opcode
 
 from pytest_axiomperf import WebSocketClient
 from pytest_axiomperf.exchange import ExchangeSimulator
@@ -109,9 +111,10 @@ async def bare_recv(exchange: ExchangeSimulator, parse: bool) -> Rate:
             await ws.recv()
         start = clocks()
         for _ in range(MESSAGES):
-            data = await ws.recv(decode=False)
             if parse:
-                json.loads(data)
+                json.loads(await ws.recv())  # a str: json.loads is quicker on it than on bytes
+            else:
+                await ws.recv(decode=False)
         return rate(start)
 
 
@@ -205,6 +208,9 @@ FRAME = json.dumps(
 ).encode()
 
 
+FRAME_TEXT = FRAME.decode()
+
+
 class Replay:
     """Stands in for a websockets connection: ``recv()`` returns ``FRAME`` ``n`` times,
     giving the event loop a turn every ``burst`` frames, then waits until closed."""
@@ -214,7 +220,7 @@ class Replay:
         self.burst = burst
         self.closed: asyncio.Future[None] | None = None
 
-    async def recv(self, decode: bool | None = None) -> bytes:
+    async def recv(self, decode: bool | None = None) -> bytes | str:
         self.left -= 1
         if self.left < 0:  # a quiet socket: what was queued still reaches the handlers
             self.closed = asyncio.get_running_loop().create_future()
@@ -222,7 +228,7 @@ class Replay:
             raise ConnectionClosed(Close(1000, "replay over"), None)
         if self.left % self.burst == 0:
             await asyncio.sleep(0)  # the socket has nothing more: wait for the next read
-        return FRAME
+        return FRAME if decode is False else FRAME_TEXT  # a text frame, decoded by default
 
     async def send(self, message: str) -> None:
         return None
@@ -249,10 +255,10 @@ async def replay_bare(burst: int) -> float:
     """CPU seconds per message of a bare recv() + json.loads loop on the replay."""
     ws = Replay(REPLAY_WARMUP + REPLAY_MESSAGES, burst)
     for _ in range(REPLAY_WARMUP):
-        json.loads(await ws.recv(decode=False))
+        json.loads(await ws.recv())
     start = time.process_time()
     for _ in range(REPLAY_MESSAGES):
-        json.loads(await ws.recv(decode=False))
+        json.loads(await ws.recv())
     return (time.process_time() - start) / REPLAY_MESSAGES
 
 
@@ -318,6 +324,152 @@ async def replay_table() -> None:
             )
 
 
+# -- 4. consumption rate on a recorded stream served at full speed ---------------------------
+
+STREAM_ROUNDS = 9
+STREAM_WARMUP = 5_000
+STREAM_MESSAGES = 50_000
+# The same websockets settings for every consumer: WebSocketClient's defaults.
+STREAM_OPTIONS: dict[str, Any] = {
+    "compression": None,
+    "max_queue": 64,
+    "ping_interval": None,
+    "proxy": None,
+}
+
+
+async def record_stream(exchange: ExchangeSimulator, path: str) -> int:
+    """Write the frames of a five-token stream of updates from the exchange to ``path``."""
+    exchange.configure(push_rate=100_000)
+    frames = []
+    async with connect(
+        exchange.ws_url, additional_headers=headers(exchange), **STREAM_OPTIONS
+    ) as ws:
+        await ws.send(json.dumps({"type": "subscribe", "tokens": TOKENS}))
+        while len(frames) < STREAM_WARMUP + STREAM_MESSAGES:
+            payload = await ws.recv(decode=False)
+            if json.loads(payload)["type"] == "token_update":  # not the subscription's answer
+                frames.append(Frame(Opcode.TEXT, payload).serialize(mask=False))
+    with open(path, "wb") as recording:
+        recording.write(b"".join(frames))
+    return sum(len(frame) for frame in frames)
+
+
+async def stream_bare(url: str, parse: bool) -> Rate:
+    async with connect(url, **STREAM_OPTIONS) as ws:
+        for _ in range(STREAM_WARMUP):
+            await ws.recv(decode=False)
+        start = clocks()
+        for _ in range(STREAM_MESSAGES):
+            if parse:
+                json.loads(await ws.recv())
+            else:
+                await ws.recv(decode=False)
+        return STREAM_MESSAGES / (time.perf_counter() - start[0]), STREAM_MESSAGES / (
+            time.process_time() - start[1]
+        )
+
+
+def stream_client(url: str, **options: Any) -> WebSocketClient:
+    return WebSocketClient(url, ping_interval=None, reconnect=False, **options)
+
+
+async def stream_handler(url: str) -> Rate:
+    count = 0
+    marks: dict[int, tuple[float, float]] = {}
+    done = asyncio.Event()
+    last = STREAM_WARMUP + STREAM_MESSAGES
+
+    async def on_update(message: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+        if count in (STREAM_WARMUP, last):
+            marks[count] = clocks()
+            if count == last:
+                done.set()
+
+    ws = stream_client(url, max_handlers=1)
+    ws.register_handler("token_update", on_update)
+    async with ws:
+        await asyncio.wait_for(done.wait(), 60)
+    assert ws.stats.dropped == 0 and ws.stats.handled == last, ws.stats
+    (wall0, cpu0), (wall1, cpu1) = marks[STREAM_WARMUP], marks[last]
+    return STREAM_MESSAGES / (wall1 - wall0), STREAM_MESSAGES / (cpu1 - cpu0)
+
+
+async def stream_receive(url: str) -> Rate:
+    async with stream_client(url) as ws:
+        for _ in range(STREAM_WARMUP):
+            await ws.receive()
+        start = clocks()
+        for _ in range(STREAM_MESSAGES):
+            await ws.receive()
+        wall, cpu = time.perf_counter() - start[0], time.process_time() - start[1]
+    assert ws.stats.dropped == 0, ws.stats
+    return STREAM_MESSAGES / wall, STREAM_MESSAGES / cpu
+
+
+async def stream_table(exchange: ExchangeSimulator) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "stream.bin")
+        size = await record_stream(exchange, path)
+        server = subprocess.Popen(
+            [sys.executable, os.path.join(os.path.dirname(__file__), "ws_stream_server.py"), path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            url = f"ws://127.0.0.1:{server.stdout.readline().strip()}/"
+            contenders: list[tuple[str, Callable[[], Awaitable[Rate]]]] = [
+                ("bare recv()", lambda: stream_bare(url, parse=False)),
+                ("bare recv() + json", lambda: stream_bare(url, parse=True)),
+                ("WebSocketClient handler", lambda: stream_handler(url)),
+                ("WebSocketClient receive", lambda: stream_receive(url)),
+            ]
+            rates: dict[str, list[Rate]] = {name: [] for name, _ in contenders}
+            for _ in range(STREAM_ROUNDS):
+                for name, run in contenders:
+                    rates[name].append(await run())
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(10)
+    count = STREAM_WARMUP + STREAM_MESSAGES
+    print(
+        f"\n4. Consumption rate on a recorded stream served at full speed ({count} frames "
+        f"recorded from the exchange, {size / count:.0f} bytes each on average; "
+        f"{STREAM_MESSAGES} timed after {STREAM_WARMUP}, {STREAM_ROUNDS} interleaved rounds, "
+        "median)"
+    )
+    print_rates(rates)
+
+
+def print_rates(rates: dict[str, list[Rate]]) -> None:
+    """The consumers' median rates, and their ratios to the two bare loops'."""
+    print(
+        f"{'consumer':<26}{'msg/s':>8}{'vs bare':>8}{'vs +json':>9}"
+        f"{'msg/CPU-s':>11}{'vs bare':>8}{'vs +json':>9}   wall msg/s per round"
+    )
+
+    def medians(name: str) -> tuple[float, float]:
+        return (
+            statistics.median(r[0] for r in rates[name]),
+            statistics.median(r[1] for r in rates[name]),
+        )
+
+    bare, bare_cpu = medians("bare recv()")
+    bare_json, bare_json_cpu = medians("bare recv() + json")
+    for name, samples in rates.items():
+        wall, cpu = medians(name)
+        rounds = " ".join(f"{r[0]:.0f}" for r in samples)
+        print(
+            f"{name:<26}{wall:>8.0f}{wall / bare:>8.2f}{wall / bare_json:>9.2f}"
+            f"{cpu:>11.0f}{cpu / bare_cpu:>8.2f}{cpu / bare_json_cpu:>9.2f}   {rounds}"
+        )
+
+
 def row(name: str, samples: list[float]) -> str:
     ms = [s * 1000 for s in samples]
     return (
@@ -342,26 +494,7 @@ async def consumption_table(exchange: ExchangeSimulator, push_rate: float) -> No
         f"\n1. Consumption rate, one connection, 5 tokens, push_rate={push_rate:g} "
         f"({MESSAGES} messages after {WARMUP} warm-up, {ROUNDS} interleaved rounds, median)"
     )
-    print(
-        f"{'consumer':<26}{'msg/s':>8}{'vs bare':>8}{'vs +json':>9}"
-        f"{'msg/CPU-s':>11}{'vs bare':>8}{'vs +json':>9}   wall msg/s per round"
-    )
-
-    def medians(name: str) -> tuple[float, float]:
-        return (
-            statistics.median(r[0] for r in rates[name]),
-            statistics.median(r[1] for r in rates[name]),
-        )
-
-    bare, bare_cpu = medians("bare recv()")
-    bare_json, bare_json_cpu = medians("bare recv() + json")
-    for name, _ in contenders:
-        wall, cpu = medians(name)
-        rounds = " ".join(f"{r[0]:.0f}" for r in rates[name])
-        print(
-            f"{name:<26}{wall:>8.0f}{wall / bare:>8.2f}{wall / bare_json:>9.2f}"
-            f"{cpu:>11.0f}{cpu / bare_cpu:>8.2f}{cpu / bare_json_cpu:>9.2f}   {rounds}"
-        )
+    print_rates(rates)
 
 
 async def guide_table(exchange: ExchangeSimulator) -> None:
@@ -392,12 +525,14 @@ async def main(push_rate: float, parts: str) -> None:
         f"python {sys.version.split()[0]}, websockets {websockets.__version__}, "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
-    if "1" in parts or "2" in parts:
+    if "1" in parts or "2" in parts or "4" in parts:
         with ExchangeSimulator() as exchange:
             if "1" in parts:
                 await consumption_table(exchange, push_rate)
             if "2" in parts:
                 await guide_table(exchange)
+            if "4" in parts:
+                await stream_table(exchange)
     if "3" in parts:
         await replay_table()
 

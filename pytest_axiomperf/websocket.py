@@ -896,6 +896,7 @@ class WebSocketClient:
         """The hot path: take frames off ``ws`` and file them; returns why it ended."""
         recv = ws.recv
         loads = json.loads
+        raw_decode = json.JSONDecoder().raw_decode
         perf_counter = time.perf_counter
         offset = self._wall_offset
         stats = self._stats
@@ -926,9 +927,18 @@ class WebSocketClient:
             stats.messages += 1
             stats.bytes += len(data)
             try:
-                message = loads(data)
-            except ValueError:
-                message = None
+                # A text frame is UTF-8 (RFC 6455): decode it and read one JSON value at
+                # 0 with the json module's documented raw_decode, which skips loads()'s
+                # encoding detection and whitespace regexes (~1.3 us of ~3 us per update).
+                text = data.decode()
+                message, end = raw_decode(text)
+                if end != len(text):
+                    message = loads(text)  # trailing whitespace is valid; anything else raises
+            except ValueError:  # also leading whitespace, a BOM, a binary frame in UTF-16...
+                try:
+                    message = loads(data)  # ... which loads() reads, or rejects
+                except ValueError:
+                    message = None
             if message.__class__ is not dict:
                 stats.invalid += 1
                 self.tracker.record_error(ERR_INVALID)

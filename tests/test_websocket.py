@@ -4,6 +4,7 @@ frames the exchange never sends, a small websockets server on 127.0.0.1)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import gc
 import json
@@ -240,6 +241,33 @@ async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("not a JSON object" in m for m in warned)
     assert any("unknown kind 'mystery'" in m for m in warned)
+
+
+@pytest.mark.asyncio
+async def test_messages_are_read_as_json_loads_reads_them() -> None:
+    """The reader's fast path must accept and refuse exactly what json.loads does."""
+
+    def update(seq: int) -> str:
+        return json.dumps({"type": "token_update", "seq": seq})
+
+    frames: list[str | bytes] = [
+        " " + update(0),  # whitespace around a value is valid JSON
+        update(1) + " \n",
+        ("\ufeff" + update(2)).encode(),  # UTF-8 with a BOM, as json.loads(bytes) reads it
+        update(3).encode("utf-16-le"),  # a binary frame in UTF-16
+        update(4) + "x",  # extra data
+        update(5) + update(6),  # two values in one message
+        b'{"type": "token_update", "seq": 7, "name": "\xff"}',  # not UTF-8
+        update(8),
+    ]
+    async with local_server(frames) as url, WebSocketClient(url) as ws:
+        got = [(await ws.receive(3.0))["seq"] for _ in range(5)]
+    accepted = []
+    for frame in frames:
+        with contextlib.suppress(ValueError):
+            accepted.append(json.loads(frame)["seq"])
+    assert got == accepted == [0, 1, 2, 3, 8]
+    assert (ws.stats.invalid, ws.stats.messages) == (3, 8)
 
 
 @pytest.mark.asyncio
