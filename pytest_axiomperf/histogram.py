@@ -27,7 +27,7 @@ import sys
 import threading
 from array import array
 from collections import _count_elements  # type: ignore[attr-defined]
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from operator import mul
 from typing import Any
 
@@ -81,6 +81,15 @@ class Histogram:
         buf.append(value)
         if len(buf) >= BUFFER_SIZE:
             self._fold()
+
+    def raw_buffer(self) -> tuple[list[float], Callable[[], None]]:
+        """For a hot loop that checks its own values: the list :meth:`record` appends
+        to, and the function to call once it holds ``BUFFER_SIZE`` values or more.
+
+        Append only values ``>= 0`` (not NaN); the list stays this histogram's for
+        its life. This skips a method call per value (~0.1 us on CPython 3.11).
+        """
+        return self._buf, self._fold
 
     def _fold(self) -> None:
         """Move the raw buffer into the buckets; safe against concurrent ``record``."""

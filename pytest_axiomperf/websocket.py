@@ -77,6 +77,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from pytest_axiomperf.eager import EagerStart, EagerStarter
 from pytest_axiomperf.errors import WebSocketError
+from pytest_axiomperf.histogram import BUFFER_SIZE
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
 __all__ = [
@@ -132,6 +133,12 @@ def room_kind(room: str) -> str:
 
 
 _PREVIEW = 120  # characters of a bad message shown in the log
+
+
+def _no_fold() -> None:
+    """The reader's fold until its delivery series exists (never called)."""
+
+
 # Why a connection could not be opened (on Python 3.10, asyncio.TimeoutError is
 # not the builtin TimeoutError, and either can come out of the handshake).
 _OPEN_ERRORS = (InvalidHandshake, InvalidURI, OSError, asyncio.TimeoutError, TimeoutError)
@@ -900,7 +907,9 @@ class WebSocketClient:
         perf_counter = time.perf_counter
         offset = self._wall_offset
         stats = self._stats
-        record = self.tracker.record
+        # The delivery latencies go straight into their series' buffer (checked above).
+        latencies: list[float] | None = None
+        fold: Callable[[], None] = _no_fold
         handlers = self._handlers
         kinds = self._kinds
         kind_of = self.message_kind
@@ -976,7 +985,13 @@ class WebSocketClient:
                 if not latency >= 0.0:  # stamped after it arrived, or a NaN stamp
                     stats.clock_skewed += 1
                     latency = 0.0
-                record(WEBSOCKET_LATENCY, latency, DELIVERY_TAG)
+                if latencies is None:  # the series exists once a stamped message came
+                    latencies, fold = self.tracker.live_series(
+                        WEBSOCKET_LATENCY, DELIVERY_TAG
+                    ).raw_buffer()
+                latencies.append(latency)
+                if len(latencies) >= BUFFER_SIZE:
+                    fold()
                 stats.delivered += 1
             if kind == "error":
                 self.tracker.record_error(ERR_SERVER)
