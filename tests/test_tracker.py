@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_axiomperf import MetricStats, PerformanceTracker
-from pytest_axiomperf.histogram import RELATIVE_ERROR, Histogram, percentile_rank
+from pytest_axiomperf.histogram import BUFFER_SIZE, RELATIVE_ERROR, Histogram, percentile_rank
 
 
 def exact_nearest_rank(data: list[float], p: float) -> float:
@@ -45,6 +45,22 @@ def test_exact_moments_and_extremes() -> None:
     assert hist.min == min(data) and hist.max == max(data)
     assert hist.mean == pytest.approx(float(np.mean(data)), rel=1e-12)
     assert hist.std_dev == pytest.approx(float(np.std(data)), rel=1e-9)
+
+
+def test_raw_buffer_appends_count_like_record() -> None:
+    """A hot loop appending to raw_buffer() and folding when full gets record()'s result."""
+    rng = random.Random(11)
+    data = [rng.uniform(0.001, 0.5) for _ in range(3 * BUFFER_SIZE + 5)]
+    recorded, appended = Histogram(), Histogram()
+    buf, fold = appended.raw_buffer()
+    for value in data:
+        recorded.record(value)
+        buf.append(value)
+        if len(buf) >= BUFFER_SIZE:
+            fold()
+    assert len(buf) == 5  # folded three times, in place: the list is still the histogram's
+    assert appended.to_dict() == recorded.to_dict()
+    assert appended.count == len(data) and not buf
 
 
 def test_percentile_rank_is_not_fooled_by_float_rounding() -> None:
