@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import inspect
 import sys
-from collections.abc import AsyncIterator
+import types
+from collections.abc import AsyncIterator, Generator
 from typing import Any
 
 import pytest
@@ -41,6 +43,28 @@ async def test_a_coroutine_that_never_suspends_runs_to_its_end_without_a_task() 
     assert EagerStarter().start(sync()) is None
     assert steps == ["ran"]
     assert asyncio.all_tasks() == tasks
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("given", [False, True], ids=["no task", "task"])
+async def test_a_generator_based_coroutine_is_driven_like_a_native_one(
+    given: bool, idle_task: asyncio.Task[None]
+) -> None:
+    """Native coroutines take a faster path; other coroutine objects still work."""
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[int] = loop.create_future()
+
+    @types.coroutine
+    def legacy() -> Generator[Any, Any, int]:
+        got = yield from gate
+        return got + 1
+
+    coro = legacy()
+    assert not inspect.iscoroutine(coro)  # a generator, not a native coroutine
+    started = EagerStarter().start(coro, idle_task if given else None)
+    assert started is not None
+    gate.set_result(41)
+    assert await asyncio.wait_for(finish(started), 5) == 42
 
 
 @pytest.mark.asyncio
