@@ -762,9 +762,11 @@ class WebSocketClient:
         """
         queue = self._receive_q
         items = queue.items
-        # What arrived before the end stays readable. A plain call, not _ensure_connected():
-        # one coroutine less per message.
-        if not (queue.closed and items) and self._must_connect():
+        # The hot path: a message is waiting and this is the client's loop. Otherwise:
+        # what arrived before the end stays readable; connect when never connected
+        # (a plain call, not _ensure_connected(): one coroutine less).
+        fast = items and asyncio.get_running_loop() is self._loop
+        if not fast and not (queue.closed and items) and self._must_connect():
             await self.connect()
         deadline = math.inf
         while True:
