@@ -44,7 +44,9 @@ subprocess; every client runs in this process, one at a time, rounds interleaved
    own. Real sockets, real ``websockets`` parsing and flow control, the same
    settings for all (no compression, ``max_queue=64``). The bare loop that
    parses does it as a bot would, ``json.loads(await ws.recv())`` (a str:
-   quicker for ``json.loads`` than bytes). Forty short rounds, the order
+   quicker for ``json.loads`` than bytes); a third bare loop also awaits a
+   handler inline (the work of the handler path, without its hand-off: a
+   handler that waits would stop that loop). Forty short rounds, the order
    rotated each round; the ratios are taken round by round, because this
    machine's speed drifts over seconds.
 
@@ -105,9 +107,10 @@ def headers(exchange: ExchangeSimulator) -> dict[str, str]:
 Rate = tuple[float, float]  # (msg per wall second, msg per CPU second)
 
 
-def rate(start: tuple[float, float]) -> Rate:
+def rate(start: tuple[float, float], count: int = MESSAGES) -> Rate:
+    """``count`` messages' rates since ``start`` (from clocks())."""
     wall, cpu = start
-    return MESSAGES / (time.perf_counter() - wall), MESSAGES / (time.process_time() - cpu)
+    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
 
 
 def clocks() -> tuple[float, float]:
@@ -380,9 +383,27 @@ async def stream_bare(url: str, parse: bool) -> Rate:
                 json.loads(await ws.recv())
             else:
                 await ws.recv(decode=False)
-        return STREAM_MESSAGES / (time.perf_counter() - start[0]), STREAM_MESSAGES / (
-            time.process_time() - start[1]
-        )
+        return rate(start, STREAM_MESSAGES)
+
+
+async def stream_inline(url: str) -> Rate:
+    """A bare loop that awaits a handler inline, as the guide's basic client does: the
+    handler path's work without its hand-off (a handler that waits would stop it)."""
+    count = 0
+
+    async def on_update(message: dict[str, Any]) -> None:
+        nonlocal count
+        count += 1
+
+    async with connect(url, **STREAM_OPTIONS) as ws:
+        for _ in range(STREAM_WARMUP):
+            await ws.recv(decode=False)
+        start = clocks()
+        for _ in range(STREAM_MESSAGES):
+            await on_update(json.loads(await ws.recv()))
+        rates = rate(start, STREAM_MESSAGES)
+    assert count == STREAM_MESSAGES
+    return rates
 
 
 def stream_client(url: str, **options: Any) -> WebSocketClient:
@@ -419,9 +440,9 @@ async def stream_receive(url: str) -> Rate:
         start = clocks()
         for _ in range(STREAM_MESSAGES):
             await ws.receive()
-        wall, cpu = time.perf_counter() - start[0], time.process_time() - start[1]
+        rates = rate(start, STREAM_MESSAGES)
     assert ws.stats.dropped == 0, ws.stats
-    return STREAM_MESSAGES / wall, STREAM_MESSAGES / cpu
+    return rates
 
 
 async def stream_table(exchange: ExchangeSimulator) -> None:
@@ -440,6 +461,7 @@ async def stream_table(exchange: ExchangeSimulator) -> None:
             contenders: list[tuple[str, Callable[[], Awaitable[Rate]]]] = [
                 ("bare recv()", lambda: stream_bare(url, parse=False)),
                 ("bare recv() + json", lambda: stream_bare(url, parse=True)),
+                ("bare + json + handler", lambda: stream_inline(url)),
                 ("WebSocketClient handler", lambda: stream_handler(url)),
                 ("WebSocketClient receive", lambda: stream_receive(url)),
             ]

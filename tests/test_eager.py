@@ -100,6 +100,45 @@ async def test_suspended_on_a_future_it_waits_for_that_future_then_goes_on() -> 
 
 
 @pytest.mark.asyncio
+async def test_one_starter_runs_many_coroutines_whatever_each_one_does() -> None:
+    """Finishing, raising and suspending coroutines, interleaved, from one starter:
+    each gets its own result, exception and context, however the previous one ended."""
+    loop = asyncio.get_running_loop()
+    gates = [loop.create_future() for _ in range(3)]
+
+    async def finishes(i: int) -> int:
+        var.set(f"finishes {i}")
+        return i
+
+    async def raises(i: int) -> None:
+        raise KeyError(i)
+
+    async def waits(i: int) -> tuple[int, str]:
+        var.set(f"waits {i}")
+        got = await gates[i]
+        return got, var.get()
+
+    starter = EagerStarter()
+    suspended = []
+    for i in range(3):
+        assert starter.start(finishes(i)) is None
+        with pytest.raises(KeyError):
+            starter.start(raises(i))
+        started = starter.start(waits(i))
+        assert started is not None
+        suspended.append(asyncio.create_task(finish(started)))
+        assert starter.start(finishes(i)) is None
+    assert var.get() == "unset"  # no coroutine's context is the caller's
+    for i, gate in enumerate(gates):
+        gate.set_result(i * 10)
+    assert await asyncio.wait_for(asyncio.gather(*suspended), 5) == [
+        (0, "waits 0"),
+        (10, "waits 1"),
+        (20, "waits 2"),
+    ]
+
+
+@pytest.mark.asyncio
 async def test_suspended_on_sleep_0_it_resumes_on_the_next_turn_of_the_loop() -> None:
     steps: list[int] = []
 
