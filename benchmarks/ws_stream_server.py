@@ -46,6 +46,7 @@ def handshake(conn: socket.socket) -> bool:
 
 
 def read_exact(conn: socket.socket, buffer: bytearray, size: int) -> bytes | None:
+    """``size`` bytes from ``buffer``, refilled from ``conn``; None if the client left."""
     while len(buffer) < size:
         chunk = conn.recv(65536)
         if not chunk:
@@ -76,6 +77,7 @@ def until_close(conn: socket.socket) -> None:
 
 
 def serve(conn: socket.socket, stream: bytes) -> None:
+    """One connection: handshake, the whole stream and a close frame, then the client's close."""
     with conn:
         conn.settimeout(30)
         try:
@@ -88,6 +90,7 @@ def serve(conn: socket.socket, stream: bytes) -> None:
 
 
 def main() -> None:
+    """Serve the recording named on the command line until stdin closes."""
     with open(sys.argv[1], "rb") as recording:
         stream = recording.read() + CLOSE_FRAME
     listener = socket.create_server(("127.0.0.1", 0))

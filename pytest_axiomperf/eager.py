@@ -49,7 +49,9 @@ def _run_each(result: list[Any]) -> Generator[Any, Any, None]:
 
 
 # types.coroutine lets a generator ``yield from`` a native coroutine; typed as a generator.
-_runner = cast("Callable[[list[Any]], Generator[Any, Any, None]]", types.coroutine(_run_each))
+_runner = cast(
+    "Callable[[list[Any]], types.GeneratorType[Any, Any, None]]", types.coroutine(_run_each)
+)
 
 
 class _Runner:
@@ -111,7 +113,8 @@ class EagerStart:
                     error = exc
             yielded = run(gen.send, sent) if error is None else run(gen.throw, error)
             if yielded is _DONE:
-                return runner.result[0]
+                result, runner.result[0] = runner.result[0], None
+                return result
             error = None
 
 
@@ -147,6 +150,8 @@ class EagerStarter:
         context = copy_context()
         runner = self._runner
         if task is None:
+            if runner.gen.gi_running:  # called from a coroutine this starter is running
+                runner = _Runner()
             try:
                 yielded = context.run(runner.send, coro)
             except BaseException:
@@ -174,6 +179,7 @@ class EagerStarter:
                 _leave_task(loop, task)
                 _enter_task(loop, caller)
         if yielded is _DONE:
+            runner.result[0] = None  # dropped: not kept alive until the next start
             return None
         self._runner = _Runner()  # this one stays inside the suspended coroutine
         return EagerStart(runner, context, yielded)

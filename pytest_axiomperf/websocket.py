@@ -844,8 +844,7 @@ class WebSocketClient:
                 # The loop is shutting down (asyncio.run, a test's runner) and nobody
                 # closed the client: do not leave an open socket behind.
                 current.transport.abort()
-                self._closed = True
-                self._close_reason = " (its event loop shut down)"
+                self._finish(" (its event loop shut down)")  # receive() then says so
             raise
 
     async def _serve_connections(self, ws: ClientConnection) -> None:
@@ -940,7 +939,8 @@ class WebSocketClient:
             try:
                 # A text frame is UTF-8 (RFC 6455): decode it and read one JSON value at
                 # 0 with the json module's documented raw_decode, which skips loads()'s
-                # encoding detection and whitespace regexes (~1.3 us of ~3 us per update).
+                # encoding detection and whitespace regexes (1.7 us instead of 3.1 us
+                # for a 130-byte update).
                 text = data.decode()
                 message, end = raw_decode(text)
                 if end != len(text):
@@ -948,8 +948,10 @@ class WebSocketClient:
             except ValueError:  # also leading whitespace, a BOM, a binary frame in UTF-16...
                 try:
                     message = loads(data)  # ... which loads() reads, or rejects
-                except ValueError:
+                except (ValueError, RecursionError):
                     message = None
+            except RecursionError:  # nested deeper than the parser goes
+                message = None
             if message.__class__ is not dict:
                 stats.invalid += 1
                 self.tracker.record_error(ERR_INVALID)
@@ -983,7 +985,10 @@ class WebSocketClient:
             if stamp is None:
                 stamp = message.get("emitted_at")  # a room push's intended emit time
             if stamp.__class__ is float or stamp.__class__ is int:
-                latency = received + offset - stamp
+                try:
+                    latency = received + offset - stamp
+                except OverflowError:  # an int stamp beyond any float: as bogus as NaN
+                    latency = math.nan
                 if not latency >= 0.0:  # stamped after it arrived, or a NaN stamp
                     stats.clock_skewed += 1
                     latency = 0.0

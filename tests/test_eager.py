@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import gc
 import inspect
 import sys
 import types
@@ -50,7 +51,7 @@ async def test_a_coroutine_that_never_suspends_runs_to_its_end_without_a_task() 
 async def test_a_generator_based_coroutine_is_driven_like_a_native_one(
     given: bool, idle_task: asyncio.Task[None]
 ) -> None:
-    """Native coroutines take a faster path; other coroutine objects still work."""
+    """Not only native coroutines: any coroutine object the runner can ``yield from``."""
     loop = asyncio.get_running_loop()
     gate: asyncio.Future[int] = loop.create_future()
 
@@ -136,6 +137,71 @@ async def test_one_starter_runs_many_coroutines_whatever_each_one_does() -> None
         (10, "waits 1"),
         (20, "waits 2"),
     ]
+
+
+class Stop(BaseException):
+    """Not an Exception: like KeyboardInterrupt, it must pass through untouched."""
+
+
+@pytest.mark.asyncio
+async def test_a_base_exception_before_suspending_propagates_and_the_starter_goes_on() -> None:
+    async def stops() -> None:
+        raise Stop
+
+    async def finishes() -> str:
+        return "after"
+
+    starter = EagerStarter()
+    with pytest.raises(Stop):
+        starter.start(stops())
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[str] = loop.create_future()
+
+    async def waits() -> str:
+        return await gate
+
+    assert starter.start(finishes()) is None
+    started = starter.start(waits())
+    assert started is not None
+    gate.set_result("resumed")
+    assert await asyncio.wait_for(finish(started), 5) == "resumed"
+
+
+@pytest.mark.asyncio
+async def test_a_start_from_inside_a_started_coroutine_runs_too() -> None:
+    starter = EagerStarter()
+    steps: list[str] = []
+
+    async def inner() -> None:
+        steps.append("inner")
+
+    async def outer() -> None:
+        steps.append("outer")
+        assert starter.start(inner()) is None
+        steps.append("outer again")
+
+    assert starter.start(outer()) is None
+    assert starter.start(inner()) is None  # the starter still works afterwards
+    assert steps == ["outer", "inner", "outer again", "inner"]
+
+
+@pytest.mark.asyncio
+async def test_a_start_never_continued_closes_its_coroutine_when_dropped() -> None:
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()
+    cleaned: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await gate
+        finally:
+            cleaned.append("finally ran")
+
+    started = EagerStarter().start(waits())
+    assert started is not None and cleaned == []
+    del started
+    gc.collect()
+    assert cleaned == ["finally ran"]
 
 
 @pytest.mark.asyncio

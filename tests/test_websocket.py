@@ -229,6 +229,7 @@ async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
     frames: list[str | bytes] = [
         "not json {",
         b"[1, 2]",
+        "[" * 100_000,  # deeper than the parser goes: a RecursionError, not a ValueError
         json.dumps({"type": "mystery"}),
         json.dumps({"no": "type"}),
         json.dumps(valid),
@@ -236,8 +237,8 @@ async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
     caplog.set_level(logging.DEBUG, "pytest_axiomperf.websocket")
     async with local_server(frames) as url, WebSocketClient(url) as ws:
         assert await ws.receive(3.0) == valid
-    assert (ws.stats.invalid, ws.stats.unknown, ws.stats.delivered) == (2, 2, 1)
-    assert ws.tracker.errors == {ERR_INVALID: 2, ERR_UNKNOWN: 2}
+    assert (ws.stats.invalid, ws.stats.unknown, ws.stats.delivered) == (3, 2, 1)
+    assert ws.tracker.errors == {ERR_INVALID: 3, ERR_UNKNOWN: 2}
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("not a JSON object" in m for m in warned)
     assert any("unknown kind 'mystery'" in m for m in warned)
@@ -274,6 +275,7 @@ async def test_messages_are_read_as_json_loads_reads_them() -> None:
 async def test_stamps_from_the_future_or_nan_count_as_skewed_not_as_a_crash() -> None:
     frames: list[str | bytes] = [
         '{"type": "token_update", "timestamp": NaN}',  # Python's json reads NaN
+        '{"type": "token_update", "timestamp": 1' + "0" * 400 + "}",  # an int beyond floats
         json.dumps({"type": "token_update", "timestamp": time.time() + 3600}),
         json.dumps({"type": "token_update", "timestamp": time.time(), "last": True}),
     ]
@@ -281,7 +283,7 @@ async def test_stamps_from_the_future_or_nan_count_as_skewed_not_as_a_crash() ->
         got = [await ws.receive(3.0) for _ in frames]
         assert ws.connected
     assert got[-1]["last"]
-    assert (ws.stats.delivered, ws.stats.clock_skewed) == (3, 2)
+    assert (ws.stats.delivered, ws.stats.clock_skewed) == (4, 3)
     assert ws.tracker.stats(WEBSOCKET_LATENCY, DELIVERY_TAG).min == 0.0
 
 
@@ -548,6 +550,18 @@ def test_a_client_belongs_to_the_loop_that_connected_it(exchange: ExchangeSimula
         loop.run_until_complete(ws.connect())
         with pytest.raises(WebSocketError, match="another event loop"):
             asyncio.run(ws.ping())
+
+        async def updates_waiting() -> int:
+            await ws.subscribe(["SOL"])
+            for _ in range(500):  # up to 5 s
+                if ws.stats.messages >= 2:  # nobody takes them: they wait for receive()
+                    break
+                await asyncio.sleep(0.01)
+            return ws.stats.messages
+
+        assert loop.run_until_complete(updates_waiting()) >= 2
+        with pytest.raises(WebSocketError, match="another event loop"):
+            asyncio.run(ws.receive())  # even with a message waiting
         ws.close_from_sync()
         assert ws.closed
         ws.close_from_sync()  # idempotent
@@ -568,6 +582,8 @@ def test_a_client_left_open_is_dropped_when_its_loop_shuts_down(
         warnings.simplefilter("always")
         ws = asyncio.run(forgetful())
         assert ws.closed
+        with pytest.raises(WebSocketError):
+            asyncio.run(ws.receive(kind="mystery", timeout=30))  # refused at once
         ws.close_from_sync()  # nothing left to do, no error
         del ws
         gc.collect()
