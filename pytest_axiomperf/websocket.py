@@ -273,7 +273,8 @@ class WebSocketStats:
     ping_timeouts: int = 0
     """Pings (protocol or application) unanswered within ``ping_timeout``."""
     clock_skewed: int = 0
-    """Messages stamped later than they arrived (recorded as 0 s; clocks disagree), or NaN."""
+    """Messages stamped later than they arrived (clocks disagree), or with a stamp that gives
+    no finite latency (NaN, infinite, an integer too large for a float): recorded as 0 s."""
 
 
 def _is_loopback(url: str) -> bool:
@@ -906,9 +907,11 @@ class WebSocketClient:
         loads = json.loads
         raw_decode = json.JSONDecoder().raw_decode
         perf_counter = time.perf_counter
+        inf = math.inf
         offset = self._wall_offset
         stats = self._stats
-        # The delivery latencies go straight into their series' buffer (checked above).
+        # The delivery latencies go straight into their series' buffer, each checked
+        # first as record() would (finite, >= 0).
         latencies: list[float] | None = None
         fold: Callable[[], None] = _no_fold
         handlers = self._handlers
@@ -989,7 +992,7 @@ class WebSocketClient:
                     latency = received + offset - stamp
                 except OverflowError:  # an int stamp beyond any float: as bogus as NaN
                     latency = math.nan
-                if not latency >= 0.0:  # stamped after it arrived, or a NaN stamp
+                if not 0.0 <= latency < inf:  # stamped after it arrived, NaN or infinite
                     stats.clock_skewed += 1
                     latency = 0.0
                 if latencies is None:  # the series exists once a stamped message came
