@@ -31,6 +31,9 @@ metric's overall p95. The k routes of a metric are each tested at
 false alarms; the request phases (``http_connect_times``, ``http_dns_times``,
 ``http_ttfb_times``: parts of a route's latency) are compared whole only. The
 A/A false alarms and the power are measured in ``benchmarks/bench_gating.py``.
+A route with enough samples on one side only is listed as a new or vanished
+route (status :data:`NEW` / :data:`VANISHED` with its ``tag``), like a new or
+vanished test: shown, never failed.
 """
 
 from __future__ import annotations
@@ -178,7 +181,9 @@ class MetricComparison:
 
     nodeid: str
     metric: str
-    status: str  # REGRESSION, IMPROVEMENT, UNCHANGED, INSUFFICIENT, NEW or VANISHED
+    #: REGRESSION, IMPROVEMENT, UNCHANGED, INSUFFICIENT, INCOMPARABLE, or NEW / VANISHED
+    #: (a metric, or with ``tag`` a route, recorded in one run only).
+    status: str
     old_n: int
     new_n: int
     old_p95: float | None
@@ -228,6 +233,21 @@ class Comparison:
     def regressions(self) -> list[MetricComparison]:
         """Significant regressions beyond the threshold and the noise floor."""
         return self.with_status(REGRESSION)
+
+    def metric_verdicts(self) -> dict[tuple[str, str], str]:
+        """One status per (test, metric), its whole and its routes taken together.
+
+        A metric regressed when its whole or any of its routes did; else improved
+        when any of them did; else its whole's status. New and vanished routes are
+        informational and never decide it. What the summary counts: one slow
+        endpoint is one regression, however many of its comparisons show it.
+        """
+        verdicts = {(m.nodeid, m.metric): m.status for m in self.metrics if m.tag is None}
+        for m in self.metrics:
+            key = (m.nodeid, m.metric)
+            if m.status in (REGRESSION, IMPROVEMENT) and verdicts.get(key) != REGRESSION:
+                verdicts[key] = m.status
+        return verdicts
 
     @property
     def failed(self) -> bool:
@@ -465,27 +485,59 @@ def _compare_tags(
     """Each tag of ``metric`` in both runs, compared alone: the routes behind a whole.
 
     Each of the k routes compared is tested at ``ALPHA / k`` (Bonferroni), so
-    a metric's routes together add at most ``ALPHA`` of false alarms. Skipped:
-    the request phases (`PHASE_METRICS`: parts of a route's latency, which is
-    compared itself), a tag holding all of the metric's samples on both sides
-    (its comparison is the whole's), and one with too few samples on either
-    side (the whole's comparison already says so).
+    a metric's routes together add at most ``ALPHA`` of false alarms. A tag with
+    at least :data:`MIN_SAMPLES` on one side only is a new or vanished route
+    (see `_one_sided_route`). Skipped: the request phases (`PHASE_METRICS`: parts
+    of a route's latency, which is compared itself), a tag holding all of the
+    metric's samples on both sides (its comparison is the whole's), and one with
+    too few samples on both sides (noise on either).
     """
     if metric in PHASE_METRICS:
         return []
     pairs = []
-    for tag in sorted(set(was.tags(metric)) & set(now.tags(metric))):
+    one_sided = []
+    for tag in sorted(set(was.tags(metric)) | set(now.tags(metric))):
         old_hist, new_hist = was.histogram(metric, tag), now.histogram(metric, tag)
-        if old_hist.count == old_whole.count and new_hist.count == new_whole.count:
-            continue
-        if old_hist.count < MIN_SAMPLES or new_hist.count < MIN_SAMPLES:
-            continue
-        pairs.append((tag, old_hist, new_hist))
+        old_enough, new_enough = old_hist.count >= MIN_SAMPLES, new_hist.count >= MIN_SAMPLES
+        if old_enough and new_enough:
+            if old_hist.count != old_whole.count or new_hist.count != new_whole.count:
+                pairs.append((tag, old_hist, new_hist))
+        elif old_enough or new_enough:
+            one_sided.append(_one_sided_route(nodeid, metric, tag, old_hist, new_hist))
     alpha = ALPHA / max(1, len(pairs))
     return [
         compare_metric(nodeid, metric, old, new, threshold, noise_floor, tag, alpha)
         for tag, old, new in pairs
-    ]
+    ] + one_sided
+
+
+def _one_sided_route(
+    nodeid: str, metric: str, tag: str, old: Histogram, new: Histogram
+) -> MetricComparison:
+    """A route with enough samples on one side only: new or vanished, never failed.
+
+    The other side's few samples (a retry, a warm-up call) are noise, not a route
+    the gate could compare, so it counts as absent there; the reason gives them.
+    """
+    status = NEW if new.count >= MIN_SAMPLES else VANISHED
+    few = old.count if status == NEW else new.count
+    reason = f"route {status} in this run"
+    if few:
+        side = "the baseline" if status == NEW else "now"
+        reason += f" (only {few} sample(s) {side}, < {MIN_SAMPLES})"
+    return MetricComparison(
+        nodeid,
+        metric,
+        status,
+        old.count,
+        new.count,
+        old.percentile(95) if old.count else None,
+        new.percentile(95) if new.count else None,
+        None,
+        None,
+        reason,
+        tag,
+    )
 
 
 def attach(comparison: Comparison, results: SessionResults) -> None:

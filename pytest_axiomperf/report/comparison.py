@@ -27,6 +27,21 @@ _LABEL = {
     NEW: "new metric",
     VANISHED: "vanished metric",
 }
+_ROUTE_LABEL = {NEW: "new route", VANISHED: "vanished route"}
+
+
+def status_name(m: MetricComparison) -> str:
+    """The status, ``new route`` / ``vanished route`` for a route in one run only."""
+    if m.tag is not None and m.status in _ROUTE_LABEL:
+        return _ROUTE_LABEL[m.status]
+    return m.status
+
+
+def status_label(m: MetricComparison) -> str:
+    """The terminal's column: ``REGRESSION``, ``new metric``, ``new route``..."""
+    if m.tag is not None and m.status in _ROUTE_LABEL:
+        return _ROUTE_LABEL[m.status]
+    return _LABEL[m.status]
 
 
 def describe_change(m: MetricComparison) -> str:
@@ -36,19 +51,50 @@ def describe_change(m: MetricComparison) -> str:
 
 
 def summary_line(comparison: Comparison) -> str:
-    """Counts per status, one line."""
+    """Counts, one line: each test's metric counted once, its whole and routes together.
+
+    A metric whose whole and route both regressed is one regression; when the
+    regressed (or improved) metrics span more comparisons than one each, how many
+    follows in parentheses. New and vanished routes are counted when there are any.
+    """
     if comparison.refused:
         return "comparison refused: the baseline was measured elsewhere"
+    verdicts = comparison.metric_verdicts()
+    counts = list(verdicts.values())
     parts = [
-        f"{len(comparison.regressions)} regression(s)",
-        f"{len(comparison.with_status(IMPROVEMENT))} improved",
-        f"{len(comparison.with_status(UNCHANGED))} unchanged",
-        f"{len(comparison.with_status(INSUFFICIENT))} insufficient data",
-        f"{len(comparison.with_status(INCOMPARABLE))} not comparable",
+        _counted(verdicts, comparison, REGRESSION, "regression(s)"),
+        _counted(verdicts, comparison, IMPROVEMENT, "improved"),
+        f"{counts.count(UNCHANGED)} unchanged",
+        f"{counts.count(INSUFFICIENT)} insufficient data",
+        f"{counts.count(INCOMPARABLE)} not comparable",
+    ]
+    for status, what in ((NEW, "new route(s)"), (VANISHED, "vanished route(s)")):
+        routes = sum(m.status == status and m.tag is not None for m in comparison.metrics)
+        if routes:
+            parts.append(f"{routes} {what}")
+    parts += [
         f"{len(comparison.new_tests)} new test(s)",
         f"{len(comparison.vanished_tests)} vanished test(s)",
     ]
     return ", ".join(parts)
+
+
+def _counted(
+    verdicts: dict[tuple[str, str], str], comparison: Comparison, status: str, what: str
+) -> str:
+    """``1 regression(s) (2 comparisons: 1 whole metric, 1 route)``; the detail only when
+    the metrics of that verdict span other than one comparison each."""
+    count = sum(v == status for v in verdicts.values())
+    shown = [m for m in comparison.with_status(status) if verdicts[(m.nodeid, m.metric)] == status]
+    if len(shown) == count:
+        return f"{count} {what}"
+    routes = sum(m.tag is not None for m in shown)
+    wholes = len(shown) - routes
+    return (
+        f"{count} {what} ({len(shown)} comparisons: "
+        f"{wholes} whole metric{'s' if wholes != 1 else ''}, "
+        f"{routes} route{'s' if routes != 1 else ''})"
+    )
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -69,10 +115,8 @@ def render_comparison(comparison: Comparison) -> str:
     else:
         for status in STATUS_ORDER:
             for m in comparison.with_status(status):
-                counts = f"n={m.old_n}->{m.new_n}"
-                lines.append(
-                    f"  {_LABEL[status]:<17} {m.nodeid}  {describe_change(m)}  {counts}; {m.reason}"
-                )
+                change, counts = describe_change(m), f"n={m.old_n}->{m.new_n}"
+                lines.append(f"  {status_label(m):<17} {m.nodeid}  {change}  {counts}; {m.reason}")
         lines.extend(f"  new test          {t}" for t in comparison.new_tests)
         lines.extend(f"  vanished test     {t}" for t in comparison.vanished_tests)
     lines.append(f"Result: {summary_line(comparison)}")

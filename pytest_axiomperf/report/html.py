@@ -14,7 +14,7 @@ from html import escape
 from pytest_axiomperf.baseline import UNCHANGED, Comparison
 from pytest_axiomperf.budgets import Verdict
 from pytest_axiomperf.histogram import Histogram
-from pytest_axiomperf.report.comparison import describe_change, summary_line
+from pytest_axiomperf.report.comparison import describe_change, status_name, summary_line
 from pytest_axiomperf.report.text import (
     LOAD_COLUMNS,
     PERCENTILE_DEFINITION,
@@ -258,8 +258,8 @@ def render_html(
                         continue
                     if m.tag is None:
                         change += f" &mdash; {escape(m.status)}: {escape(describe_change(m))}"
-                    elif m.status != UNCHANGED:  # a route that moved: say so beside the whole
-                        change += f"<br>{escape(m.status)}: {escape(describe_change(m))}"
+                    elif m.status != UNCHANGED:  # a route that moved, came or went: say so
+                        change += f"<br>{escape(status_name(m))}: {escape(describe_change(m))}"
             body.append(
                 f"<figure>{render_plot(metric, hist, budgets, old_hist)}"
                 f"<figcaption>{escape(metric)} (n={hist.count}){change}<br>"

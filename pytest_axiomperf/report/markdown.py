@@ -8,7 +8,12 @@ the per-test metrics tables (with each route's row under its metric).
 from __future__ import annotations
 
 from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison
-from pytest_axiomperf.report.comparison import STATUS_ORDER, describe_change, summary_line
+from pytest_axiomperf.report.comparison import (
+    STATUS_ORDER,
+    describe_change,
+    status_name,
+    summary_line,
+)
 from pytest_axiomperf.report.text import (
     LOAD_COLUMNS,
     PERCENTILE_DEFINITION,
@@ -91,7 +96,8 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         ]
         for status in STATUS_ORDER:
             for m in comparison.with_status(status):
-                shown = status if status in (IMPROVEMENT, UNCHANGED) else f"**{status}**"
+                name = status_name(m)
+                shown = name if status in (IMPROVEMENT, UNCHANGED) else f"**{name}**"
                 change = f"{m.change_pct:+.1f}%" if m.change_pct is not None else "-"
                 lines.append(
                     f"| {shown} | {_code(m.nodeid)} | {_cell(m.label)} | {fmt(m.old_p95)} | "
