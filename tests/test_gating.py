@@ -12,8 +12,11 @@ from pytest_axiomperf.baseline import (
     IMPROVEMENT,
     INCOMPARABLE,
     INSUFFICIENT,
+    NEW,
     REGRESSION,
     UNCHANGED,
+    VANISHED,
+    Comparison,
     compare,
     compare_metric,
     load_results,
@@ -21,6 +24,7 @@ from pytest_axiomperf.baseline import (
 )
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.histogram import Histogram, _key_upper
+from pytest_axiomperf.report.comparison import summary_line
 from pytest_axiomperf.results import SessionResults
 from pytest_axiomperf.results import TestResult as PerfResult
 from pytest_axiomperf.tracker import PerformanceTracker
@@ -169,6 +173,93 @@ def test_a_slower_route_fails_even_when_the_whole_metric_does_not_move() -> None
         tracker.record("api_response_times", 0.01 + i * 1e-5, "GET /balance")
     single.add(PerfResult(nodeid="t", tracker=tracker))
     assert [m.label for m in compare(single, single).metrics] == ["api_response_times"]
+
+
+def _by_route(routes: dict[str, int], slow: str = "", scale: float = 3.0) -> SessionResults:
+    """One test recording ``routes`` (tag -> samples); ``slow`` is ``scale`` times as slow."""
+    results = SessionResults(environment={"cpu_model": "cpu A"})
+    tracker = PerformanceTracker()
+    rng = random.Random(7)
+    for tag, n in routes.items():
+        for _ in range(n):
+            value = rng.lognormvariate(-4.6, 0.2) * (scale if tag == slow else 1.0)
+            tracker.record("api_response_times", value, tag)
+            tracker.record("http_ttfb_times", value / 2, tag)  # a phase: compared whole only
+    results.add(PerfResult(nodeid="t", tracker=tracker))
+    return results
+
+
+def test_routes_in_one_run_only_are_listed_as_new_or_vanished_never_failed() -> None:
+    old = _by_route({"GET /balance": 200, "GET /legacy": 30, "GET /thin": 25, "GET /retry": 1})
+    new = _by_route({"GET /balance": 200, "POST /cancel": 30, "GET /thin": 3, "GET /health": 2})
+    result = compare(old, new)
+    one_sided = {m.label: m for m in result.metrics if m.status in (NEW, VANISHED)}
+    # A route with fewer than MIN_SAMPLES on its side (one retry, two health checks) is
+    # noise: not listed. Neither are the request phases' routes.
+    assert sorted(one_sided) == [
+        "api_response_times[GET /legacy]",
+        "api_response_times[GET /thin]",
+        "api_response_times[POST /cancel]",
+    ]
+    cancel = one_sided["api_response_times[POST /cancel]"]
+    assert (cancel.status, cancel.tag, cancel.old_n, cancel.new_n) == (NEW, "POST /cancel", 0, 30)
+    assert cancel.old_p95 is None and cancel.new_p95 is not None
+    assert cancel.reason == "route new in this run"
+    legacy = one_sided["api_response_times[GET /legacy]"]
+    assert (legacy.status, legacy.old_n, legacy.new_n) == (VANISHED, 30, 0)
+    # 25 -> 3 samples: the route the gate compared is gone; its 3 samples say so.
+    thin = one_sided["api_response_times[GET /thin]"]
+    assert (thin.status, thin.old_n, thin.new_n) == (VANISHED, 25, 3)
+    assert thin.reason == "route vanished in this run (only 3 sample(s) now, < 20)"
+    assert not result.failed and not result.regressions
+    assert summary_line(result) == (
+        "0 regression(s), 0 improved, 2 unchanged, 0 insufficient data, 0 not comparable, "
+        "1 new route(s), 2 vanished route(s), 0 new test(s), 0 vanished test(s)"
+    )
+    # In the JSON, among the metrics; a comparison stored before routes were listed
+    # (no tag, no label, no one-sided routes) still loads.
+    stored = result.to_dict()
+    again = Comparison.from_dict(json.loads(json.dumps(stored)))
+    assert again.metrics == result.metrics
+    stored["metrics"] = [
+        {k: v for k, v in m.items() if k not in ("tag", "label")}
+        for m in stored["metrics"]
+        if m["tag"] is None
+    ]
+    older = Comparison.from_dict(stored)
+    assert [m.label for m in older.metrics] == ["api_response_times", "http_ttfb_times"]
+
+
+def test_a_metric_slower_whole_and_by_route_counts_as_one_regression() -> None:
+    old = _by_route({"GET /balance": 200, "POST /orders": 100})
+    result = compare(old, _by_route({"GET /balance": 200, "POST /orders": 100}, "GET /balance"))
+    assert [(m.label, m.status) for m in result.regressions] == [
+        ("api_response_times", REGRESSION),
+        ("api_response_times[GET /balance]", REGRESSION),
+        ("http_ttfb_times", REGRESSION),
+    ]
+    assert result.metric_verdicts() == {
+        ("t", "api_response_times"): REGRESSION,
+        ("t", "http_ttfb_times"): REGRESSION,
+    }
+    # Two metrics regressed, in three comparisons; the unchanged route of the regressed
+    # metric is not also counted "unchanged".
+    assert summary_line(result) == (
+        "2 regression(s) (3 comparisons: 2 whole metrics, 1 route), 0 improved, 0 unchanged, "
+        "0 insufficient data, 0 not comparable, 0 new test(s), 0 vanished test(s)"
+    )
+    # One route slower, another faster, the whole unchanged: the metric is one
+    # regression, not also an improvement (the improved route is still listed).
+    routes = {"GET /balance": 2000, "POST /orders": 40, "GET /x": 40}
+    mixed = compare(_by_route(routes, "GET /x"), _by_route(routes, "POST /orders"))
+    assert {m.label: m.status for m in mixed.metrics} == {
+        "api_response_times": UNCHANGED,
+        "api_response_times[GET /balance]": UNCHANGED,
+        "api_response_times[GET /x]": IMPROVEMENT,
+        "api_response_times[POST /orders]": REGRESSION,
+        "http_ttfb_times": UNCHANGED,
+    }
+    assert summary_line(mixed).startswith("1 regression(s), 0 improved, 1 unchanged, ")
 
 
 def test_runs_measured_under_tracemalloc_are_not_compared_with_untraced_ones() -> None:
@@ -324,6 +415,102 @@ def test_a_slower_route_fails_the_run_by_name(
     }
     assert labels["api_response_times[POST /orders]"] == "regression"
     assert labels["api_response_times"] == "unchanged"
+
+
+CHANGING_ROUTES = """
+import os, random
+
+# tag -> samples: the second run ports the bot from /legacy to /cancel; a retry and a
+# health check are one-off calls, too few to be a route.
+ROUTES = {"GET /balance": 200, "GET /legacy": 30, "GET /retry": 1}
+if os.environ.get("AXIOM_ROUTES") == "v2":
+    ROUTES = {"GET /balance": 200, "POST /cancel": 30, "GET /health": 1}
+SLOW = float(os.environ.get("AXIOM_BALANCE_SCALE", "1"))
+
+def test_bot(axiom_tracker):
+    rng = random.Random(42)
+    for tag, n in ROUTES.items():
+        scale = SLOW if tag == "GET /balance" else 1.0
+        for _ in range(n):
+            axiom_tracker.record("api_response_times", rng.lognormvariate(-4.6, 0.2) * scale, tag)
+"""
+
+
+def test_routes_in_one_run_only_are_shown_and_do_not_fail(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_project.makepyfile(test_routes=CHANGING_ROUTES)
+    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
+    monkeypatch.setenv("AXIOM_ROUTES", "v2")
+    result = user_project.runpytest(
+        "--axiom-perf",
+        "--axiom-perf-compare=base.json",
+        "--axiom-perf-markdown=out.md",
+        "--axiom-perf-html=out.html",
+        "--axiom-perf-json=out.json",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "  new route         test_routes.py::test_bot  api_response_times[[]POST /cancel[]] "
+            "p95 - -> *  n=0->30; route new in this run",
+            "  vanished route    test_routes.py::test_bot  api_response_times[[]GET /legacy[]] "
+            "p95 * -> -  n=30->0; route vanished in this run",
+            "Result: 0 regression(s), 0 improved, 1 unchanged, 0 insufficient data, "
+            "0 not comparable, 1 new route(s), 1 vanished route(s), 0 new test(s), "
+            "0 vanished test(s)",
+        ]
+    )
+    section = result.stdout.str().split("Baseline comparison with")[1]
+    assert "GET /retry" not in section and "GET /health" not in section  # 1 sample: noise
+    markdown = (user_project.path / "out.md").read_text()
+    assert "| **new route** | `test_routes.py::test_bot` | api_response_times[POST /cancel] |" in (
+        markdown
+    )
+    assert (
+        "| **vanished route** | `test_routes.py::test_bot` | api_response_times[GET /legacy] |"
+        in markdown
+    )
+    html = (user_project.path / "out.html").read_text()
+    assert "<br>new route: api_response_times[POST /cancel] p95 - -&gt; " in html
+    assert "<br>vanished route: api_response_times[GET /legacy] p95 " in html
+    data = json.loads((user_project.path / "out.json").read_text())
+    one_sided = {
+        m["label"]: (m["status"], m["tag"], m["old_n"], m["new_n"])
+        for m in data["comparison"]["metrics"]
+        if m["status"] in ("new", "vanished")
+    }
+    assert one_sided == {
+        "api_response_times[POST /cancel]": ("new", "POST /cancel", 0, 30),
+        "api_response_times[GET /legacy]": ("vanished", "GET /legacy", 30, 0),
+    }
+    per_test = data["tests"]["test_routes.py::test_bot"]["extra"]["comparison"]
+    assert {m["label"] for m in per_test} >= set(one_sided)
+
+
+def test_one_slow_route_that_moves_its_metric_is_one_regression(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_project.makepyfile(test_routes=CHANGING_ROUTES)
+    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
+    monkeypatch.setenv("AXIOM_BALANCE_SCALE", "3")
+    result = user_project.runpytest(
+        "--axiom-perf", "--axiom-perf-compare=base.json", "--axiom-perf-markdown=out.md"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "  REGRESSION * test_routes.py::test_bot  api_response_times p95 *",
+            "  REGRESSION * test_routes.py::test_bot  api_response_times[[]GET /balance[]] p95 *",
+            "Result: 1 regression(s) (2 comparisons: 1 whole metric, 1 route), 0 improved, "
+            "0 unchanged, *",
+            "*= axiom-perf: performance regression in test_routes.py::test_bot =*",
+        ]
+    )
+    markdown = (user_project.path / "out.md").read_text()
+    assert ": 1 regression(s) (2 comparisons: 1 whole metric, 1 route), 0 improved" in markdown
+    # Both comparisons stay listed where a reviewer looks first.
+    assert markdown.count("| `test_routes.py::test_bot` | regression | ") == 2
 
 
 def test_new_and_vanished_tests_are_listed(gated: pytest.Pytester) -> None:
