@@ -282,6 +282,26 @@ class Verdict:
         return cls(**values)
 
 
+def _recorded(tracker: PerformanceTracker, most: int = 8) -> str:
+    """`` (recorded: a, b[tag], ...)``: the latencies a test did record, to spot a misspelt
+    metric or tag; empty when it recorded none."""
+    scopes = []
+    for metric in tracker.metrics():
+        if tracker.unit(metric) != SECONDS:
+            continue
+        if tracker.stats(metric).count > sum(
+            tracker.stats(metric, tag).count for tag in tracker.tags(metric)
+        ):
+            scopes.append(metric)  # untagged samples too
+        scopes.extend(f"{metric}[{tag}]" for tag in tracker.tags(metric))
+    if not scopes:
+        return ""
+    shown = ", ".join(scopes[:most]) + (
+        f" and {len(scopes) - most} more" if len(scopes) > most else ""
+    )
+    return f" (recorded: {shown})"
+
+
 def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Verdict]:
     """Check one latency budget against a tracker: one verdict per metric and bound."""
     if budget.metric is not None:
@@ -302,13 +322,16 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
                 0.0,
                 0,
                 False,
-                detail=f"the test recorded no samples of {scope}",
+                detail=f"the test recorded no samples of {scope}{_recorded(tracker)}",
             )
         ]
     verdicts = []
     for metric in metrics:
         stats = tracker.stats(metric, budget.tag)
         if stats.count < budget.min_samples:
+            scope = f"{metric}[{budget.tag}]" if budget.tag else metric
+            # None at all: a misspelt metric or tag looks the same as a silent bot.
+            none = f"{scope}: 0 samples recorded{_recorded(tracker)}" if not stats.count else ""
             verdicts.append(
                 Verdict(
                     "latency",
@@ -319,6 +342,7 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
                     float(stats.count),
                     stats.count,
                     False,
+                    detail=none,
                 )
             )
             continue

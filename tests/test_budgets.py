@@ -100,15 +100,30 @@ def test_too_few_samples_fails_and_says_so(user_project: pytest.Pytester) -> Non
         @pytest.mark.latency_budget(p95="1s")
         def test_nothing_recorded():
             pass
+
+        @pytest.mark.latency_budget(p95="1s", metric="websocket_latancy")
+        @pytest.mark.latency_budget(p95="1s", metric="websocket_latency", tag="pings")
+        def test_misspelt(axiom_tracker):
+            axiom_tracker.record("websocket_latency", 0.001, tag="ping")
+            axiom_tracker.record("api_response_times", 0.001)
         """
     )
     result = user_project.runpytest("--axiom-perf")
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
         [
             "*websocket_latency: 10 samples recorded; the budget needs at least 59 (min_samples)",
             "*the test recorded no samples of any latency metric; the budget needs at least 1*",
         ]
+    )
+    # A misspelt name is not mistaken for a silent bot: what was recorded is named.
+    recorded = "(recorded: api_response_times, websocket_latency[[]ping[]])"
+    result.stdout.fnmatch_lines(
+        [
+            f"*websocket_latancy: 0 samples recorded {recorded}; the budget needs at least 1*",
+            f"*websocket_latency[[]pings[]]: 0 samples recorded {recorded}; the budget*",
+        ],
+        consecutive=False,
     )
 
 
