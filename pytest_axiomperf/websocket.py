@@ -431,6 +431,8 @@ class WebSocketClient:
         self._window_messages = 0
         self._window_bytes = 0
         self._warned: set[str] = set()
+        # Messages skipped for a kind neither in `kinds` nor handled, by kind.
+        self._unknown_kinds: dict[str | None, int] = {}
 
         self.tracker.set_unit(MESSAGE_RATE, "msg/s")
         self.tracker.set_unit(QUEUE_DEPTH, "msgs")
@@ -468,6 +470,16 @@ class WebSocketClient:
     def connection(self) -> ClientConnection | None:
         """The open ``websockets`` connection, or ``None`` (between reconnects, or closed)."""
         return self._ws
+
+    @property
+    def kinds(self) -> set[str]:
+        """The message kinds :meth:`receive` returns (besides those with a handler).
+
+        The set itself, not a copy: add a venue's own kinds to it
+        (``axiom_ws.kinds.add("trade")``); a message of a kind neither here nor
+        handled is counted as unknown and skipped.
+        """
+        return self._kinds
 
     @property
     def queue_depth(self) -> int:
@@ -756,11 +768,21 @@ class WebSocketClient:
     # -- receiving -------------------------------------------------------------------------------
 
     async def receive(self, timeout: float = 5.0, kind: str | None = None) -> dict[str, Any]:
-        """The next message without a handler (of ``kind`` only, skipping others, when given).
+        """The next message (the parsed JSON object) of a kind without a handler; of
+        ``kind`` only when given, the others before it dropped.
 
-        Raises ``TimeoutError`` when none arrives within ``timeout`` seconds, and
-        ``WebSocketError`` once the client is closed and the queue is empty.
+        Messages of a kind that is neither in ``kinds`` nor handled never come here:
+        they are counted as unknown and skipped. Raises ``TimeoutError`` when none
+        arrives within ``timeout`` seconds (naming the kinds skipped as unknown, if
+        any), ``ValueError`` for a ``kind`` that has a handler (its messages go to
+        the handler only), and ``WebSocketError`` once the client is closed and the
+        queue is empty.
         """
+        if kind is not None and kind in self._handlers:
+            raise ValueError(
+                f"{kind!r} messages go to the handler registered for them, never to "
+                "receive(), which returns the kinds without a handler"
+            )
         queue = self._receive_q
         items = queue.items
         # The hot path: a message is waiting and this is the client's loop. Otherwise:
@@ -787,7 +809,21 @@ class WebSocketClient:
                 wanted = f"{kind!r} message" if kind else "message"
                 raise TimeoutError(
                     f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
+                    f"{self._skipped_text()}"
                 ) from None
+
+    def _skipped_text(self) -> str:
+        """Why messages that did arrive never reached receive(): kinds it does not know."""
+        if not self._unknown_kinds:
+            return ""
+        counts = sorted(self._unknown_kinds.items(), key=lambda item: -item[1])
+        shown = ", ".join(f"{kind!r} x{n}" for kind, n in counts[:5])
+        more = f" and {len(counts) - 5} more kinds" if len(counts) > 5 else ""
+        example = counts[0][0] if counts[0][0] is not None else "trade"
+        return (
+            f"; skipped as of unknown kind: {shown}{more} (to receive a kind, add it to the "
+            f"client's kinds, e.g. .kinds.add({example!r}))"
+        )
 
     def register_handler(self, kind: str, handler: Handler) -> None:
         """Run ``await handler(message)`` for every message of ``kind``, off the reader.
@@ -982,7 +1018,14 @@ class WebSocketClient:
             if handler is None and kind not in kinds:
                 stats.unknown += 1
                 self.tracker.record_error(ERR_UNKNOWN)
-                self._warn_once("unknown", "%r: skipped a message of unknown kind %r", self, kind)
+                skipped = self._unknown_kinds
+                skipped[kind] = skipped.get(kind, 0) + 1
+                self._warn_once(
+                    f"unknown {kind!r}",
+                    "%r: skipped a message of unknown kind %r (not in kinds, no handler)",
+                    self,
+                    kind,
+                )
                 continue
             stamp = message.get("timestamp")
             if stamp is None:

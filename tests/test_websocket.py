@@ -245,6 +245,45 @@ async def test_invalid_json_and_unknown_kinds_are_counted_and_skipped(
 
 
 @pytest.mark.asyncio
+async def test_a_kind_the_client_does_not_know_is_named_when_receive_times_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    frames: list[str | bytes] = [
+        json.dumps({"type": "trade", "seq": 1}),
+        json.dumps({"type": "trade", "seq": 2}),
+        json.dumps({"type": "book", "seq": 3}),
+    ]
+    caplog.set_level(logging.WARNING, "pytest_axiomperf.websocket")
+    async with local_server(frames) as url:
+        async with WebSocketClient(url) as ws:
+            with pytest.raises(TimeoutError) as excinfo:
+                await ws.receive(1.0, kind="trade")
+        assert "skipped as of unknown kind: 'trade' x2, 'book' x1" in str(excinfo.value)
+        assert "add it to the client's kinds, e.g. .kinds.add('trade')" in str(excinfo.value)
+        warned = [r.getMessage() for r in caplog.records]
+        assert sum("unknown kind 'trade'" in m for m in warned) == 1  # once per kind
+        assert sum("unknown kind 'book'" in m for m in warned) == 1
+        # Named in kinds, given or added, the same messages reach receive().
+        async with WebSocketClient(url, kinds={"trade"}) as ws:
+            ws.kinds.add("book")
+            got = [(await ws.receive(3.0))["seq"] for _ in frames]
+        assert got == [1, 2, 3] and ws.stats.unknown == 0
+
+
+@pytest.mark.asyncio
+async def test_receive_of_a_kind_with_a_handler_is_refused_at_once() -> None:
+    async def on_update(message: dict[str, Any]) -> None:
+        return None
+
+    async with local_server([]) as url, WebSocketClient(url) as ws:
+        ws.register_handler("token_update", on_update)
+        started = time.perf_counter()
+        with pytest.raises(ValueError, match="'token_update' messages go to the handler"):
+            await ws.receive(30.0, kind="token_update")
+        assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.asyncio
 async def test_messages_are_read_as_json_loads_reads_them() -> None:
     """The reader's fast path must accept and refuse exactly what json.loads does."""
 
