@@ -149,6 +149,8 @@ class AxiomPerfPlugin:
         self.collection_failed = False
         #: Ctrl-C: the test that was running never reports, so the report lacks it.
         self.interrupted = False
+        # What _write_outputs wrote ("HTML report: PATH"), said at the end of the report.
+        self.written: list[str] = []
 
     @property
     def enabled(self) -> bool:
@@ -410,14 +412,24 @@ class AxiomPerfPlugin:
     def _write_outputs(self) -> None:
         """JSON, baseline, Markdown and HTML files; a path that fails is noted, not fatal."""
         settings = self.settings
-        outputs: list[tuple[Any, Any]] = [
-            (settings.json_path, lambda p: write_json_atomic(p, self.results.to_dict())),
-            (settings.save_path, lambda p: save_results(p, self.results)),
+        outputs: list[tuple[str, Any, Any]] = [
             (
+                "results (JSON): {path}",
+                settings.json_path,
+                lambda p: write_json_atomic(p, self.results.to_dict()),
+            ),
+            (
+                "baseline: {path} (compare later runs with --axiom-perf-compare={path})",
+                settings.save_path,
+                lambda p: save_results(p, self.results),
+            ),
+            (
+                "Markdown report: {path}",
                 settings.markdown_path,
                 lambda p: write_text_atomic(p, render_markdown(self.results, self.comparison)),
             ),
             (
+                "HTML report: {path}",
                 settings.html_path,
                 lambda p: write_text_atomic(
                     p, render_html(self.results, self.comparison, self.baseline)
@@ -426,14 +438,16 @@ class AxiomPerfPlugin:
         ]
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
         if settings.markdown_path is not None and summary:
-            outputs.append((summary, self._append_step_summary))
-        for path, write in outputs:
+            outputs.append(("job summary: {path}", summary, self._append_step_summary))
+        for what, path, write in outputs:
             if path is None:
                 continue
             try:
                 write(path)
             except OSError as exc:
                 self.results.notes.append(f"could not write {path}: {exc.strerror or exc}")
+            else:
+                self.written.append(what.format(path=path))
 
     def _append_step_summary(self, path: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:
@@ -457,6 +471,8 @@ class AxiomPerfPlugin:
                 "is left out)",
                 yellow=True,
             )
+        for what in self.written:
+            terminalreporter.write_line(f"axiom-perf wrote the {what}")
         if self.comparison is not None and self.comparison.failed:
             blamed = sorted({m.nodeid for m in self.comparison.regressions})
             what = (

@@ -319,6 +319,13 @@ def gated(user_project: pytest.Pytester) -> pytest.Pytester:
     user_project.makepyfile(test_gate=GATED)
     result = user_project.runpytest("--axiom-perf", "--axiom-perf-save=baseline.json")
     assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "axiom-perf wrote the baseline: baseline.json (compare later runs with "
+            "--axiom-perf-compare=baseline.json)"
+        ]
+    )
+    assert (user_project.path / "baseline.json").is_file()
     return user_project
 
 
@@ -327,6 +334,7 @@ def test_same_latency_passes(gated: pytest.Pytester) -> None:
         "--axiom-perf", "--axiom-perf-compare=baseline.json", "--axiom-perf-json=new.json"
     )
     assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["axiom-perf wrote the results (JSON): new.json"])
     result.stdout.fnmatch_lines(
         [
             "Baseline comparison with baseline.json (regression: p95 worse by > 10% and > 1ms*",
