@@ -103,12 +103,14 @@ def load_results(path: Path, role: str = "baseline") -> SessionResults:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise BaselineError(f"{role} {path}: cannot be read ({reason})") from None
+    if not text.strip():
+        raise BaselineError(f"{role} {path}: the file is empty, not a results file")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         # Where the parser stopped; at the very end, the file was cut short.
         where = (
-            "it ends early (truncated?)"
+            "it ends early: truncated?"
             if exc.pos >= len(text.rstrip())
             else (f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
         )

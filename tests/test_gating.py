@@ -279,7 +279,8 @@ def test_runs_measured_under_tracemalloc_are_not_compared_with_untraced_ones() -
     ("content", "message"),
     [
         ("{not json", "corrupt, not valid JSON \\(line 1, column 2"),
-        ('{"tool": "pytest-axiomperf", "tests": {', "not valid JSON \\(it ends early"),
+        ('{"tool": "pytest-axiomperf", "tests": {', "not valid JSON \\(it ends early: trunc"),
+        (" \n", "the file is empty, not a results file"),
         ("[1, 2]", "not a pytest-axiomperf results file"),
         ('{"tool": "other"}', "not a pytest-axiomperf results file"),
         ('{"tool": "pytest-axiomperf", "format_version": 99}', "format version 99"),
