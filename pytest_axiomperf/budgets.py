@@ -234,6 +234,28 @@ class Budgets:
         )
 
 
+#: A bare latency bound this large (seconds) was most likely meant in milliseconds.
+SUSPICIOUS_SECONDS = 10
+
+
+def warn_if_meant_as_ms(item: pytest.Item) -> None:
+    """Warn about ``p95=50``: seconds here, though k6 and many dashboards read 50 as ms."""
+    for mark in item.iter_markers("latency_budget"):
+        for name in LATENCY_STATISTICS:
+            value = mark.kwargs.get(name)
+            if (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value >= SUSPICIOUS_SECONDS
+            ):
+                item.warn(
+                    pytest.PytestWarning(
+                        f"latency_budget({name}={value!r}) on {item.nodeid}: a bare number is "
+                        f'seconds ({value:g} s); for milliseconds write {name}="{value:g}ms"'
+                    )
+                )
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One bound checked against one measurement."""

@@ -24,7 +24,14 @@ from pytest_axiomperf.baseline import (
     load_results,
     save_results,
 )
-from pytest_axiomperf.budgets import MARKERS, Budgets, Verdict, check_latency, marker_help
+from pytest_axiomperf.budgets import (
+    MARKERS,
+    Budgets,
+    Verdict,
+    check_latency,
+    marker_help,
+    warn_if_meant_as_ms,
+)
 from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, MarkerError
 from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
 from pytest_axiomperf.exchange.models import ExchangeProfile
@@ -193,6 +200,7 @@ class AxiomPerfPlugin:
                 item.stash[BUDGETS_KEY] = Budgets.from_item(item)
             except MarkerError as exc:
                 raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
+            warn_if_meant_as_ms(item)
 
     # -- session -----------------------------------------------------------------
 

@@ -365,3 +365,28 @@ def test_condition_strings_can_test_performance_mode(user_project: pytest.Pytest
     )
     user_project.runpytest("--axiom-perf").assert_outcomes(xfailed=1)
     user_project.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_large_bare_number_warns_it_is_seconds(user_project: pytest.Pytester) -> None:
+    """``p95=50`` is 50 s here; k6 users read it as 50 ms. Warned, not refused."""
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.latency_budget(p95=50, p99="50ms")
+        def test_meant_ms(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.001)
+
+        @pytest.mark.latency_budget(p95=0.15, max=5)
+        def test_seconds(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.001)
+        """
+    )
+    result = user_project.runpytest("--axiom-perf", "-W", "always::pytest.PytestWarning")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*latency_budget(p95=50) on test_a_large_bare_number_warns_it_is_seconds.py::"
+            'test_meant_ms: a bare number is seconds (50 s); for milliseconds write p95="50ms"'
+        ]
+    )
