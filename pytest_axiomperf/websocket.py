@@ -135,6 +135,9 @@ def room_kind(room: str) -> str:
 _PREVIEW = 120  # characters of a bad message shown in the log
 
 
+_KINDS_NAMED = 50  # unknown message kinds counted (and warned about) one by one
+
+
 def _no_fold() -> None:
     """The reader's fold until its delivery series exists (never called)."""
 
@@ -431,8 +434,10 @@ class WebSocketClient:
         self._window_messages = 0
         self._window_bytes = 0
         self._warned: set[str] = set()
-        # Messages skipped for a kind neither in `kinds` nor handled, by kind.
+        # Messages skipped for a kind neither in `kinds` nor handled, by kind, and beyond
+        # the first _KINDS_NAMED kinds together.
         self._unknown_kinds: dict[str | None, int] = {}
+        self._unknown_others = 0
 
         self.tracker.set_unit(MESSAGE_RATE, "msg/s")
         self.tracker.set_unit(QUEUE_DEPTH, "msgs")
@@ -812,13 +817,32 @@ class WebSocketClient:
                     f"{self._skipped_text()}"
                 ) from None
 
+    def _skipped_unknown(self, kind: str | None) -> None:
+        """Count a message skipped for its unknown kind; warn once per kind.
+
+        Kinds are counted one by one up to ``_KINDS_NAMED`` of them, the rest
+        together: a server that puts an id in its type cannot grow this.
+        """
+        skipped = self._unknown_kinds
+        if kind in skipped or len(skipped) < _KINDS_NAMED:
+            skipped[kind] = skipped.get(kind, 0) + 1
+            self._warn_once(
+                f"unknown {kind!r}",
+                "%r: skipped a message of unknown kind %r (not in kinds, no handler)",
+                self,
+                kind,
+            )
+        else:
+            self._unknown_others += 1
+
     def _skipped_text(self) -> str:
         """Why messages that did arrive never reached receive(): kinds it does not know."""
         if not self._unknown_kinds:
             return ""
         counts = sorted(self._unknown_kinds.items(), key=lambda item: -item[1])
         shown = ", ".join(f"{kind!r} x{n}" for kind, n in counts[:5])
-        more = f" and {len(counts) - 5} more kinds" if len(counts) > 5 else ""
+        rest = sum(n for _, n in counts[5:]) + self._unknown_others
+        more = f" and {rest} of other kinds" if rest else ""
         example = counts[0][0] if counts[0][0] is not None else "trade"
         return (
             f"; skipped as of unknown kind: {shown}{more} (to receive a kind, add it to the "
@@ -1018,14 +1042,7 @@ class WebSocketClient:
             if handler is None and kind not in kinds:
                 stats.unknown += 1
                 self.tracker.record_error(ERR_UNKNOWN)
-                skipped = self._unknown_kinds
-                skipped[kind] = skipped.get(kind, 0) + 1
-                self._warn_once(
-                    f"unknown {kind!r}",
-                    "%r: skipped a message of unknown kind %r (not in kinds, no handler)",
-                    self,
-                    kind,
-                )
+                self._skipped_unknown(kind)
                 continue
             stamp = message.get("timestamp")
             if stamp is None:

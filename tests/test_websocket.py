@@ -271,6 +271,20 @@ async def test_a_kind_the_client_does_not_know_is_named_when_receive_times_out(
 
 
 @pytest.mark.asyncio
+async def test_unknown_kinds_are_named_up_to_a_bound(caplog: pytest.LogCaptureFixture) -> None:
+    """A server that puts an id in its message type cannot grow the client's memory."""
+    frames: list[str | bytes] = [json.dumps({"type": f"order-{i}"}) for i in range(80)]
+    caplog.set_level(logging.WARNING, "pytest_axiomperf.websocket")
+    async with local_server(frames) as url, WebSocketClient(url) as ws:
+        with pytest.raises(TimeoutError) as excinfo:
+            await ws.receive(1.0)
+    assert ws.stats.unknown == 80
+    assert "'order-0' x1" in str(excinfo.value)
+    assert "and 75 of other kinds" in str(excinfo.value)  # 5 named, 45 more counted, 30 beyond
+    assert sum("unknown kind" in r.getMessage() for r in caplog.records) == 50
+
+
+@pytest.mark.asyncio
 async def test_receive_of_a_kind_with_a_handler_is_refused_at_once() -> None:
     async def on_update(message: dict[str, Any]) -> None:
         return None
