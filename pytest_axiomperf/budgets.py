@@ -238,9 +238,16 @@ class Budgets:
 SUSPICIOUS_SECONDS = 10
 
 
-def warn_if_meant_as_ms(item: pytest.Item) -> None:
-    """Warn about ``p95=50``: seconds here, though k6 and many dashboards read 50 as ms."""
+def warn_if_meant_as_ms(item: pytest.Item, warned: set[int]) -> None:
+    """Warn about ``p95=50``: seconds here, though k6 and many dashboards read 50 as ms.
+
+    Once per mark: ``warned`` holds the ids of the marks warned about (a mark lives
+    as long as its node, the whole session).
+    """
     for mark in item.iter_markers("latency_budget"):
+        if id(mark) in warned:
+            continue
+        warned.add(id(mark))
         for name in LATENCY_STATISTICS:
             value = mark.kwargs.get(name)
             if (
@@ -251,7 +258,8 @@ def warn_if_meant_as_ms(item: pytest.Item) -> None:
                 item.warn(
                     pytest.PytestWarning(
                         f"latency_budget({name}={value!r}) on {item.nodeid}: a bare number is "
-                        f'seconds ({value:g} s); for milliseconds write {name}="{value:g}ms"'
+                        f'seconds ({value:g} s); write {name}="{value:g}ms" for milliseconds, '
+                        f'or {name}="{value:g}s" to keep seconds without this warning'
                     )
                 )
 
@@ -304,24 +312,23 @@ class Verdict:
         return cls(**values)
 
 
-def _recorded(tracker: PerformanceTracker, most: int = 8) -> str:
-    """`` (recorded: a, b[tag], ...)``: the latencies a test did record, to spot a misspelt
-    metric or tag; empty when it recorded none."""
-    scopes = []
-    for metric in tracker.metrics():
-        if tracker.unit(metric) != SECONDS:
-            continue
-        if tracker.stats(metric).count > sum(
-            tracker.stats(metric, tag).count for tag in tracker.tags(metric)
-        ):
-            scopes.append(metric)  # untagged samples too
-        scopes.extend(f"{metric}[{tag}]" for tag in tracker.tags(metric))
-    if not scopes:
-        return ""
-    shown = ", ".join(scopes[:most]) + (
-        f" and {len(scopes) - most} more" if len(scopes) > most else ""
-    )
-    return f" (recorded: {shown})"
+def _recorded(tracker: PerformanceTracker, metric: str | None, tag: str | None) -> str:
+    """What the test did record instead, to spot a misspelt name: the metric's tags when
+    the metric exists and the tag does not, else the latency metrics; empty when none."""
+    most = 8
+
+    def listed(names: list[str]) -> str:
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        return ", ".join(names[:most]) + more
+
+    latency = [m for m in tracker.metrics() if tracker.unit(m) == SECONDS]
+    if metric in latency and tag is not None:
+        tags = tracker.tags(metric)
+        return f" (its tags: {listed(tags)})" if tags else " (it has no tags)"
+    if metric is None and tag is not None:
+        tags = sorted({t for m in latency for t in tracker.tags(m)})
+        return f" (tags recorded: {listed(tags)})" if tags else ""
+    return f" (latency metrics recorded: {listed(latency)})" if latency else ""
 
 
 def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Verdict]:
@@ -344,7 +351,10 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
                 0.0,
                 0,
                 False,
-                detail=f"the test recorded no samples of {scope}{_recorded(tracker)}",
+                detail=(
+                    f"the test recorded no samples of {scope}"
+                    f"{_recorded(tracker, budget.metric, budget.tag)}"
+                ),
             )
         ]
     verdicts = []
@@ -353,7 +363,9 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
         if stats.count < budget.min_samples:
             scope = f"{metric}[{budget.tag}]" if budget.tag else metric
             # None at all: a misspelt metric or tag looks the same as a silent bot.
-            none = f"{scope}: 0 samples recorded{_recorded(tracker)}" if not stats.count else ""
+            none = ""
+            if not stats.count:
+                none = f"{scope}: 0 samples recorded{_recorded(tracker, metric, budget.tag)}"
             verdicts.append(
                 Verdict(
                     "latency",

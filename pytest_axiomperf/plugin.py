@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shlex
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -156,8 +157,11 @@ class AxiomPerfPlugin:
         self.collection_failed = False
         #: Ctrl-C: the test that was running never reports, so the report lacks it.
         self.interrupted = False
-        # What _write_outputs wrote ("HTML report: PATH"), said at the end of the report.
+        # What _write_outputs wrote ("axiom-perf wrote the HTML report: PATH"), or did not,
+        # said at the end of the report.
         self.written: list[str] = []
+        # Latency marks already warned about (a module's pytestmark applies to each test).
+        self._warned_marks: set[int] = set()
 
     @property
     def enabled(self) -> bool:
@@ -200,7 +204,6 @@ class AxiomPerfPlugin:
                 item.stash[BUDGETS_KEY] = Budgets.from_item(item)
             except MarkerError as exc:
                 raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
-            warn_if_meant_as_ms(item)
 
     # -- session -----------------------------------------------------------------
 
@@ -282,6 +285,12 @@ class AxiomPerfPlugin:
         return self.is_worker or not self.config.pluginmanager.has_plugin("dsession")
 
     # -- per test ------------------------------------------------------------------
+
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        # Here, not at collection: each test runs once (on one xdist worker), and a
+        # warning that filterwarnings turns into an error fails this test, not pytest.
+        if self.enabled:
+            warn_if_meant_as_ms(item, self._warned_marks)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -427,8 +436,8 @@ class AxiomPerfPlugin:
                 lambda p: write_json_atomic(p, self.results.to_dict()),
             ),
             (
-                "baseline: {path} (compare later runs with --axiom-perf-compare={path})",
-                settings.save_path,
+                "baseline: {path} (compare later runs with --axiom-perf-compare={quoted})",
+                None if self._nothing_ran() else settings.save_path,
                 lambda p: save_results(p, self.results),
             ),
             (
@@ -455,20 +464,32 @@ class AxiomPerfPlugin:
             except OSError as exc:
                 self.results.notes.append(f"could not write {path}: {exc.strerror or exc}")
             else:
-                self.written.append(what.format(path=path))
+                line = what.format(path=path, quoted=shlex.quote(str(path)))
+                self.written.append(f"axiom-perf wrote the {line}")
+        if settings.save_path is not None and self._nothing_ran():
+            # An empty run must not replace a good baseline.
+            self.written.append(
+                f"axiom-perf saved no baseline: no test ran ({settings.save_path} is untouched)"
+            )
 
     def _append_step_summary(self, path: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(render_markdown(self.results, self.comparison) + "\n")
 
+    def _nothing_ran(self) -> bool:
+        """Collection failed and no test ran: there is nothing to report or save."""
+        return self.collection_failed and not self.results.tests
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.enabled or self.is_worker:
             return
-        if self.collection_failed and not self.results.tests:
+        if self._nothing_ran():
             # A report of no samples would only push the collection error off the screen.
             terminalreporter.write_sep(
                 "=", "axiom-perf: no report (collection failed, no test ran)"
             )
+            for line in self.written:
+                terminalreporter.write_line(line)
             return
         terminalreporter.write_sep("=", "axiom-perf report")
         for line in render_terminal_report(self.results, self.comparison).splitlines():
@@ -479,8 +500,8 @@ class AxiomPerfPlugin:
                 "is left out)",
                 yellow=True,
             )
-        for what in self.written:
-            terminalreporter.write_line(f"axiom-perf wrote the {what}")
+        for line in self.written:
+            terminalreporter.write_line(line)
         if self.comparison is not None and self.comparison.failed:
             blamed = sorted({m.nodeid for m in self.comparison.regressions})
             what = (

@@ -840,14 +840,22 @@ class WebSocketClient:
         if not self._unknown_kinds:
             return ""
         counts = sorted(self._unknown_kinds.items(), key=lambda item: -item[1])
-        shown = ", ".join(f"{kind!r} x{n}" for kind, n in counts[:5])
+        shown = ", ".join(
+            f"{'no type' if kind is None else repr(kind)} x{n}" for kind, n in counts[:5]
+        )
         rest = sum(n for _, n in counts[5:]) + self._unknown_others
         more = f" and {rest} of other kinds" if rest else ""
-        example = counts[0][0] if counts[0][0] is not None else "trade"
-        return (
-            f"; skipped as of unknown kind: {shown}{more} (to receive a kind, add it to the "
-            f"client's kinds, e.g. .kinds.add({example!r}))"
-        )
+        hints = []
+        plain = [k for k, _ in counts if k is not None and not k.startswith(ROOM_KIND)]
+        if plain:
+            hints.append(
+                f"to receive a kind, add it to the client's kinds: .kinds.add({plain[0]!r})"
+            )
+        if any(k is not None and k.startswith(ROOM_KIND) for k, _ in counts):
+            hints.append("a room's pushes come to receive() once you join() it")
+        if None in self._unknown_kinds:
+            hints.append("a message's kind is its 'type' (override message_kind() otherwise)")
+        return f"; skipped as of unknown kind: {shown}{more} ({'; '.join(hints)})"
 
     def register_handler(self, kind: str, handler: Handler) -> None:
         """Run ``await handler(message)`` for every message of ``kind``, off the reader.

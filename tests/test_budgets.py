@@ -117,11 +117,11 @@ def test_too_few_samples_fails_and_says_so(user_project: pytest.Pytester) -> Non
         ]
     )
     # A misspelt name is not mistaken for a silent bot: what was recorded is named.
-    recorded = "(recorded: api_response_times, websocket_latency[[]ping[]])"
     result.stdout.fnmatch_lines(
         [
-            f"*websocket_latancy: 0 samples recorded {recorded}; the budget needs at least 1*",
-            f"*websocket_latency[[]pings[]]: 0 samples recorded {recorded}; the budget*",
+            "*websocket_latancy: 0 samples recorded (latency metrics recorded: "
+            "api_response_times, websocket_latency); the budget needs at least 1*",
+            "*websocket_latency[[]pings[]]: 0 samples recorded (its tags: ping); the budget*",
         ],
         consecutive=False,
     )
@@ -184,15 +184,19 @@ def test_collection_error_prints_no_empty_report(user_project: pytest.Pytester) 
         """,
         test_fine="def test_fine():\n    pass\n",
     )
-    result = user_project.runpytest("--axiom-perf")
+    good = '{"a good baseline": true}'
+    (user_project.path / "base.json").write_text(good)
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         [
             "*unexpected keyword argument 'p59'*",
             "*axiom-perf: no report (collection failed, no test ran)*",
+            "axiom-perf saved no baseline: no test ran (base.json is untouched)",
         ]
     )
     assert "Performance Report" not in result.stdout.str()
+    assert (user_project.path / "base.json").read_text() == good  # not replaced by nothing
 
 
 def test_collection_errors_under_continue_still_report(user_project: pytest.Pytester) -> None:
@@ -387,6 +391,37 @@ def test_a_large_bare_number_warns_it_is_seconds(user_project: pytest.Pytester) 
     result.stdout.fnmatch_lines(
         [
             "*latency_budget(p95=50) on test_a_large_bare_number_warns_it_is_seconds.py::"
-            'test_meant_ms: a bare number is seconds (50 s); for milliseconds write p95="50ms"'
+            'test_meant_ms: a bare number is seconds (50 s); write p95="50ms" for '
+            'milliseconds, or p95="50s" to keep seconds without this warning'
         ]
     )
+    # Without --axiom-perf no budget is checked: nothing to warn about.
+    result = user_project.runpytest("-W", "always::pytest.PytestWarning")
+    result.assert_outcomes(passed=2)
+
+
+def test_the_seconds_warning_comes_once_per_mark_and_fails_no_run(
+    user_project: pytest.Pytester,
+) -> None:
+    """A module's mark warns once, not per test; under filterwarnings=error it fails the
+    first test that carries it, as any warning would, not pytest itself."""
+    user_project.makepyfile(
+        """
+        import pytest
+
+        pytestmark = pytest.mark.latency_budget(p95=20)
+
+        def test_one(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.001)
+
+        def test_two(axiom_tracker):
+            axiom_tracker.record("api_response_times", 0.001)
+        """
+    )
+    result = user_project.runpytest("--axiom-perf", "-W", "always::pytest.PytestWarning")
+    result.assert_outcomes(passed=2, warnings=1)
+    result = user_project.runpytest("--axiom-perf", "-W", "error::pytest.PytestWarning")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*p95=20*a bare number is seconds*"])
+    assert "INTERNALERROR" not in result.stdout.str()

@@ -130,11 +130,20 @@ def test_json_path_that_cannot_be_written_is_reported_not_lost(
 ) -> None:
     user_project.makepyfile(RUN)
     (user_project.path / "blocker").write_text("a file, not a folder")
-    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=blocker/results.json")
+    result = user_project.runpytest(
+        "--axiom-perf",
+        "--axiom-perf-json=blocker/results.json",
+        "--axiom-perf-markdown=report.md",
+        "--axiom-perf-html=report.html",
+    )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["Notes:", "  could not write blocker/results.json: *"])
-    # The report is still printed in full.
+    # The report is still printed in full, and says what it did write, only that.
     result.stdout.fnmatch_lines(["Budgets (2 tests, 1 over budget):"])
+    result.stdout.fnmatch_lines(
+        ["axiom-perf wrote the Markdown report: report.md", "axiom-perf wrote the HTML report: *"]
+    )
+    assert "wrote the results" not in result.stdout.str()
 
 
 def test_no_report_without_performance_mode(user_project: pytest.Pytester) -> None:
