@@ -451,17 +451,8 @@ def compare(
             if not old_hist.count or not new_hist.count:
                 status = NEW if not old_hist.count else VANISHED
                 comparison.metrics.append(
-                    MetricComparison(
-                        nodeid,
-                        metric,
-                        status,
-                        old_hist.count,
-                        new_hist.count,
-                        old_hist.percentile(95) if old_hist.count else None,
-                        new_hist.percentile(95) if new_hist.count else None,
-                        None,
-                        None,
-                        f"metric {status} in this run",
+                    _one_sided(
+                        nodeid, metric, status, old_hist, new_hist, f"metric {status} in this run"
                     )
                 )
                 continue
@@ -527,6 +518,19 @@ def _one_sided_route(
     if few:
         side = "the baseline" if status == NEW else "now"
         reason += f" (only {few} sample(s) {side}, < {MIN_SAMPLES})"
+    return _one_sided(nodeid, metric, status, old, new, reason, tag)
+
+
+def _one_sided(
+    nodeid: str,
+    metric: str,
+    status: str,
+    old: Histogram,
+    new: Histogram,
+    reason: str,
+    tag: str | None = None,
+) -> MetricComparison:
+    """A new or vanished metric or route: counts and p95s as far as each side has them."""
     return MetricComparison(
         nodeid,
         metric,

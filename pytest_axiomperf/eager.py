@@ -149,16 +149,11 @@ class EagerStarter:
         """
         context = copy_context()
         runner = self._runner
+        loop, caller = self._loop, self._caller
         if task is None:
             if runner.gen.gi_running:  # called from a coroutine this starter is running
                 runner = _Runner()
-            try:
-                yielded = context.run(runner.send, coro)
-            except BaseException:
-                self._runner = _Runner()  # the exception ended this one
-                raise
         else:
-            loop, caller = self._loop, self._caller
             # asyncio's own hooks for task implementations (in asyncio.__all__ since
             # 3.7), what 3.12's eager tasks do on their first step.
             try:
@@ -170,12 +165,13 @@ class EagerStarter:
                     f"({caller!r})"
                 ) from None
             _enter_task(loop, task)
-            try:
-                yielded = context.run(runner.send, coro)
-            except BaseException:
-                self._runner = _Runner()
-                raise
-            finally:
+        try:
+            yielded = context.run(runner.send, coro)
+        except BaseException:
+            self._runner = _Runner()  # the exception ended this one
+            raise
+        finally:
+            if task is not None:
                 _leave_task(loop, task)
                 _enter_task(loop, caller)
         if yielded is _DONE:

@@ -429,6 +429,7 @@ class AxiomPerfPlugin:
     def _write_outputs(self) -> None:
         """JSON, baseline, Markdown and HTML files; a path that fails is noted, not fatal."""
         settings = self.settings
+        nothing_ran = self._nothing_ran()
         outputs: list[tuple[str, Any, Any]] = [
             (
                 "results (JSON): {path}",
@@ -437,7 +438,7 @@ class AxiomPerfPlugin:
             ),
             (
                 "baseline: {path} (compare later runs with --axiom-perf-compare={quoted})",
-                None if self._nothing_ran() else settings.save_path,
+                None if nothing_ran else settings.save_path,
                 lambda p: save_results(p, self.results),
             ),
             (
@@ -466,7 +467,7 @@ class AxiomPerfPlugin:
             else:
                 line = what.format(path=path, quoted=shlex.quote(str(path)))
                 self.written.append(f"axiom-perf wrote the {line}")
-        if settings.save_path is not None and self._nothing_ran():
+        if settings.save_path is not None and nothing_ran:
             # An empty run must not replace a good baseline.
             self.written.append(
                 f"axiom-perf saved no baseline: no test ran ({settings.save_path} is untouched)"

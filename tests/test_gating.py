@@ -389,19 +389,27 @@ def test_bot(axiom_tracker):
 """
 
 
-def test_a_slower_route_fails_the_run_by_name(
-    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    user_project.makepyfile(test_routes=ROUTED)
-    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
-    monkeypatch.setenv("AXIOM_ORDERS_SCALE", "3")
-    result = user_project.runpytest(
+def save_then_compare(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> pytest.RunResult:
+    """Save a baseline of the project's tests, change them through ``variable``, compare:
+    the second run, which writes out.md, out.html and out.json."""
+    assert project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
+    monkeypatch.setenv(variable, value)
+    return project.runpytest(
         "--axiom-perf",
         "--axiom-perf-compare=base.json",
         "--axiom-perf-markdown=out.md",
         "--axiom-perf-html=out.html",
         "--axiom-perf-json=out.json",
     )
+
+
+def test_a_slower_route_fails_the_run_by_name(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_project.makepyfile(test_routes=ROUTED)
+    result = save_then_compare(user_project, monkeypatch, "AXIOM_ORDERS_SCALE", "3")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [
@@ -449,15 +457,7 @@ def test_routes_in_one_run_only_are_shown_and_do_not_fail(
     user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user_project.makepyfile(test_routes=CHANGING_ROUTES)
-    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
-    monkeypatch.setenv("AXIOM_ROUTES", "v2")
-    result = user_project.runpytest(
-        "--axiom-perf",
-        "--axiom-perf-compare=base.json",
-        "--axiom-perf-markdown=out.md",
-        "--axiom-perf-html=out.html",
-        "--axiom-perf-json=out.json",
-    )
+    result = save_then_compare(user_project, monkeypatch, "AXIOM_ROUTES", "v2")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
@@ -501,11 +501,7 @@ def test_one_slow_route_that_moves_its_metric_is_one_regression(
     user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     user_project.makepyfile(test_routes=CHANGING_ROUTES)
-    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 0
-    monkeypatch.setenv("AXIOM_BALANCE_SCALE", "3")
-    result = user_project.runpytest(
-        "--axiom-perf", "--axiom-perf-compare=base.json", "--axiom-perf-markdown=out.md"
-    )
+    result = save_then_compare(user_project, monkeypatch, "AXIOM_BALANCE_SCALE", "3")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
         [

@@ -30,18 +30,19 @@ _LABEL = {
 _ROUTE_LABEL = {NEW: "new route", VANISHED: "vanished route"}
 
 
+def _route_label(m: MetricComparison) -> str | None:
+    """``new route`` / ``vanished route`` for a route in one run only, else None."""
+    return _ROUTE_LABEL.get(m.status) if m.tag is not None else None
+
+
 def status_name(m: MetricComparison) -> str:
     """The status, ``new route`` / ``vanished route`` for a route in one run only."""
-    if m.tag is not None and m.status in _ROUTE_LABEL:
-        return _ROUTE_LABEL[m.status]
-    return m.status
+    return _route_label(m) or m.status
 
 
 def status_label(m: MetricComparison) -> str:
     """The terminal's column: ``REGRESSION``, ``new metric``, ``new route``..."""
-    if m.tag is not None and m.status in _ROUTE_LABEL:
-        return _ROUTE_LABEL[m.status]
-    return _LABEL[m.status]
+    return _route_label(m) or _LABEL[m.status]
 
 
 def describe_change(m: MetricComparison) -> str:
