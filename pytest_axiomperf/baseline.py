@@ -1,15 +1,35 @@
 """Baselines: save a run's results, load them back, and compare two runs.
 
 The gate. For every test present in both runs and every latency metric (unit
-seconds) it recorded, the metric *regresses* only when all three hold:
+seconds) it recorded, the evidence decides which rule applies.
 
-1. its p95 is worse than the baseline's by more than ``threshold`` percent;
-2. and by more than ``noise_floor`` milliseconds (so a 0.2 ms -> 0.3 ms p95 on a
-   shared runner never fails a build);
-3. and the shift is statistically significant: a one-sided Mann-Whitney U test
-   (the current samples tend to be larger) at level :data:`ALPHA`.
+**Rounds on both sides** (``--axiom-perf-rounds=N`` at save and compare time, or
+``axiomperf ab``, which measures base and head alternately). The unit of evidence
+is the round: each round's p95 of the metric is one observation (see
+:mod:`pytest_axiomperf.roundstats` for why). The metric *regresses* when
 
-The samples are stored as histograms, not raw values, so the U test is computed
+1. the typical round got worse by more than ``threshold`` percent: the median of
+   the pairs' p95 ratios (paired rounds), or the ratio of the sides' median round
+   p95s (unpaired);
+2. and the rounds agree: an exact one-sided rank test across rounds is significant
+   at :data:`ROUND_ALPHA` (Wilcoxon signed-rank on paired log ratios; Mann-Whitney U
+   on unpaired round p95s).
+
+No absolute noise floor: a 45 us decision path made 30 % slower fails like a
+45 ms one (``noise_floor`` stays available, default 0). With too few rounds to
+ever reach the level (fewer than 5 pairs, or 4 rounds a side), the verdict is
+"insufficient data", never a guess.
+
+**One run on a side** (one round, or an older file). Samples within a run share
+that run's machine state, so no statistic on them can tell a 30 % code
+regression from a 30 % slower machine; the verdict says so. To keep false alarms
+down without blinding microsecond metrics, it asks more than the p95: the metric
+regresses when its p95 *and* its median are worse by more than ``threshold``
+percent (a code change moves the body of the distribution; contention mostly
+moves its tail) and a one-sided Mann-Whitney U test on the two runs' samples is
+significant at :data:`ALPHA`.
+
+The samples are stored as histograms, not raw values, so that U test is computed
 from bucket counts: two samples in one bucket are a tie (buckets are at most
 0.78 % wide, so ties only hide differences smaller than that), ranks use the
 tie-averaged ranks of each bucket, and the p-value uses the normal approximation
@@ -18,19 +38,23 @@ with the tie-corrected variance and a continuity correction. That is exactly wha
 returns for the bucketed values (checked in the tests), computed in
 O(buckets) with the standard library only.
 
-An improvement is the mirror image (better by more than both bounds, significant
-the other way). A metric with fewer than :data:`MIN_SAMPLES` samples on either side
-is "insufficient data": shown, never failed.
+An improvement is the mirror image. A metric with fewer than :data:`MIN_SAMPLES`
+samples on either side is "insufficient data": shown, never failed.
+
+**Machine drift.** Each run times a short CPU calibration
+(:mod:`pytest_axiomperf.calibration`). When a committed baseline's calibration and
+this run's differ by more than ``threshold`` percent, the machine, not the code,
+moved every number: regressions and improvements are reported as "not comparable"
+and the comparison names same-job A/B (``mismatch="refuse"``: the run stops, exit 4).
 
 Routes too: when a metric's samples are split over tags (``"GET /balance/{address}"``,
 ``"POST /orders"``), each tag recorded in both runs with enough samples on both
 sides is compared on its own, by the same rule, as ``metric[tag]``: a slower
 endpoint fails the gate even when a busier, unchanged one dominates the
 metric's overall p95. The k routes of a metric are each tested at
-``ALPHA / k`` (Bonferroni), so together they add at most :data:`ALPHA` of
+``alpha / k`` (Bonferroni), so together they add at most ``alpha`` of
 false alarms; the request phases (``http_connect_times``, ``http_dns_times``,
-``http_ttfb_times``: parts of a route's latency) are compared whole only. The
-A/A false alarms and the power are measured in ``benchmarks/bench_gating.py``.
+``http_ttfb_times``: parts of a route's latency) are compared whole only.
 A route with enough samples on one side only is listed as a new or vanished
 route (status :data:`NEW` / :data:`VANISHED` with its ``tag``), like a new or
 vanished test: shown, never failed.
@@ -41,21 +65,26 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pytest_axiomperf import roundstats
+from pytest_axiomperf.calibration import speed_change
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
-from pytest_axiomperf.results import SessionResults, write_json_atomic
-from pytest_axiomperf.tracker import PHASE_METRICS, SECONDS, PerformanceTracker
+from pytest_axiomperf.results import SessionResults, TestResult, write_json_atomic
+from pytest_axiomperf.tracker import PHASE_METRICS, SECONDS
 
 _DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
-#: One-sided significance level of the U test. A/A false alarms stay below it
-#: (the percent and noise-floor conditions only remove alarms).
+#: One-sided significance level of the U test on one run's samples. A/A false alarms
+#: stay below it (the percent conditions only remove alarms).
 ALPHA = 0.005
+#: One-sided significance level of the exact rank tests across rounds. Rounds are few,
+#: so the level is the conventional one; the threshold condition removes most alarms.
+ROUND_ALPHA = 0.05
 #: Fewer samples than this on either side: "insufficient data".
 MIN_SAMPLES = 20
 
@@ -65,8 +94,14 @@ UNCHANGED = "unchanged"
 INSUFFICIENT = "insufficient data"
 NEW = "new"
 VANISHED = "vanished"
-#: Measured under different conditions (tracemalloc, cProfile): never compared.
+#: Measured under different conditions (tracemalloc, cProfile, another machine speed):
+#: never blamed on the code.
 INCOMPARABLE = "not comparable"
+
+#: What a comparison rests on (``MetricComparison.evidence``).
+ONE_RUN = "one run a side"
+ROUNDS = "rounds"
+PAIRED = "paired rounds"
 
 #: Environment keys whose difference makes two runs' timings incomparable.
 FINGERPRINT_KEYS = (
@@ -195,6 +230,11 @@ class MetricComparison:
     reason: str
     #: The route (tag) compared on its own; None for the whole metric.
     tag: str | None = None
+    #: What the verdict rests on: :data:`ONE_RUN`, :data:`ROUNDS` or :data:`PAIRED`.
+    evidence: str = ONE_RUN
+    #: Each round's p95 (seconds) of each side, in round order, when rounds were compared.
+    old_rounds: tuple[float, ...] = ()
+    new_rounds: tuple[float, ...] = ()
 
     @property
     def label(self) -> str:
@@ -209,7 +249,10 @@ class MetricComparison:
     def from_dict(cls, data: Mapping[str, Any]) -> MetricComparison:
         """Rebuild from :meth:`to_dict` (keys it does not know, such as ``label``, ignored)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("old_rounds", "new_rounds"):
+            values[key] = tuple(float(v) for v in values.get(key) or ())
+        return cls(**values)
 
 
 @dataclass
@@ -226,6 +269,11 @@ class Comparison:
     mismatches: list[str] = field(default_factory=list)
     #: True when a mismatch stopped the comparison (``mismatch="refuse"``).
     refused: bool = False
+    #: Base and head measured alternately in one job (``axiomperf ab``): rounds are paired.
+    paired: bool = False
+    #: How much slower (percent; negative: faster) this machine ran the calibration than
+    #: the baseline's; None when either side has none.
+    machine_drift_pct: float | None = None
 
     def with_status(self, status: str) -> list[MetricComparison]:
         """The metric comparisons of one status."""
@@ -269,6 +317,9 @@ class Comparison:
             "alpha": ALPHA,
             "min_samples": MIN_SAMPLES,
             "refused": self.refused,
+            "paired": self.paired,
+            "round_alpha": ROUND_ALPHA,
+            "machine_drift_pct": self.machine_drift_pct,
             "mismatches": list(self.mismatches),
             "metrics": [m.to_dict() for m in self.metrics],
             "new_tests": list(self.new_tests),
@@ -287,6 +338,12 @@ class Comparison:
             vanished_tests=[str(t) for t in data.get("vanished_tests", [])],
             mismatches=[str(m) for m in data.get("mismatches", [])],
             refused=bool(data.get("refused", False)),
+            paired=bool(data.get("paired", False)),
+            machine_drift_pct=(
+                float(data["machine_drift_pct"])
+                if isinstance(data.get("machine_drift_pct"), (int, float))
+                else None
+            ),
         )
 
 
@@ -348,53 +405,187 @@ def compare_metric(
     old: Histogram,
     new: Histogram,
     threshold: float,
-    noise_floor: float,
+    noise_floor: float = 0.0,
     tag: str | None = None,
-    alpha: float = ALPHA,
+    alpha: float | None = None,
+    *,
+    old_rounds: Mapping[int, float] | None = None,
+    new_rounds: Mapping[int, float] | None = None,
+    paired: bool = False,
 ) -> MetricComparison:
-    """Compare one latency metric, or one tag of it (see the module docstring for the rule).
+    """Compare one latency metric, or one tag of it (see the module docstring for the rules).
 
-    ``alpha`` is the significance level (lower for each of several routes).
+    ``old``/``new`` hold each side's merged samples; ``old_rounds``/``new_rounds`` each
+    round's p95 by round index (see :func:`roundstats.round_values`): with two or more on
+    each side, the rounds decide. ``paired``: round i of each side was measured next to the
+    other's (A/B). ``alpha`` is the significance level, lowered for each of several routes
+    (default: :data:`ALPHA` for one run, :data:`ROUND_ALPHA` for rounds).
     """
     old_n, new_n = old.count, new.count
-    old_p95 = old.percentile(95) if old_n else None
-    new_p95 = new.percentile(95) if new_n else None
-    change = None
-    if old_p95 is not None and new_p95 is not None and old_p95 > 0:
-        change = (new_p95 - old_p95) / old_p95 * 100.0
+    if old_n < MIN_SAMPLES or new_n < MIN_SAMPLES:
+        return MetricComparison(
+            nodeid,
+            metric,
+            INSUFFICIENT,
+            old_n,
+            new_n,
+            old.percentile(95) if old_n else None,
+            new.percentile(95) if new_n else None,
+            None,
+            None,
+            f"needs >= {MIN_SAMPLES} samples on each side (baseline {old_n}, now {new_n})",
+            tag,
+        )
+    if old_rounds and new_rounds and len(old_rounds) >= 2 and len(new_rounds) >= 2:
+        return _compare_rounds(
+            nodeid, metric, tag, old_n, new_n, old_rounds, new_rounds, paired,
+            threshold, noise_floor, ROUND_ALPHA if alpha is None else alpha,
+        )  # fmt: skip
+    return _compare_samples(
+        nodeid, metric, tag, old, new, threshold, noise_floor, ALPHA if alpha is None else alpha
+    )
+
+
+def _verdict_reason(worse: bool, change: float, what: str, p_value: float) -> str:
+    return f"{what} {'+' if worse else '-'}{abs(change):.3g}%, significant (p={p_value:.2g})"
+
+
+def _compare_samples(
+    nodeid: str,
+    metric: str,
+    tag: str | None,
+    old: Histogram,
+    new: Histogram,
+    threshold: float,
+    noise_floor: float,
+    alpha: float,
+) -> MetricComparison:
+    """One run a side: p95 and median beyond the threshold, and a significant U test."""
+    old_ps, new_ps = old.percentiles((50, 95)), new.percentiles((50, 95))
+    old_p95, new_p95 = old_ps[95], new_ps[95]
+    change = _pct(old_p95, new_p95)
+    body = _pct(old_ps[50], new_ps[50])
 
     def result(status: str, p_value: float | None, reason: str) -> MetricComparison:
         return MetricComparison(
-            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p_value, reason, tag
-        )
+            nodeid, metric, status, old.count, new.count, old_p95, new_p95, change, p_value,
+            reason, tag,
+        )  # fmt: skip
 
-    if old_n < MIN_SAMPLES or new_n < MIN_SAMPLES:
+    test = mann_whitney_u(old, new)
+    worse = new_p95 >= old_p95
+    p_value = test.p_greater if worse else test.p_less
+    diff_ms = abs(new_p95 - old_p95) * 1e3
+    beyond_pct = change is None or abs(change) > threshold
+    # The body must move the same way: contention inflates a run's tail, code its whole.
+    body_moved = body is None or (body > threshold if worse else body < -threshold)
+    beyond_floor = diff_ms > noise_floor
+    significant = p_value < alpha
+    if beyond_pct and body_moved and beyond_floor and significant:
+        shown = change if change is not None else 100.0
+        return result(
+            REGRESSION if worse else IMPROVEMENT,
+            p_value,
+            _verdict_reason(worse, shown, "p95", p_value)
+            + f", median {body:+.3g}%" * (body is not None)
+            + "; one run a side: machine drift and code cannot be told apart "
+            "(measure rounds: --axiom-perf-rounds, or axiomperf ab)",
+        )
+    if not beyond_pct:
+        why = f"p95 change within the {threshold:g}% threshold"
+    elif not body_moved:
+        why = (
+            f"p95 {change:+.3g}% but median {body:+.3g}%: the tail moved, not the body "
+            "(contention, not code, on one run a side)"
+        )
+    elif not beyond_floor:
+        why = f"p95 change {diff_ms:.3g}ms within the {noise_floor:g}ms noise floor"
+    else:
+        why = f"shift not significant (p={p_value:.2g} >= {alpha:.2g})"
+    return result(UNCHANGED, p_value, why)
+
+
+#: Added to round p95s before taking log ratios, so an all-zero metric (a phase that
+#: never happened) compares as unchanged instead of dividing by zero.
+_EPSILON = 1e-9
+
+
+def _compare_rounds(
+    nodeid: str,
+    metric: str,
+    tag: str | None,
+    old_n: int,
+    new_n: int,
+    old_rounds: Mapping[int, float],
+    new_rounds: Mapping[int, float],
+    paired: bool,
+    threshold: float,
+    noise_floor: float,
+    alpha: float,
+) -> MetricComparison:
+    """Rounds on both sides: the typical round's p95 change, and an exact rank test."""
+    if paired:
+        keys = sorted(old_rounds.keys() & new_rounds.keys())
+        olds = tuple(old_rounds[k] for k in keys)
+        news = tuple(new_rounds[k] for k in keys)
+        logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
+        change = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
+        p_greater, p_less = roundstats.wilcoxon_signed_rank(logs)
+        smallest = roundstats.min_p_paired(len(logs))
+        evidence, need = PAIRED, "5 paired rounds"
+    else:
+        olds = tuple(old_rounds[k] for k in sorted(old_rounds))
+        news = tuple(new_rounds[k] for k in sorted(new_rounds))
+        change = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
+        change = (change - 1) * 100.0
+        p_greater, p_less = roundstats.mann_whitney_rounds(olds, news)
+        smallest = roundstats.min_p_unpaired(len(olds), len(news))
+        evidence, need = ROUNDS, "4 rounds a side"
+    old_p95 = roundstats.median(olds) if olds else None
+    new_p95 = roundstats.median(news) if news else None
+    worse = change >= 0
+    p_value = p_greater if worse else p_less
+
+    def result(status: str, p: float | None, reason: str) -> MetricComparison:
+        return MetricComparison(
+            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p, reason, tag,
+            evidence, olds, news,
+        )  # fmt: skip
+
+    rounds = f"{len(olds)} and {len(news)} rounds" if not paired else f"{len(olds)} pairs"
+    if smallest >= alpha:
         return result(
             INSUFFICIENT,
             None,
-            f"needs >= {MIN_SAMPLES} samples on each side (baseline {old_n}, now {new_n})",
+            f"{rounds} cannot reach p < {alpha:.2g} (the smallest p they can give is "
+            f"{smallest:.2g}): measure at least {need}",
         )
-    assert old_p95 is not None and new_p95 is not None
-    test = mann_whitney_u(old, new)
-    diff_ms = (new_p95 - old_p95) * 1e3
-    worse = new_p95 >= old_p95
-    p_value = test.p_greater if worse else test.p_less
-    beyond_pct = change is None or abs(change) > threshold
-    beyond_floor = abs(diff_ms) > noise_floor
+    diff_ms = abs((new_p95 or 0.0) - (old_p95 or 0.0)) * 1e3
+    beyond_pct = abs(change) > threshold
+    beyond_floor = diff_ms > noise_floor
     significant = p_value < alpha
+    typical = "typical round p95"
     if beyond_pct and beyond_floor and significant:
         return result(
             REGRESSION if worse else IMPROVEMENT,
             p_value,
-            f"p95 {'+' if worse else '-'}{abs(diff_ms):.3g}ms, significant (p={p_value:.2g})",
+            _verdict_reason(worse, change, typical, p_value) + f" across {rounds}",
         )
     if not beyond_pct:
-        why = f"p95 change within the {threshold:g}% threshold"
+        why = f"{typical} {change:+.3g}%, within the {threshold:g}% threshold"
     elif not beyond_floor:
-        why = f"p95 change {abs(diff_ms):.3g}ms within the {noise_floor:g}ms noise floor"
+        why = f"{typical} change {diff_ms:.3g}ms within the {noise_floor:g}ms noise floor"
     else:
-        why = f"shift not significant (p={p_value:.2g} >= {alpha:.2g})"
+        why = (
+            f"{typical} {change:+.3g}%, but the rounds disagree "
+            f"(p={p_value:.2g} >= {alpha:.2g} across {rounds})"
+        )
     return result(UNCHANGED, p_value, why)
+
+
+def _pct(old: float, new: float) -> float | None:
+    """Change of ``new`` over ``old`` in percent; None when ``old`` is not positive."""
+    return (new - old) / old * 100.0 if old > 0 else None
 
 
 def compare(
@@ -402,83 +593,160 @@ def compare(
     new: SessionResults,
     *,
     threshold: float = 10.0,
-    noise_floor: float = 1.0,
+    noise_floor: float = 0.0,
     mismatch: str = "warn",
     baseline: str = "baseline",
+    paired: bool = False,
 ) -> Comparison:
     """Compare every test's latency metrics of ``new`` with ``old``.
 
     ``threshold`` is in percent, ``noise_floor`` in milliseconds; ``mismatch="refuse"``
-    makes a differing environment or exchange profile stop the comparison.
+    makes a differing environment, exchange profile or machine speed stop the comparison.
+    ``paired``: the two sides' rounds were measured alternately in one job (A/B); the
+    machine is then the same by construction and its calibration is not compared.
     """
-    comparison = Comparison(baseline=baseline, threshold=threshold, noise_floor=noise_floor)
+    comparison = Comparison(
+        baseline=baseline, threshold=threshold, noise_floor=noise_floor, paired=paired
+    )
     comparison.mismatches = fingerprint_mismatches(old, new)
+    drift = None
+    if not paired:
+        drift = speed_change(old.environment.get("calibration"), new.environment.get("calibration"))
+        comparison.machine_drift_pct = drift
+        if drift is not None and abs(drift) > threshold:
+            comparison.mismatches.append(_drift_message(drift, old, new))
     if comparison.mismatches and mismatch == "refuse":
         comparison.refused = True
         return comparison
     comparison.new_tests = sorted(new.tests.keys() - old.tests.keys())
     comparison.vanished_tests = sorted(old.tests.keys() - new.tests.keys())
     for nodeid in sorted(old.tests.keys() & new.tests.keys()):
-        was, now = old.tests[nodeid].tracker, new.tests[nodeid].tracker
-        latency = {m for m in was.metrics() if was.unit(m) == SECONDS} | {
-            m for m in now.metrics() if now.unit(m) == SECONDS
-        }
-        if was.flags != now.flags:
-            # tracemalloc or cProfile inflate latency severalfold: comparing a traced run
-            # with an untraced one would report a "regression" the code did not cause.
-            reason = (
-                f"measured under {', '.join(sorted(now.flags)) or 'nothing'} now, under "
-                f"{', '.join(sorted(was.flags)) or 'nothing'} in the baseline"
-            )
-            comparison.metrics.extend(
-                MetricComparison(
-                    nodeid,
-                    metric,
-                    INCOMPARABLE,
-                    was.histogram(metric).count,
-                    now.histogram(metric).count,
-                    None,
-                    None,
-                    None,
-                    None,
-                    reason,
-                )
-                for metric in sorted(latency)
-            )
-            continue
-        for metric in sorted(latency):
-            old_hist, new_hist = was.histogram(metric), now.histogram(metric)
-            if not old_hist.count or not new_hist.count:
-                status = NEW if not old_hist.count else VANISHED
-                comparison.metrics.append(
-                    _one_sided(
-                        nodeid, metric, status, old_hist, new_hist, f"metric {status} in this run"
-                    )
-                )
-                continue
-            comparison.metrics.append(
-                compare_metric(nodeid, metric, old_hist, new_hist, threshold, noise_floor)
-            )
-            comparison.metrics.extend(
-                _compare_tags(nodeid, metric, was, now, old_hist, new_hist, threshold, noise_floor)
-            )
+        comparison.metrics.extend(
+            _compare_test(old.tests[nodeid], new.tests[nodeid], threshold, noise_floor, paired)
+        )
+    if drift is not None and abs(drift) > threshold:
+        comparison.metrics = [_excuse_drift(m, drift) for m in comparison.metrics]
     return comparison
 
 
-def _compare_tags(
-    nodeid: str,
-    metric: str,
-    was: PerformanceTracker,
-    now: PerformanceTracker,
-    old_whole: Histogram,
-    new_whole: Histogram,
+def _drift_message(drift: float, old: SessionResults, new: SessionResults) -> str:
+    was = old.environment["calibration"]["ms"]
+    now = new.environment["calibration"]["ms"]
+    return (
+        f"machine speed: this machine ran the CPU calibration {abs(drift):.0f}% "
+        f"{'slower' if drift > 0 else 'faster'} than the baseline's ({was:g} -> {now:g} ms): "
+        "its timings cannot be compared with the baseline's; measure base and head in one "
+        "job with `axiomperf ab --base REF`"
+    )
+
+
+def _excuse_drift(m: MetricComparison, drift: float) -> MetricComparison:
+    """A regression or improvement measured on a machine of another speed: not the code's."""
+    if m.status not in (REGRESSION, IMPROVEMENT):
+        return m
+    reason = (
+        f"{m.status} ({m.reason}), but the machine ran the calibration {drift:+.0f}% "
+        "against the baseline's: not blamed on the code"
+    )
+    return replace(m, status=INCOMPARABLE, reason=reason)
+
+
+def _compare_test(
+    was_result: TestResult,
+    now_result: TestResult,
     threshold: float,
     noise_floor: float,
+    paired: bool,
+) -> list[MetricComparison]:
+    """Every latency metric (and route) of one test present in both runs."""
+    nodeid = now_result.nodeid
+    was, now = was_result.tracker, now_result.tracker
+    latency = {m for m in was.metrics() if was.unit(m) == SECONDS} | {
+        m for m in now.metrics() if now.unit(m) == SECONDS
+    }
+    if was.flags != now.flags:
+        # tracemalloc or cProfile inflate latency severalfold: comparing a traced run
+        # with an untraced one would report a "regression" the code did not cause.
+        reason = (
+            f"measured under {', '.join(sorted(now.flags)) or 'nothing'} now, under "
+            f"{', '.join(sorted(was.flags)) or 'nothing'} in the baseline"
+        )
+        return [
+            MetricComparison(
+                nodeid,
+                metric,
+                INCOMPARABLE,
+                was.histogram(metric).count,
+                now.histogram(metric).count,
+                None,
+                None,
+                None,
+                None,
+                reason,
+            )
+            for metric in sorted(latency)
+        ]
+    out: list[MetricComparison] = []
+    sides = _Sides(was_result, now_result, threshold, noise_floor, paired)
+    for metric in sorted(latency):
+        old_hist, new_hist = was.histogram(metric), now.histogram(metric)
+        if not old_hist.count or not new_hist.count:
+            status = NEW if not old_hist.count else VANISHED
+            out.append(
+                _one_sided(
+                    nodeid, metric, status, old_hist, new_hist, f"metric {status} in this run"
+                )
+            )
+            continue
+        out.append(sides.compare(metric, None, old_hist, new_hist))
+        out.extend(_compare_tags(sides, metric, old_hist, new_hist))
+    return out
+
+
+@dataclass(frozen=True)
+class _Sides:
+    """One test's two results and the rule's settings: compares a metric or a route."""
+
+    was: TestResult
+    now: TestResult
+    threshold: float
+    noise_floor: float
+    paired: bool
+
+    def compare(
+        self,
+        metric: str,
+        tag: str | None,
+        old: Histogram,
+        new: Histogram,
+        alpha_divisor: int = 1,
+    ) -> MetricComparison:
+        old_rounds = roundstats.round_values(self.was.rounds, metric, tag)
+        new_rounds = roundstats.round_values(self.now.rounds, metric, tag)
+        rounds = len(old_rounds) >= 2 and len(new_rounds) >= 2
+        alpha = (ROUND_ALPHA if rounds else ALPHA) / alpha_divisor
+        return compare_metric(
+            self.now.nodeid,
+            metric,
+            old,
+            new,
+            self.threshold,
+            self.noise_floor,
+            tag,
+            alpha,
+            old_rounds=old_rounds,
+            new_rounds=new_rounds,
+            paired=self.paired,
+        )
+
+
+def _compare_tags(
+    sides: _Sides, metric: str, old_whole: Histogram, new_whole: Histogram
 ) -> list[MetricComparison]:
     """Each tag of ``metric`` in both runs, compared alone: the routes behind a whole.
 
-    Each of the k routes compared is tested at ``ALPHA / k`` (Bonferroni), so
-    a metric's routes together add at most ``ALPHA`` of false alarms. A tag with
+    Each of the k routes compared is tested at ``alpha / k`` (Bonferroni), so
+    a metric's routes together add at most ``alpha`` of false alarms. A tag with
     at least :data:`MIN_SAMPLES` on one side only is a new or vanished route
     (see `_one_sided_route`). Skipped: the request phases (`PHASE_METRICS`: parts
     of a route's latency, which is compared itself), a tag holding all of the
@@ -487,6 +755,8 @@ def _compare_tags(
     """
     if metric in PHASE_METRICS:
         return []
+    was, now = sides.was.tracker, sides.now.tracker
+    nodeid = sides.now.nodeid
     pairs = []
     one_sided = []
     for tag in sorted(set(was.tags(metric)) | set(now.tags(metric))):
@@ -497,11 +767,8 @@ def _compare_tags(
                 pairs.append((tag, old_hist, new_hist))
         elif old_enough or new_enough:
             one_sided.append(_one_sided_route(nodeid, metric, tag, old_hist, new_hist))
-    alpha = ALPHA / max(1, len(pairs))
-    return [
-        compare_metric(nodeid, metric, old, new, threshold, noise_floor, tag, alpha)
-        for tag, old, new in pairs
-    ] + one_sided
+    k = max(1, len(pairs))
+    return [sides.compare(metric, tag, old, new, k) for tag, old, new in pairs] + one_sided
 
 
 def _one_sided_route(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pytest_axiomperf import calibration, rounds
 from pytest_axiomperf.baseline import (
     Comparison,
     attach,
@@ -46,6 +47,7 @@ from pytest_axiomperf.results import (
     write_json_atomic,
     write_text_atomic,
 )
+from pytest_axiomperf.roundstats import round_summary
 from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.tracker import PerformanceTracker
@@ -162,6 +164,9 @@ class AxiomPerfPlugin:
         self.written: list[str] = []
         # Latency marks already warned about (a module's pytestmark applies to each test).
         self._warned_marks: set[int] = set()
+        #: Each test's samples over the rounds this process ran: budgets check them merged.
+        self._round_trackers: dict[str, PerformanceTracker] = {}
+        self._calibration: dict[str, Any] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -197,6 +202,13 @@ class AxiomPerfPlugin:
         if report.failed:
             self.collection_failed = True
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        # Last, so that a round's id comes after the test's own parameters.
+        if self.enabled:
+            rounds.parametrize(metafunc, self.settings.rounds)
+
+    @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         # Marks can also be added here by other plugins; validate them all now.
         for item in items:
@@ -204,6 +216,8 @@ class AxiomPerfPlugin:
                 item.stash[BUDGETS_KEY] = Budgets.from_item(item)
             except MarkerError as exc:
                 raise pytest.UsageError(f"pytest-axiomperf: {exc}") from None
+        # Last, after any other reordering: rounds spread over the run, not back to back.
+        rounds.order_by_round(items)
 
     # -- session -----------------------------------------------------------------
 
@@ -224,9 +238,12 @@ class AxiomPerfPlugin:
                     "(add --axiom-perf)"
                 )
         else:
+            measured = (
+                f"{self.settings.rounds} rounds per test, " if self.settings.rounds > 1 else ""
+            )
             lines.append(
-                f"axiomperf: performance mode on (threshold {self.settings.threshold:g}%, "
-                f"sampling every {self.settings.sample_interval:g}s)"
+                f"axiomperf: performance mode on ({measured}threshold "
+                f"{self.settings.threshold:g}%, sampling every {self.settings.sample_interval:g}s)"
             )
         if self.settings.base_url is not None and not self.settings.auth_token:
             lines.append(
@@ -263,6 +280,10 @@ class AxiomPerfPlugin:
             return
         if not self.is_worker and self.settings.compare_path is not None:
             self._load_baseline(self.settings.compare_path)
+        if not self.is_worker:
+            # Machine speed, for the drift guard of committed baselines (see calibration.py);
+            # timed again at the end of the run, and the faster of the two kept.
+            self._calibration = calibration.calibrate()
         if self._runs_tests():
             self.sampler = ResourceSampler(self.results.resources, self.settings.sample_interval)
             self.sampler.start()
@@ -317,11 +338,17 @@ class AxiomPerfPlugin:
         if tracker is None and not budgets:
             return
         tracker = tracker_for(item)
+        nodeid, index = rounds.base_nodeid(item), rounds.round_of(item)
+        checked = tracker
+        if self.settings.rounds > 1:
+            # Budgets check the merged samples of the test's rounds run so far here.
+            checked = self._round_trackers.setdefault(nodeid, PerformanceTracker(nodeid))
+            checked.merge(tracker)
         verdicts: list[Verdict] = []
         for budget in budgets.latency:
-            verdicts.extend(check_latency(budget, tracker))
+            verdicts.extend(check_latency(budget, checked))
         for check in self.checks:
-            verdicts.extend(check(item, budgets, tracker))
+            verdicts.extend(check(item, budgets, checked))
         extra = extra_for(item)
         exchange = item.stash.get(EXCHANGE_KEY, None)
         if exchange is not None:
@@ -329,8 +356,9 @@ class AxiomPerfPlugin:
             # comparison refuses to compare numbers taken under different ones.
             extra["exchange_profile"] = exchange.configured or DEFAULT_PROFILE
         item.stash[RESULT_KEY] = TestResult(
-            nodeid=item.nodeid,
+            nodeid=nodeid,
             tracker=tracker,
+            rounds=[round_summary(tracker, index)],
             verdicts=verdicts,
             budgets=[b.describe() for b in budgets.latency]
             + [b.describe() for b in budgets.throughput],
@@ -407,6 +435,9 @@ class AxiomPerfPlugin:
             if workeroutput is not None:
                 workeroutput[WORKER_RESOURCES] = self.results.resources.to_dict()
             return
+        self.results.environment["calibration"] = calibration.best(
+            self._calibration, calibration.calibrate()
+        )
         if self.baseline is not None:
             self.comparison = compare(
                 self.baseline,
@@ -417,6 +448,8 @@ class AxiomPerfPlugin:
                 baseline=str(self.settings.compare_path),
             )
             attach(self.comparison, self.results)
+            if self.comparison.regressions:
+                self._report_regressions_to_junit(self.comparison)
         self._write_outputs()
         if self.comparison is not None and self.comparison.failed and session.exitstatus == 0:
             # The gate: a regression fails the run (the report names the test).
@@ -438,7 +471,7 @@ class AxiomPerfPlugin:
             ),
             (
                 "baseline: {path} (compare later runs with --axiom-perf-compare={quoted})",
-                None if nothing_ran else settings.save_path,
+                None if nothing_ran or self._keeps_baseline() else settings.save_path,
                 lambda p: save_results(p, self.results),
             ),
             (
@@ -472,6 +505,53 @@ class AxiomPerfPlugin:
             self.written.append(
                 f"axiom-perf saved no baseline: no test ran ({settings.save_path} is untouched)"
             )
+        elif settings.save_path is not None and self._keeps_baseline():
+            self.written.append(
+                f"axiom-perf saved no baseline: this run regressed against "
+                f"{settings.save_path}, which is left as it was"
+            )
+
+    def _keeps_baseline(self) -> bool:
+        """The run regressed against the very file it would save to: keep that file (saving
+        would make the regression the new normal, and the next run would pass)."""
+        save, against = self.settings.save_path, self.settings.compare_path
+        if save is None or against is None or self.comparison is None:
+            return False
+        if not self.comparison.failed:
+            return False
+        try:
+            return os.path.realpath(save) == os.path.realpath(against)
+        except OSError:
+            return True
+
+    def _report_regressions_to_junit(self, comparison: Comparison) -> None:
+        """One failing JUnit testcase per regressed test, so CI test views are not green.
+
+        The tests' own testcases were written as they passed; the gate decides after them.
+        The testcases go through pytest's junitxml plugin (when ``--junitxml`` is on) as a
+        call and a teardown report, which is what it writes a testcase from.
+        """
+        xml = next(
+            (p for p in self.config.pluginmanager.get_plugins() if type(p).__name__ == "LogXML"),
+            None,
+        )
+        if xml is None:
+            return
+        by_test: dict[str, list[str]] = {}
+        for m in comparison.regressions:
+            by_test.setdefault(m.nodeid, []).append(f"{m.label}: {m.reason}")
+        for nodeid, lines in sorted(by_test.items()):
+            text = f"performance regression against {comparison.baseline}:\n" + "\n".join(lines)
+            for when, outcome, longrepr in (("call", "failed", text), ("teardown", "passed", None)):
+                report = pytest.TestReport(
+                    nodeid=f"axiomperf-gate::{nodeid}",
+                    location=("axiomperf-gate", None, nodeid),
+                    keywords={},
+                    outcome=outcome,  # type: ignore[arg-type]
+                    longrepr=longrepr,
+                    when=when,  # type: ignore[arg-type]
+                )
+                xml.pytest_runtest_logreport(report)
 
     def _append_step_summary(self, path: str) -> None:
         with open(path, "a", encoding="utf-8") as fh:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_axiomperf.budgets import Verdict
+from pytest_axiomperf.roundstats import validate_rounds
 from pytest_axiomperf.tracker import PerformanceTracker
 
 #: Version of the results / baseline file format.
@@ -31,11 +32,42 @@ class TestResult:
     duration: float = 0.0
     #: Further per-test facts from other parts of the plugin (memory, load runs).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: One summary per round the test was measured in (``roundstats.round_summary``), in
+    #: round order; ``tracker`` holds all rounds' samples merged.
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed_budgets(self) -> bool:
         """True when every verdict passed (or there were none)."""
         return all(v.passed for v in self.verdicts)
+
+    @property
+    def round_indexes(self) -> list[int]:
+        """The rounds this result holds."""
+        return [int(r["round"]) for r in self.rounds]
+
+    def merge_round(self, other: TestResult) -> None:
+        """Fold another round of the same test into this result.
+
+        Samples merge exactly (histograms); round summaries are kept side by side. The
+        verdicts are those of the later round, which (in one process) were checked against
+        the samples of every round before it too; a failed round fails the test.
+        """
+        self.tracker.merge(other.tracker)
+        later = max(other.round_indexes, default=0) >= max(self.round_indexes, default=0)
+        if later:
+            self.verdicts = list(other.verdicts)
+            self.budgets = list(other.budgets)
+        if other.outcome == "failed" or (later and self.outcome != "failed"):
+            self.outcome = other.outcome
+        self.duration += other.duration
+        for key, value in other.extra.items():
+            mine = self.extra.get(key)
+            if isinstance(mine, list) and isinstance(value, list):
+                mine.extend(value)
+            elif later or key not in self.extra:
+                self.extra[key] = value
+        self.rounds = sorted([*self.rounds, *other.rounds], key=lambda r: int(r["round"]))
 
     @property
     def flags(self) -> set[str]:
@@ -63,6 +95,7 @@ class TestResult:
             "flags": sorted(self.flags),
             "extra": self.extra,
             "tracker": self.tracker.to_dict(),
+            "rounds": self.rounds,
         }
 
     @classmethod
@@ -76,6 +109,7 @@ class TestResult:
             outcome=str(data.get("outcome", "passed")),
             duration=float(data.get("duration", 0.0)),
             extra=dict(data.get("extra", {})),
+            rounds=validate_rounds(data.get("rounds", [])),
         )
 
 
@@ -118,7 +152,17 @@ class SessionResults:
     comparison: dict[str, Any] | None = None
 
     def add(self, result: TestResult) -> None:
-        """Add (or replace, on a rerun) one test's result."""
+        """Add one test's result: another round of a test already here merges into it; the
+        same round again (a rerun) replaces it."""
+        held = self.tests.get(result.nodeid)
+        if (
+            held is not None
+            and held.rounds
+            and result.rounds
+            and not set(held.round_indexes) & set(result.round_indexes)
+        ):
+            held.merge_round(result)
+            return
         self.tests[result.nodeid] = result
 
     def totals(self) -> PerformanceTracker:

@@ -50,6 +50,14 @@ def parse_non_negative(text: str) -> float:
     return value
 
 
+def parse_rounds(text: str) -> int:
+    """A whole number of rounds, 1 to 1000."""
+    value = int(text.strip())
+    if not 1 <= value <= 1000:
+        raise ValueError(f"expected a whole number of rounds from 1 to 1000, got {text!r}")
+    return value
+
+
 def parse_url(text: str, schemes: tuple[str, ...] = ("http", "https", "ws", "wss")) -> str:
     """A URL with one of ``schemes`` and a host part, without a trailing slash."""
     text = text.strip()
@@ -161,9 +169,21 @@ OPTIONS: tuple[Option, ...] = (
         "axiom_perf_noise_floor",
         None,
         parse_non_negative,
-        1.0,
-        "smallest absolute p95 regression, in milliseconds, that can fail the run (default 1)",
+        0.0,
+        "smallest absolute p95 regression, in milliseconds, that can fail the run "
+        "(default 0: none; the threshold is relative)",
         "MS",
+    ),
+    Option(
+        "rounds",
+        "--axiom-perf-rounds",
+        "axiom_perf_rounds",
+        None,
+        parse_rounds,
+        1,
+        "measure each performance test in N rounds spread over the run; the gate then "
+        "compares rounds, not one run's samples (default 1)",
+        "N",
     ),
     Option(
         "mismatch",
@@ -239,6 +259,17 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+#: Options that ask for a performance run's output, and so turn performance mode on.
+OUTPUT_OPTIONS = (
+    "json_path",
+    "save_path",
+    "compare_path",
+    "markdown_path",
+    "html_path",
+    "profile_dir",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every option's resolved value, and where each came from."""
@@ -248,7 +279,8 @@ class Settings:
     save_path: Path | None = None
     compare_path: Path | None = None
     threshold: float = 10.0
-    noise_floor: float = 1.0
+    noise_floor: float = 0.0
+    rounds: int = 1
     mismatch: str = "warn"
     markdown_path: Path | None = None
     html_path: Path | None = None
@@ -293,6 +325,13 @@ class Settings:
                 values[opt.name] = raw
             sources.append((opt.name, origin))
         token = os.environ.get("AXIOM_AUTH_TOKEN") or None
+        given = dict(sources)
+        if not values["perf"] and any(given.get(n) == "command line" for n in OUTPUT_OPTIONS):
+            # Asking for a baseline, a comparison or a report on the command line is asking
+            # for performance mode: a CI job that forgot --axiom-perf must not gate nothing
+            # and exit 0. (An ini key only says where to write when performance mode is on.)
+            values["perf"] = True
+            sources.append(("perf", "implied by an output option"))
         return cls(**values, auth_token=token, sources=tuple(sources))
 
 

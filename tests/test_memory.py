@@ -438,12 +438,11 @@ def test_profile_files_and_top_functions(user_project: pytest.Pytester) -> None:
     assert {"slow_helper", "test_slow"} <= functions
 
 
-def test_profile_ignored_without_performance_mode(user_project: pytest.Pytester) -> None:
+def test_profile_option_turns_performance_mode_on(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(test_prof=PROFILED)
     result = user_project.runpytest("--axiom-perf-profile=prof")
-    result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*--axiom-perf-profile ignored without --axiom-perf*"])
-    assert not (user_project.path / "prof").exists()
+    result.stdout.fnmatch_lines(["axiomperf: performance mode on *"])
+    assert (user_project.path / "prof").is_dir()
 
 
 # -- the Python API directly ------------------------------------------------------------

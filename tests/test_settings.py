@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 SHOW = """
@@ -146,25 +148,41 @@ def test_help_lists_options_with_ini_and_env(project: pytest.Pytester) -> None:
     )
 
 
-def test_output_options_without_performance_mode_warn(project: pytest.Pytester) -> None:
-    result = project.runpytest("--axiom-perf-json=out.json")
-    result.stdout.fnmatch_lines(["*--axiom-perf-json ignored without --axiom-perf*"])
-    assert not (project.path / "out.json").exists()
-
-
-def test_ignored_output_options_are_named_in_the_header(project: pytest.Pytester) -> None:
-    # The warning summary can be silenced; the header cannot: a CI job that lost
-    # --axiom-perf says so at the top of its log.
-    result = project.runpytest(
-        "-p", "no:warnings", "--axiom-perf-compare=base.json", "--axiom-perf-json=out.json"
+def test_output_options_on_the_command_line_turn_performance_mode_on(
+    project: pytest.Pytester,
+) -> None:
+    # A CI job that lost --axiom-perf but asks for a comparison or a file must not
+    # gate nothing and exit 0: asking for the output is asking for performance mode.
+    project.makepyfile(
+        test_one="""
+        def test_one(axiom_tracker):
+            for _ in range(5):
+                axiom_tracker.record("api_response_times", 0.01)
+        """
     )
+    result = project.runpytest("--axiom-perf-json=out.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["axiomperf: performance mode on *", "*axiom-perf report*"])
+    assert "test_one.py::test_one" in json.loads((project.path / "out.json").read_text())["tests"]
+    missing = project.runpytest("--axiom-perf-compare=nothing.json")
+    assert missing.ret == pytest.ExitCode.USAGE_ERROR
+    missing.stderr.fnmatch_lines(["*baseline nothing.json: no such file*"])
+
+
+def test_output_ini_keys_without_performance_mode_warn(project: pytest.Pytester) -> None:
+    # An ini key says where to write when performance mode is on; alone it is ignored,
+    # and the header says so (the warning summary can be silenced, the header cannot).
+    project.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\naxiom_perf_json = out.json\n"
+    )
+    result = project.runpytest("-p", "no:warnings")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
-        [
-            "axiomperf: performance mode off: --axiom-perf-json, --axiom-perf-compare ignored"
-            " (add --axiom-perf)"
-        ]
+        ["axiomperf: performance mode off: --axiom-perf-json ignored (add --axiom-perf)"]
     )
+    assert not (project.path / "out.json").exists()
+    warned = project.runpytest()
+    warned.stdout.fnmatch_lines(["*--axiom-perf-json ignored without --axiom-perf*"])
 
 
 def test_no_header_line_without_output_options(project: pytest.Pytester) -> None:

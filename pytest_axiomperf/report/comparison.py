@@ -8,7 +8,9 @@ from pytest_axiomperf.baseline import (
     INCOMPARABLE,
     INSUFFICIENT,
     NEW,
+    ONE_RUN,
     REGRESSION,
+    ROUND_ALPHA,
     UNCHANGED,
     VANISHED,
     Comparison,
@@ -98,13 +100,54 @@ def _counted(
     )
 
 
+def rule_text(comparison: Comparison) -> str:
+    """The rule the comparison applied, in words (only the evidence it actually had)."""
+    threshold = f"> {comparison.threshold:g}%"
+    if comparison.noise_floor > 0:
+        threshold += f" and > {comparison.noise_floor:g}ms"
+    evidence = {m.evidence for m in comparison.metrics}
+    rules = []
+    if evidence - {ONE_RUN}:
+        test = "Wilcoxon signed-rank" if comparison.paired else "Mann-Whitney U"
+        rules.append(
+            f"typical round p95 worse by {threshold}, rounds agree "
+            f"({test}, exact, p < {ROUND_ALPHA:g})"
+        )
+    if ONE_RUN in evidence or not evidence:
+        rules.append(
+            f"one run a side: p95 and median worse by {threshold}, Mann-Whitney U p < {ALPHA:g}"
+        )
+    return "; ".join(rules)
+
+
+def one_run_caveat(comparison: Comparison) -> str | None:
+    """Said when some verdict rests on one run a side: it cannot separate machine from code."""
+    if not any(m.evidence == ONE_RUN and m.old_p95 is not None for m in comparison.metrics):
+        return None
+    return (
+        "one run a side cannot tell a slower machine from slower code: measure rounds "
+        "(--axiom-perf-rounds=N at save and compare time) or compare in one job "
+        "(axiomperf ab --base REF)"
+    )
+
+
+def describe_rounds(m: MetricComparison) -> str:
+    """``rounds p95 baseline 4.10ms 4.30ms | now 5.50ms 5.60ms`` when rounds were compared."""
+    if not m.old_rounds or not m.new_rounds:
+        return ""
+    was = " ".join(fmt(v) for v in m.old_rounds)
+    now = " ".join(fmt(v) for v in m.new_rounds)
+    return f"round p95s: baseline {was} | now {now}"
+
+
 def render_comparison(comparison: Comparison) -> str:
     """The comparison section: mismatches, one line per test metric by status, then totals."""
     lines = [
-        f"Baseline comparison with {comparison.baseline} (regression: p95 worse by "
-        f"> {comparison.threshold:g}% and > {comparison.noise_floor:g}ms, "
-        f"one-sided Mann-Whitney U p < {ALPHA:g}):"
+        f"Baseline comparison with {comparison.baseline} (regression: {rule_text(comparison)}):"
     ]
+    caveat = one_run_caveat(comparison)
+    if caveat is not None:
+        lines.append(f"  note: {caveat}")
     for text in comparison.mismatches:
         head = "REFUSED" if comparison.refused else "WARNING"
         lines.append(f"  {head}: {text}")
@@ -118,6 +161,8 @@ def render_comparison(comparison: Comparison) -> str:
             for m in comparison.with_status(status):
                 change, counts = describe_change(m), f"n={m.old_n}->{m.new_n}"
                 lines.append(f"  {status_label(m):<17} {m.nodeid}  {change}  {counts}; {m.reason}")
+                if status in (REGRESSION, IMPROVEMENT) and describe_rounds(m):
+                    lines.append(f"  {'':<17} {describe_rounds(m)}")
         lines.extend(f"  new test          {t}" for t in comparison.new_tests)
         lines.extend(f"  vanished test     {t}" for t in comparison.vanished_tests)
     lines.append(f"Result: {summary_line(comparison)}")

@@ -11,6 +11,8 @@ from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison
 from pytest_axiomperf.report.comparison import (
     STATUS_ORDER,
     describe_change,
+    one_run_caveat,
+    rule_text,
     status_name,
     summary_line,
 )
@@ -88,9 +90,9 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         lines += [
             "### Baseline comparison",
             "",
-            f"Regression: p95 worse by more than {comparison.threshold:g}% and "
-            f"{comparison.noise_floor:g}ms, and a significant shift (one-sided Mann-Whitney U).",
+            f"Regression: {rule_text(comparison)}.",
             "",
+            *([f"Note: {one_run_caveat(comparison)}.", ""] if one_run_caveat(comparison) else []),
             "| status | test | metric | p95 baseline | p95 now | change | n | note |",
             "|---|---|---|---|---|---|---|---|",
         ]

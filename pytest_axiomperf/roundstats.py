@@ -1,0 +1,189 @@
+"""Rounds: per-round summaries and the exact tests the gate applies to them.
+
+Samples within one run share that run's machine state (CPU contention, clock
+frequency, the exchange process's scheduling), so two runs' samples are not two
+independent samples of the code's speed: a test on them answers "did these two
+runs differ", which under drift is almost always yes. A *round* is one
+measurement of a test (one pass over the suite); its summary (count, mean, p50,
+p95, p99 per metric and route) is one observation. The gate compares rounds:
+
+- paired rounds (``axiomperf ab``: base and head measured alternately, round i of
+  each side close together in time): the Wilcoxon signed-rank test on the log
+  ratios of the pairs' p95s, exact (all 2^n sign assignments, counted by dynamic
+  programming over the doubled ranks);
+- unpaired rounds (a committed baseline saved with ``--axiom-perf-rounds``): the
+  Mann-Whitney U test on the rounds' p95s, exact for small counts (the classic
+  recursion over U), normal approximation beyond :data:`EXACT_LIMIT` rounds.
+
+Both are rank tests: one round disturbed by a neighbour cannot carry the verdict.
+They are exact for the few observations rounds give, so their smallest possible
+p-value is known in advance (:func:`min_p_paired`, :func:`min_p_unpaired`): with
+too few rounds to ever reach the level, the comparison says so instead of
+pretending to test.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.tracker import PerformanceTracker
+
+#: A round with fewer samples of a metric than this gives no p95 worth comparing.
+MIN_ROUND_SAMPLES = 5
+#: Above this many rounds a side, the unpaired test uses the normal approximation.
+EXACT_LIMIT = 25
+#: The statistics kept per round, per metric and route.
+ROUND_STATS = ("count", "mean", "p50", "p95", "p99")
+
+
+def _summary(hist: Histogram) -> dict[str, float]:
+    if not hist.count:
+        return {"count": 0}
+    ps = hist.percentiles((50, 95, 99))
+    return {"count": hist.count, "mean": hist.mean, "p50": ps[50], "p95": ps[95], "p99": ps[99]}
+
+
+def round_summary(tracker: PerformanceTracker, index: int) -> dict[str, Any]:
+    """One round of one test: ``{"round": i, "metrics": {metric: {count, mean, p50, p95, p99,
+    "tags": {tag: {...}}}}}`` (plain builtins, for results files and pytest-xdist)."""
+    metrics: dict[str, Any] = {}
+    for metric in tracker.metrics():
+        entry: dict[str, Any] = _summary(tracker.histogram(metric))
+        entry["tags"] = {
+            tag: _summary(tracker.histogram(metric, tag)) for tag in tracker.tags(metric)
+        }
+        metrics[metric] = entry
+    return {"round": index, "metrics": metrics}
+
+
+def validate_rounds(data: object) -> list[dict[str, Any]]:
+    """Rounds as read from a results file; ``ValueError`` when malformed."""
+    if not isinstance(data, list):
+        raise ValueError("'rounds' is not a list")
+    out = []
+    for entry in data:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("metrics"), Mapping):
+            raise ValueError("a round without 'metrics'")
+        index = entry.get("round")
+        if not isinstance(index, int) or isinstance(index, bool) or index < 1:
+            raise ValueError(f"round index {index!r} is not a whole number >= 1")
+        out.append(dict(entry))
+    return out
+
+
+def round_values(
+    rounds: Iterable[Mapping[str, Any]], metric: str, tag: str | None = None, stat: str = "p95"
+) -> dict[int, float]:
+    """``{round index: stat}`` of one metric (or one route), for the rounds that recorded at
+    least :data:`MIN_ROUND_SAMPLES` samples of it."""
+    out: dict[int, float] = {}
+    for entry in rounds:
+        summary = entry["metrics"].get(metric)
+        if summary is not None and tag is not None:
+            summary = summary.get("tags", {}).get(tag)
+        if not summary or summary.get("count", 0) < MIN_ROUND_SAMPLES:
+            continue
+        value = summary.get(stat)
+        if isinstance(value, (int, float)) and math.isfinite(value) and value >= 0:
+            out[int(entry["round"])] = float(value)
+    return out
+
+
+def median(values: Sequence[float]) -> float:
+    """The median (mean of the middle two for an even count)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    if not n:
+        raise ValueError("median of nothing")
+    mid = n // 2
+    return ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """Ranks 1..n, ties given their average rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def wilcoxon_signed_rank(diffs: Sequence[float]) -> tuple[float, float]:
+    """Exact one-sided p-values ``(p_greater, p_less)`` that the differences are centred
+    above (below) zero. Zero differences are dropped; tied magnitudes share their average
+    rank, and the null distribution is that of those ranks (exact with ties)."""
+    nonzero = [d for d in diffs if d != 0]
+    n = len(nonzero)
+    if not n:
+        return 1.0, 1.0
+    doubled = [round(2 * r) for r in _ranks([abs(d) for d in nonzero])]
+    observed = sum(r for r, d in zip(doubled, nonzero, strict=True) if d > 0)
+    # counts[s]: sign assignments whose positive ranks (doubled) sum to s.
+    counts = [1] + [0] * sum(doubled)
+    for r in doubled:
+        for s in range(len(counts) - 1, r - 1, -1):
+            counts[s] += counts[s - r]
+    total = 2**n
+    p_greater = sum(counts[observed:]) / total
+    p_less = sum(counts[: observed + 1]) / total
+    return p_greater, p_less
+
+
+@lru_cache(maxsize=256)
+def _u_counts(n: int, m: int) -> tuple[int, ...]:
+    """Number of orderings of n and m values (no ties) for each value of U of the n."""
+    if n == 0 or m == 0:
+        return (1,)
+    with_n_last = _u_counts(n - 1, m)  # the largest value belongs to the n side: +m to U
+    with_m_last = _u_counts(n, m - 1)
+    out = [0] * (n * m + 1)
+    for u, c in enumerate(with_n_last):
+        out[u + m] += c
+    for u, c in enumerate(with_m_last):
+        out[u] += c
+    return tuple(out)
+
+
+def mann_whitney_rounds(old: Sequence[float], new: Sequence[float]) -> tuple[float, float]:
+    """One-sided p-values ``(p_greater, p_less)`` that ``new`` tends to be larger (smaller).
+
+    Exact for up to :data:`EXACT_LIMIT` values a side (ties count one half, against the
+    no-tie distribution), else the normal approximation with a continuity correction.
+    """
+    n, m = len(new), len(old)
+    if not n or not m:
+        return 1.0, 1.0
+    u = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x in new for y in old)
+    if n <= EXACT_LIMIT and m <= EXACT_LIMIT:
+        counts = _u_counts(n, m)
+        total = sum(counts)
+        lo, hi = math.floor(u), math.ceil(u)
+        return sum(counts[lo:]) / total, sum(counts[: hi + 1]) / total
+    mu, sd = n * m / 2, math.sqrt(n * m * (n + m + 1) / 12)
+    p_greater = 0.5 * math.erfc((u - mu - 0.5) / sd / math.sqrt(2))
+    p_less = 0.5 * math.erfc(-(u - mu + 0.5) / sd / math.sqrt(2))
+    return min(1.0, p_greater), min(1.0, p_less)
+
+
+def min_p_paired(n: int) -> float:
+    """The smallest one-sided p-value n pairs can give (all differences one way)."""
+    return 1.0 / 2**n if n else 1.0
+
+
+def min_p_unpaired(n: int, m: int) -> float:
+    """The smallest one-sided p-value n and m unpaired rounds can give."""
+    if not n or not m:
+        return 1.0
+    if n <= EXACT_LIMIT and m <= EXACT_LIMIT:
+        return 1.0 / math.comb(n + m, n)
+    return 0.0
