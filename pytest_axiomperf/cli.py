@@ -1,6 +1,7 @@
-"""The ``axiomperf`` command: compare two results files, or show one.
+"""The ``axiomperf`` command: compare two results files, show one, or A/B two revisions.
 
-Exit codes: 0 fine, 1 a regression (``compare``), 2 a bad file or usage.
+Exit codes: 0 fine, 1 a regression (``compare``, ``ab``; ``ab`` also when the working
+tree's tests failed), 2 a bad file or usage (or an A/B run that could not be made).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from pytest_axiomperf.ab import DEFAULT_ROUNDS, ABError, ABRun, write_outputs
 from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.report.comparison import render_comparison
@@ -20,6 +22,7 @@ from pytest_axiomperf.settings import (
     parse_choice,
     parse_non_negative,
     parse_percent,
+    parse_rounds,
 )
 
 T = TypeVar("T")
@@ -76,17 +79,84 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show = sub.add_parser("show", help="print the report of a results file")
     show.add_argument("path", type=Path, metavar="RESULTS.json")
+    ab = sub.add_parser(
+        "ab",
+        help="measure a git revision (--base) and the working tree alternately, round by "
+        "round, and compare them; exit 1 on a regression",
+        description="Same-job A/B. Other arguments (after -- if they look like options of "
+        "this command) go to each pytest run, e.g. axiomperf ab --base origin/main tests/perf/",
+    )
+    ab.add_argument("--base", required=True, metavar="REF", help="the revision to compare with")
+    ab.add_argument(
+        "--rounds",
+        type=_arg(parse_rounds),
+        default=DEFAULT_ROUNDS,
+        metavar="N",
+        help=f"rounds a side, each its own pytest process (default {DEFAULT_ROUNDS})",
+    )
+    ab.add_argument(
+        "--threshold",
+        type=_arg(parse_percent),
+        default=Settings.threshold,
+        metavar="PCT",
+        help="smallest typical-round p95 regression in percent that can fail (default 10)",
+    )
+    ab.add_argument(
+        "--noise-floor",
+        type=_arg(parse_non_negative),
+        default=Settings.noise_floor,
+        metavar="MS",
+        help="smallest p95 regression in milliseconds that can fail (default 0: none)",
+    )
+    ab.add_argument(
+        "--json", type=Path, metavar="PATH", help="write the head's results and the comparison"
+    )
+    ab.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report")
+    ab.add_argument("--html", type=Path, metavar="PATH", help="write an HTML report")
+    ab.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep each round's results and pytest output here"
+    )
     return parser
+
+
+def _run_ab(args: argparse.Namespace, pytest_args: list[str]) -> int:
+    run = ABRun(
+        base_ref=args.base,
+        rounds=args.rounds,
+        pytest_args=pytest_args,
+        threshold=args.threshold,
+        noise_floor=args.noise_floor,
+        workdir=args.keep,
+        say=lambda line: print(line, flush=True),
+    )
+    comparison, base, head = run.run()
+    print(render_comparison(comparison))
+    for line in write_outputs(comparison, base, head, args.json, args.markdown, args.html):
+        print(f"axiomperf ab wrote the {line}")
+    if head.failed_rounds:
+        rounds = ", ".join(str(i) for i in head.failed_rounds)
+        print(f"axiomperf ab: tests failed on the working tree in round(s) {rounds}")
+    return EXIT_REGRESSION if comparison.regressions or head.failed_rounds else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit code (also the console script's entry point)."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passed: list[str] = []
+    if "--" in argv:  # everything after -- goes to pytest as it is
+        argv, passed = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     try:
-        args = parser.parse_args(argv)
+        if argv[:1] == ["ab"]:
+            args, unknown = parser.parse_known_args(argv)
+            passed = unknown + passed
+        else:
+            args = parser.parse_args(argv + (["--", *passed] if passed else []))
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 on --help
         return int(exc.code or 0)
     try:
+        if args.command == "ab":
+            return _run_ab(args, passed)
         if args.command == "compare":
             old, new = load_results(args.old), load_results(args.new, role="results")
             comparison = compare(
@@ -105,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         stored = Comparison.from_dict(results.comparison) if results.comparison else None
         print(render_terminal_report(results, stored))
         return EXIT_OK
-    except BaselineError as exc:
+    except (BaselineError, ABError) as exc:
+        print(f"axiomperf: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as exc:
         print(f"axiomperf: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 

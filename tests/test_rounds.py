@@ -1,0 +1,330 @@
+"""Rounds: N measurements per test spread over the run, and the gate that compares them."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_axiomperf import roundstats
+from pytest_axiomperf.baseline import (
+    INCOMPARABLE,
+    INSUFFICIENT,
+    ONE_RUN,
+    PAIRED,
+    REGRESSION,
+    ROUNDS,
+    UNCHANGED,
+    compare_metric,
+)
+from pytest_axiomperf.histogram import Histogram
+
+# -- the exact tests against scipy --------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_signed_rank_matches_scipy_exact(seed: int) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(seed)
+    diffs = [rng.gauss(0.1 * seed, 1.0) for _ in range(4 + seed)]
+    greater, less = roundstats.wilcoxon_signed_rank(diffs)
+    expect_g = stats.wilcoxon(diffs, alternative="greater", method="exact").pvalue
+    expect_l = stats.wilcoxon(diffs, alternative="less", method="exact").pvalue
+    assert greater == pytest.approx(expect_g, rel=1e-9)
+    assert less == pytest.approx(expect_l, rel=1e-9)
+
+
+@pytest.mark.parametrize(("n", "m", "seed"), [(3, 3, 1), (4, 6, 2), (6, 6, 3), (8, 5, 4)])
+def test_rounds_mann_whitney_matches_scipy_exact(n: int, m: int, seed: int) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(seed)
+    old = [rng.gauss(0, 1) for _ in range(m)]
+    new = [rng.gauss(0.8, 1) for _ in range(n)]
+    greater, less = roundstats.mann_whitney_rounds(old, new)
+    assert greater == pytest.approx(
+        stats.mannwhitneyu(new, old, alternative="greater", method="exact").pvalue, rel=1e-9
+    )
+    assert less == pytest.approx(
+        stats.mannwhitneyu(new, old, alternative="less", method="exact").pvalue, rel=1e-9
+    )
+
+
+def test_smallest_p_values() -> None:
+    assert roundstats.min_p_paired(6) == 1 / 64
+    assert roundstats.wilcoxon_signed_rank([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])[0] == 1 / 64
+    assert roundstats.min_p_unpaired(4, 4) == 1 / 70
+    assert roundstats.mann_whitney_rounds([1, 2, 3, 4], [5, 6, 7, 8])[0] == 1 / 70
+
+
+# -- the round rule -----------------------------------------------------------------------
+
+
+def _hist(n: int = 100) -> Histogram:
+    h = Histogram()
+    for i in range(n):
+        h.record(0.001 * (1 + i / n))
+    return h
+
+
+def _rounds(values: list[float]) -> dict[int, float]:
+    return {i + 1: v for i, v in enumerate(values)}
+
+
+def test_paired_rounds_catch_a_microsecond_regression() -> None:
+    # 45 us -> 58 us in every pair, while the machine drifts 2x between pairs: each pair
+    # shares its moment, so the ratio is what the code did. No absolute floor hides it.
+    drift = [1.0, 1.9, 1.2, 0.8, 1.5, 1.1]
+    old = _rounds([45e-6 * d for d in drift])
+    new = _rounds([58e-6 * d for d in drift])
+    m = compare_metric("t", "decision", _hist(), _hist(), 10.0, old_rounds=old, new_rounds=new,
+                       paired=True)  # fmt: skip
+    assert m.status == REGRESSION and m.evidence == PAIRED
+    assert m.change_pct == pytest.approx(28.9, abs=0.1)
+    assert m.p_value == 1 / 64 and "across 6 pairs" in m.reason
+    assert m.old_rounds == tuple(old.values())
+
+
+def test_rounds_that_disagree_are_not_a_regression() -> None:
+    # The typical round is 20 % slower, but two of six pairs went the other way.
+    old = _rounds([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    new = _rounds([1.2, 1.25, 0.8, 1.3, 0.85, 1.2])
+    m = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=old, new_rounds=new,
+                       paired=True)  # fmt: skip
+    assert m.status == UNCHANGED and "the rounds disagree" in m.reason
+
+
+def test_unpaired_rounds_and_too_few_rounds() -> None:
+    old = _rounds([1.0, 1.02, 0.98, 1.01])
+    new = _rounds([1.3, 1.32, 1.28, 1.31])
+    m = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=old, new_rounds=new)
+    assert m.status == REGRESSION and m.evidence == ROUNDS and m.p_value == 1 / 70
+    few = compare_metric(
+        "t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds([1.0, 1.0]),
+        new_rounds=_rounds([2.0, 2.0]),
+    )  # fmt: skip
+    assert few.status == INSUFFICIENT and "measure at least 4 rounds a side" in few.reason
+    pairs = compare_metric(
+        "t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds([1.0] * 4),
+        new_rounds=_rounds([2.0] * 4), paired=True,
+    )  # fmt: skip
+    assert pairs.status == INSUFFICIENT and "5 paired rounds" in pairs.reason
+
+
+def test_one_run_a_side_needs_the_body_to_move_and_says_it_cannot_tell() -> None:
+    rng = random.Random(3)
+    base = [rng.lognormvariate(math.log(45e-6), 0.1) for _ in range(300)]
+    old, slower = Histogram(), Histogram()
+    for v in base:
+        old.record(v)
+        slower.record(v * 1.3)
+    m = compare_metric("t", "decision", old, slower, 10.0)
+    # 13 us on a 45 us path: the old 1 ms floor hid this; now it is caught, with the caveat.
+    assert m.status == REGRESSION and m.evidence == ONE_RUN
+    assert "machine drift and code cannot be told apart" in m.reason
+
+
+# -- rounds in a pytest run ---------------------------------------------------------------
+
+MEASURED = """
+import os, random, pytest
+
+SCALE = float(os.environ.get("AXIOM_TEST_SCALE", "1"))
+
+@pytest.mark.latency_budget(p95="1s", metric="api_response_times")
+@pytest.mark.parametrize("kind", ["a", "b"])
+def test_measured(axiom_tracker, kind):
+    rng = random.Random()
+    for _ in range(40):
+        axiom_tracker.record("api_response_times", rng.uniform(0.010, 0.011) * SCALE, tag="GET /x")
+
+def test_plain():
+    pass
+"""
+
+
+@pytest.fixture
+def measured(user_project: pytest.Pytester) -> pytest.Pytester:
+    user_project.makepyfile(test_measured=MEASURED)
+    return user_project
+
+
+def _json(project: pytest.Pytester, name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((project.path / name).read_text())
+    return data
+
+
+def test_rounds_spread_over_the_run_and_merge_per_test(measured: pytest.Pytester) -> None:
+    order = measured.runpytest("--axiom-perf", "--axiom-perf-rounds=3", "--collect-only", "-q")
+    # Round 1 of every test before any round 2: the rounds of one test are not adjacent;
+    # a plain test runs once.
+    assert [line for line in order.stdout.lines if "::" in line] == [
+        f"test_measured.py::{name}"
+        for name in (
+            "test_measured[a-round-1]", "test_measured[b-round-1]", "test_plain",
+            "test_measured[a-round-2]", "test_measured[b-round-2]",
+            "test_measured[a-round-3]", "test_measured[b-round-3]",
+        )
+    ]  # fmt: skip
+    result = measured.runpytest("--axiom-perf-rounds=3", "--axiom-perf-json=out.json")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["axiomperf: performance mode on (3 rounds per test, *"])
+    data = _json(measured, "out.json")
+    test = data["tests"]["test_measured.py::test_measured[a]"]
+    assert [r["round"] for r in test["rounds"]] == [1, 2, 3]
+    assert test["metrics"]["api_response_times"]["count"] == 120  # merged, losslessly
+    first = test["rounds"][0]["metrics"]["api_response_times"]
+    assert first["count"] == 40 and 0.010 <= first["p95"] <= 0.0112
+    assert first["tags"]["GET /x"]["count"] == 40
+    assert "test_measured.py::test_measured[a-round-1]" not in data["tests"]
+
+
+def test_budgets_check_the_merged_rounds(user_project: pytest.Pytester) -> None:
+    # 15 samples a round under min_samples=40: round 3 (45 merged) passes.
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.latency_budget(p95="1s", min_samples=40)
+        def test_few(axiom_tracker):
+            for _ in range(15):
+                axiom_tracker.record("api_response_times", 0.01)
+        """
+    )
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-rounds=3", "-rA")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*15 samples recorded; the budget needs at least 40 (min_samples)",
+            "*30 samples recorded; the budget needs at least 40 (min_samples)",
+            "PASSED *test_few[[]round-3[]]",
+        ]
+    )
+
+
+@pytest.mark.skipif(pytest.importorskip("xdist") is None, reason="needs pytest-xdist")
+def test_rounds_under_xdist_merge_on_the_controller(measured: pytest.Pytester) -> None:
+    result = measured.runpytest_subprocess(
+        "-n", "2", "--axiom-perf-rounds=4", "--axiom-perf-json=out.json"
+    )
+    result.assert_outcomes(passed=9)
+    data = _json(measured, "out.json")
+    for kind in "ab":
+        test = data["tests"][f"test_measured.py::test_measured[{kind}]"]
+        assert [r["round"] for r in test["rounds"]] == [1, 2, 3, 4]
+        assert test["metrics"]["api_response_times"]["count"] == 160
+
+
+def test_a_slower_code_path_fails_on_rounds_and_shows_them(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert measured.runpytest("--axiom-perf-rounds=4", "--axiom-perf-save=base.json").ret == 0
+    same = measured.runpytest("--axiom-perf-rounds=4", "--axiom-perf-compare=base.json")
+    assert same.ret == pytest.ExitCode.OK
+    same.stdout.fnmatch_lines(
+        [
+            "*regression: typical round p95 worse by > 10%, rounds agree (Mann-Whitney U, exact*",
+            "Result: 0 regression(s), 0 improved, 2 unchanged, *",
+        ]
+    )
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "1.3")
+    slow = measured.runpytest(
+        "--axiom-perf-rounds=4", "--axiom-perf-compare=base.json", "--axiom-perf-json=out.json"
+    )
+    assert slow.ret == pytest.ExitCode.TESTS_FAILED
+    slow.stdout.fnmatch_lines(
+        [
+            "  REGRESSION * test_measured.py::test_measured[[]a[]]  api_response_times p95 *"
+            "across 4 and 4 rounds",
+            "    * round p95s: baseline * | now *",
+        ]
+    )
+    entry = _json(measured, "out.json")["tests"]["test_measured.py::test_measured[a]"]
+    verdict = entry["extra"]["comparison"][0]
+    assert verdict["evidence"] == ROUNDS and len(verdict["new_rounds"]) == 4
+
+
+def test_one_round_a_side_says_it_cannot_separate_machine_from_code(
+    measured: pytest.Pytester,
+) -> None:
+    assert measured.runpytest("--axiom-perf-save=base.json").ret == 0
+    result = measured.runpytest("--axiom-perf-compare=base.json")
+    result.stdout.fnmatch_lines(
+        ["  note: one run a side cannot tell a slower machine from slower code: *axiomperf ab*"]
+    )
+
+
+# -- the machine drift guard -----------------------------------------------------------------
+
+
+def _set_calibration(path: Path, ms: float) -> None:
+    data = json.loads(path.read_text())
+    data["environment"]["calibration"]["ms"] = ms
+    path.write_text(json.dumps(data))
+
+
+def test_a_faster_baseline_machine_is_named_not_blamed_on_the_code(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert measured.runpytest("--axiom-perf-save=base.json").ret == 0
+    saved = _json(measured, "base.json")["environment"]["calibration"]
+    assert saved["ms"] > 0 and saved["repeats"] >= 5
+    _set_calibration(measured.path / "base.json", 0.7)  # saved on a machine 30 % faster
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "1.5")
+    result = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-json=out.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "  WARNING: machine speed: this machine ran the CPU calibration 43% slower than the "
+            "baseline's (0.7 -> 1 ms)*axiomperf ab --base REF*",
+            "  not comparable * test_measured.py::test_measured[[]a[]] *regression (*), but the "
+            "machine ran the calibration +43% against the baseline's: not blamed on the code",
+        ]
+    )
+    statuses = {
+        m["status"] for m in _json(measured, "out.json")["comparison"]["metrics"]
+    }  # fmt: skip
+    assert statuses == {INCOMPARABLE}
+    refused = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-mismatch=refuse")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+
+
+# -- CI footguns ------------------------------------------------------------------------------
+
+
+def test_a_regressed_run_keeps_the_baseline_and_fails_in_junit(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert measured.runpytest("--axiom-perf-save=base.json").ret == 0
+    before = (measured.path / "base.json").read_bytes()
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "3")
+    # No --axiom-perf: the output options ask for performance mode by themselves.
+    result = measured.runpytest(
+        "--axiom-perf-compare=base.json", "--axiom-perf-save=base.json", "--junitxml=junit.xml"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["axiom-perf saved no baseline: this run regressed against base.json, which is left*"]
+    )
+    assert (measured.path / "base.json").read_bytes() == before
+    suite = ET.parse(measured.path / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    failed = [
+        case for case in suite.iter("testcase") if case.find("failure") is not None
+    ]  # fmt: skip
+    names = sorted(case.get("name", "") for case in failed)
+    assert names == ["test_measured[a]", "test_measured[b]"]
+    message = failed[0].find("failure")
+    assert message is not None and "performance regression against base.json" in (
+        message.get("message", "") + (message.text or "")
+    )
+    assert int(suite.get("failures", "0")) == 2
+    # A run that does not regress saves over it as asked.
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "1")
+    again = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-save=base.json")
+    assert again.ret == pytest.ExitCode.OK
+    assert (measured.path / "base.json").read_bytes() != before
