@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_axiomperf.cli import build_parser
 from pytest_axiomperf.settings import OPTIONS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -38,6 +39,8 @@ NOT_RUN_HERE = {
     # Installs from a package index: the tests run with the plugin installed already.
     "pip install pytest-axiomperf                          # the plugin",
     'pip install pytest-xdist "pytest-axiomperf[respx]"    # only for -n N and axiom_respx',
+    # Needs a git repository with history: tests/test_ab.py runs it on a throwaway one.
+    "axiomperf ab --base origin/main -- test_tour.py",
 }
 #: The SDK section's run, with its proxy variables: tests/test_sdk.py runs it.
 SDK_RUN = {
@@ -177,7 +180,12 @@ def test_workflow_uses_real_options() -> None:
     flags = {o.flag for o in OPTIONS if o.flag}
     (workflow,) = [b for b in readme_blocks() if b.lang == "yaml"]
     used = set(re.findall(r"(--axiom[-a-z]*)", workflow.code))
-    assert used and used <= flags, used - flags
+    assert used <= flags, used - flags
+    # The A/B step's own options are the command's (what goes after -- is pytest's).
+    (step,) = re.findall(r"axiomperf ab (--base .*?) -- ", workflow.code.replace("\n", " "))
+    words = shlex.split(step.replace("${{ github.base_ref }}", "main"))
+    args, unknown = build_parser().parse_known_args(["ab", *words])
+    assert not unknown and args.base == "origin/main" and args.json is not None
 
 
 def test_options_table_lists_every_option() -> None:
