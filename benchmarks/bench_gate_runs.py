@@ -177,8 +177,15 @@ def main() -> int:
                     if code not in (0, 1):
                         print(out[-3000:], file=sys.stderr)
                     rows.setdefault((mode, variant, hog), []).append(int(code != 0))
-                    record = {"run": i, "mode": mode, "variant": variant, "hog": hog,
-                              "exit": code, "seconds": round(took, 1), "verdicts": found}  # fmt: skip
+                    record = {
+                        "run": i,
+                        "mode": mode,
+                        "variant": variant,
+                        "hog": hog,
+                        "exit": code,
+                        "seconds": round(took, 1),
+                        "verdicts": found,
+                    }
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     print(json.dumps(record), flush=True)

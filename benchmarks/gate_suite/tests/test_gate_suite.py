@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import gatebot
+import pytest
 
 
 def test_decision_path(axiom_tracker):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import gatebot
+import pytest
 
 pytest.importorskip("pytest_benchmark")
 
