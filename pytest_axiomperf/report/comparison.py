@@ -48,9 +48,11 @@ def status_label(m: MetricComparison) -> str:
 
 
 def describe_change(m: MetricComparison) -> str:
-    """``api_response_times p95 10.00ms -> 40.00ms (+300.0%)`` (``metric[tag]`` for a route)."""
+    """``api_response_times p95 10.00ms -> 40.00ms (+300.0%)`` (``metric[tag]`` for a route);
+    with rounds, the p95s are the median round's and the change the typical one."""
     change = f" ({m.change_pct:+.1f}%)" if m.change_pct is not None else ""
-    return f"{m.label} p95 {fmt(m.old_p95)} -> {fmt(m.new_p95)}{change}"
+    what = "p95" if m.evidence == ONE_RUN else "p95 (median round)"
+    return f"{m.label} {what} {fmt(m.old_p95)} -> {fmt(m.new_p95)}{change}"
 
 
 def summary_line(comparison: Comparison) -> str:

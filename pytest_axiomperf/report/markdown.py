@@ -7,10 +7,11 @@ the per-test metrics tables (with each route's row under its metric).
 
 from __future__ import annotations
 
-from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison
+from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison, MetricComparison
 from pytest_axiomperf.report.comparison import (
     STATUS_ORDER,
     describe_change,
+    describe_rounds,
     one_run_caveat,
     rule_text,
     status_name,
@@ -72,7 +73,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         for m in regressions:
             lines.append(
                 f"| {_code(m.nodeid)} | regression | {_cell(describe_change(m))}; "
-                f"{_cell(m.reason)} |"
+                f"{_cell(_with_rounds(m))} |"
             )
         lines.append("")
 
@@ -103,7 +104,8 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
                 change = f"{m.change_pct:+.1f}%" if m.change_pct is not None else "-"
                 lines.append(
                     f"| {shown} | {_code(m.nodeid)} | {_cell(m.label)} | {fmt(m.old_p95)} | "
-                    f"{fmt(m.new_p95)} | {change} | {m.old_n}->{m.new_n} | {_cell(m.reason)} |"
+                    f"{fmt(m.new_p95)} | {change} | {m.old_n}->{m.new_n} | "
+                    f"{_cell(_with_rounds(m))} |"
                 )
         lines.extend(f"| new test | {_code(t)} | | | | | | |" for t in comparison.new_tests)
         lines.extend(
@@ -197,3 +199,9 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         lines.append("")
     lines.append(f"<sub>{PERCENTILE_DEFINITION}</sub>")
     return "\n".join(lines) + "\n"
+
+
+def _with_rounds(m: MetricComparison) -> str:
+    """The reason, and each round's p95 of both sides when rounds were compared."""
+    rounds = describe_rounds(m)
+    return f"{m.reason}; {rounds}" if rounds else m.reason
