@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--baseline-rounds", type=int, default=5)
     parser.add_argument("--ab-rounds", type=int, default=None, help="default: axiomperf's")
     parser.add_argument("--out", type=Path, default=Path("gate_runs.jsonl"))
+    parser.add_argument("--keep", type=Path, help="keep each A/B run's rounds here")
     args = parser.parse_args()
     modes = args.modes.split(",")
     rows: dict[tuple[str, str, bool], list[int]] = {}
@@ -149,6 +150,9 @@ def main() -> int:
                     with cpu_hog(hog):
                         if mode == "ab":
                             rounds = [f"--rounds={args.ab_rounds}"] if args.ab_rounds else []
+                            if args.keep:
+                                keep = args.keep / f"run{i}-{'aa' if factor == 1.0 else 'slow'}"
+                                rounds += ["--keep", str(keep)]
                             cmd = [sys.executable, "-m", "pytest_axiomperf.cli", "ab", "--base",
                                    "HEAD", *rounds, "--json", "ab.json", "--",
                                    "tests/test_gate_suite.py"]  # fmt: skip
@@ -185,6 +189,7 @@ def main() -> int:
                         "exit": code,
                         "seconds": round(took, 1),
                         "verdicts": found,
+                        "load1": round(os.getloadavg()[0], 2),
                     }
                     log.write(json.dumps(record) + "\n")
                     log.flush()
