@@ -44,6 +44,24 @@ def _arg(parse: Callable[[str], T]) -> Callable[[str], T]:
     return convert
 
 
+def _add_rule_options(parser: argparse.ArgumentParser) -> None:
+    """The gate's threshold and optional absolute floor, shared by compare and ab."""
+    parser.add_argument(
+        "--threshold",
+        type=_arg(parse_percent),
+        default=Settings.threshold,
+        metavar="PCT",
+        help="smallest (typical round) p95 regression in percent that can fail (default 10)",
+    )
+    parser.add_argument(
+        "--noise-floor",
+        type=_arg(parse_non_negative),
+        default=Settings.noise_floor,
+        metavar="MS",
+        help="smallest p95 regression in milliseconds that can fail (default 0: none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     parser = argparse.ArgumentParser(
@@ -56,20 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmp.add_argument("old", type=Path, metavar="OLD.json", help="the baseline results")
     cmp.add_argument("new", type=Path, metavar="NEW.json", help="the results to check")
-    cmp.add_argument(
-        "--threshold",
-        type=_arg(parse_percent),
-        default=Settings.threshold,
-        metavar="PCT",
-        help="smallest p95 regression in percent that can fail (default 10)",
-    )
-    cmp.add_argument(
-        "--noise-floor",
-        type=_arg(parse_non_negative),
-        default=Settings.noise_floor,
-        metavar="MS",
-        help="smallest p95 regression in milliseconds that can fail (default 1)",
-    )
+    _add_rule_options(cmp)
     cmp.add_argument(
         "--mismatch",
         type=_arg(parse_choice("warn", "refuse")),
@@ -94,20 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"rounds a side, each its own pytest process (default {DEFAULT_ROUNDS})",
     )
-    ab.add_argument(
-        "--threshold",
-        type=_arg(parse_percent),
-        default=Settings.threshold,
-        metavar="PCT",
-        help="smallest typical-round p95 regression in percent that can fail (default 10)",
-    )
-    ab.add_argument(
-        "--noise-floor",
-        type=_arg(parse_non_negative),
-        default=Settings.noise_floor,
-        metavar="MS",
-        help="smallest p95 regression in milliseconds that can fail (default 0: none)",
-    )
+    _add_rule_options(ab)
     ab.add_argument(
         "--json", type=Path, metavar="PATH", help="write the head's results and the comparison"
     )
