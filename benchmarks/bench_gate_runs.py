@@ -112,6 +112,49 @@ def axiom(repo: Path, *args: str) -> list[str]:
             "-q", *args]  # fmt: skip
 
 
+#: The paths whose detection the goal names: the microsecond and millisecond ones.
+PATHS = {
+    "decision (us)": "test_decision_path::decision_times",
+    "order (ms)": "test_order_path::order_path",
+    "feed (ms)": "test_feed_handler::feed_handler",
+}
+
+
+def summarize(records: list[dict[str, object]], walls: list[float]) -> None:
+    """Failed runs per mode and variant (all, quiet, with hog), then per path how often
+    the gate called it a regression."""
+    modes = list(dict.fromkeys(str(r["mode"]) for r in records))
+    print()
+    print(f"{'mode':<18}{'variant':<8}{'failed runs':>12}{'quiet':>8}{'hog':>8}  " + "".join(
+        f"{name:>15}" for name in PATHS
+    ))  # fmt: skip
+    for mode in modes:
+        for variant in VARIANTS:
+            mine = [r for r in records if r["mode"] == mode and r["variant"] == variant]
+            if not mine:
+                continue
+
+            def failed(rs: list[dict[str, object]]) -> str:
+                return f"{sum(r['exit'] != 0 for r in rs)}/{len(rs)}"
+
+            quiet = [r for r in mine if not r["hog"]]
+            hogged = [r for r in mine if r["hog"]]
+            paths = ""
+            for key in PATHS.values():
+                seen = [r for r in mine if key in r["verdicts"]]  # type: ignore[operator]
+                hits = sum(r["verdicts"][key] == "regression" for r in seen)  # type: ignore[index]
+                paths += f"{f'{hits}/{len(seen)}' if seen else '-':>15}"
+            print(
+                f"{mode:<18}{variant:<8}{failed(mine):>12}{failed(quiet):>8}"
+                f"{failed(hogged):>8}  {paths}"
+            )
+    if walls:
+        print(
+            f"\naxiomperf ab wall time: median {statistics.median(walls):.0f}s, "
+            f"max {max(walls):.0f}s over {len(walls)} runs"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=20, help="runs per row (default 20)")
@@ -120,9 +163,17 @@ def main() -> int:
     parser.add_argument("--ab-rounds", type=int, default=None, help="default: axiomperf's")
     parser.add_argument("--out", type=Path, default=Path("gate_runs.jsonl"))
     parser.add_argument("--keep", type=Path, help="keep each A/B run's rounds here")
+    parser.add_argument(
+        "--summarize", type=Path, metavar="JSONL", help="only print the tables of a past run"
+    )
     args = parser.parse_args()
+    if args.summarize:
+        lines = args.summarize.read_text().splitlines()
+        past = [json.loads(line) for line in lines if line.startswith("{")]
+        summarize(past, [float(r["seconds"]) for r in past if r["mode"] == "ab"])
+        return 0
     modes = args.modes.split(",")
-    rows: dict[tuple[str, str, bool], list[int]] = {}
+    records: list[dict[str, object]] = []
     walls: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as tmp, open(args.out, "w") as log:
         repo = make_repo(Path(tmp))
@@ -180,7 +231,6 @@ def main() -> int:
                             found = {}
                     if code not in (0, 1):
                         print(out[-3000:], file=sys.stderr)
-                    rows.setdefault((mode, variant, hog), []).append(int(code != 0))
                     record = {
                         "run": i,
                         "mode": mode,
@@ -191,26 +241,12 @@ def main() -> int:
                         "verdicts": found,
                         "load1": round(os.getloadavg()[0], 2),
                     }
+                    records.append(record)
                     log.write(json.dumps(record) + "\n")
                     log.flush()
                     print(json.dumps(record), flush=True)
         set_slowdown(repo, 1.0)
-    print()
-    print(f"{'mode':<18}{'variant':<8}{'failed runs (all)':>20}{'quiet':>10}{'with hog':>10}")
-    for mode in modes:
-        for variant in VARIANTS:
-            quiet = rows.get((mode, variant, False), [])
-            hogged = rows.get((mode, variant, True), [])
-            both = quiet + hogged
-            print(
-                f"{mode:<18}{variant:<8}{f'{sum(both)}/{len(both)}':>20}"
-                f"{f'{sum(quiet)}/{len(quiet)}':>10}{f'{sum(hogged)}/{len(hogged)}':>10}"
-            )
-    if walls:
-        print(
-            f"\naxiomperf ab wall time: median {statistics.median(walls):.0f}s, "
-            f"max {max(walls):.0f}s over {len(walls)} runs"
-        )
+    summarize(records, walls)
     return 0
 
 
