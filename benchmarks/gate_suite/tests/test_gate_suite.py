@@ -17,7 +17,7 @@ def test_decision_path(axiom_tracker):
 @pytest.mark.asyncio
 async def test_order_path(axiom_client, axiom_tracker):
     # The bot's own work (about 3 ms) dominates the loopback round trip inside the span.
-    for _ in range(60):
+    for _ in range(150):
         async with axiom_tracker.measure("order_path"):
             signal = gatebot.decide(gatebot.UPDATE, passes=1400)
             order = await axiom_client.post(
@@ -28,7 +28,7 @@ async def test_order_path(axiom_client, axiom_tracker):
 
 @pytest.mark.asyncio
 async def test_feed_handler(axiom_exchange, axiom_ws, axiom_tracker):
-    axiom_exchange.configure(push_rate=400)
+    axiom_exchange.configure(push_rate=600)
     handled = asyncio.Event()
     count = 0
 
@@ -37,7 +37,7 @@ async def test_feed_handler(axiom_exchange, axiom_ws, axiom_tracker):
         with axiom_tracker.measure("feed_handler"):
             gatebot.decide(gatebot.UPDATE, passes=200)
         count += 1
-        if count >= 150:
+        if count >= 300:
             handled.set()
 
     axiom_ws.register_handler("token_update", on_update)
