@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram
+from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram, check_value
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,10 +92,9 @@ class MetricStats:
 
     def get(self, statistic: str) -> float:
         """One statistic by name (``"p95"``, ``"mean"``, ``"max"`` ...)."""
-        value = getattr(self, statistic)
-        if not isinstance(value, float):
+        if statistic not in _STATISTICS:
             raise KeyError(statistic)
-        return value
+        return float(getattr(self, statistic))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; NaN becomes ``None``."""
@@ -103,6 +102,11 @@ class MetricStats:
             k: (None if isinstance(v, float) and math.isnan(v) else v)
             for k, v in asdict(self).items()
         }
+
+
+_STATISTICS = frozenset(
+    ("mean", "median", "p50", "p90", "p95", "p99", "min", "max", "std_dev")
+)
 
 
 def error_name(error: BaseException | type[BaseException] | str) -> str:
@@ -199,7 +203,9 @@ class PerformanceTracker:
     def record(self, metric: str, seconds: float, tag: str | None = None) -> None:
         """Record one value of ``metric`` (seconds for durations; see :meth:`set_unit`).
 
-        Raises ``ValueError`` for a negative or NaN value.
+        Raises ``ValueError`` for a negative, NaN or infinite value, or one above
+        ``histogram.MAX_VALUE`` (3.4e38); ``TypeError`` for what is not a number.
+        An int counts as its float.
         """
         # The hot path, inlined from Histogram.record: two dict lookups (no key tuple
         # to build), one append; the fold runs once per BUFFER_SIZE samples.
@@ -207,8 +213,11 @@ class PerformanceTracker:
             buf = self._buffers[metric][tag]
         except KeyError:
             buf = self._new_series(metric, tag)._buf
-        if not seconds >= 0.0:
-            raise ValueError(f"cannot record {seconds!r} for {metric!r}: values must be >= 0")
+        try:
+            if not 0.0 <= seconds <= 3.4028234663852886e38:  # MAX_VALUE, a constant: faster
+                check_value(seconds, f" for {metric!r}")
+        except TypeError:  # not comparable with a float
+            check_value(seconds, f" for {metric!r}")
         buf.append(seconds)
         if len(buf) >= BUFFER_SIZE:
             self._series[(metric, tag)]._fold()
