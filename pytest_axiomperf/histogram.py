@@ -63,7 +63,8 @@ def check_value(value: object, what: str = "") -> None:
         number = math.inf
     if not 0.0 <= number <= MAX_VALUE:
         raise ValueError(
-            f"cannot record {reprlib.repr(value)}{what}: values must be >= 0, finite and <= {MAX_VALUE:.3g}"
+            f"cannot record {reprlib.repr(value)}{what}: "
+            f"values must be >= 0, finite and <= {MAX_VALUE:.3g}"
         )
 
 
@@ -309,7 +310,9 @@ class Histogram:
             raise ValueError("not an axiomperf histogram (format 'axiomperf-f32-loglinear-1')")
         h = cls()
         try:
-            pairs = [(_whole(k, "bucket key"), _whole(c, "bucket count")) for k, c in data["buckets"]]
+            pairs = [
+                (_whole(k, "bucket key"), _whole(c, "bucket count")) for k, c in data["buckets"]
+            ]
             count = _whole(data["count"], "count")
             if any(k > _LAST_KEY for k, _ in pairs):
                 raise ValueError("a bucket key is out of range")

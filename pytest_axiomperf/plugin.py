@@ -41,6 +41,7 @@ from pytest_axiomperf.load import check_throughput
 from pytest_axiomperf.report.html import render_html
 from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
+from pytest_axiomperf.report.text import printable
 from pytest_axiomperf.results import (
     SessionResults,
     TestResult,
@@ -129,6 +130,15 @@ def extra_for(item: pytest.Item) -> dict[str, Any]:
     return extra
 
 
+def _revalidate_budgets(item: pytest.Item) -> None:
+    """Read the budget marks again: a fixture (``request.node.add_marker``) or a hook
+    may add one after collection. A bad one fails the test, naming the argument."""
+    try:
+        item.stash[BUDGETS_KEY] = Budgets.from_item(item)
+    except MarkerError as exc:
+        pytest.fail(f"pytest-axiomperf: {exc}", pytrace=False)
+
+
 def check_load_runs(
     item: pytest.Item, budgets: Budgets, tracker: PerformanceTracker
 ) -> list[Verdict]:
@@ -211,7 +221,8 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        # Marks can also be added here by other plugins; validate them all now.
+        # Marks can also be added here by other plugins and conftests (trylast: after
+        # theirs); validate them all now.
         for item in items:
             try:
                 item.stash[BUDGETS_KEY] = Budgets.from_item(item)
@@ -316,6 +327,7 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        _revalidate_budgets(item)
         guards = contextlib.ExitStack()
         if self.enabled:
             for guard in self.body_guards:
@@ -328,6 +340,7 @@ class AxiomPerfPlugin:
                 yield
         finally:
             if self.enabled:
+                _revalidate_budgets(item)  # marks the body added
                 self._finish_test(item, time.perf_counter() - started)
         result = item.stash.get(RESULT_KEY, None)
         if result is not None and not result.passed_budgets:
@@ -375,7 +388,7 @@ class AxiomPerfPlugin:
         details = result.extra.get("failure_details", {})
         for kind in dict.fromkeys(v.kind for v in failed):
             lines.extend(details.get(kind, ()))
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -392,7 +405,7 @@ class AxiomPerfPlugin:
             report.longrepr = str(call.excinfo.value)
         if result.verdicts:
             lines = [("PASS " if v.passed else "FAIL ") + v.message() for v in result.verdicts]
-            report.sections.append(("axiom-perf budgets", "\n".join(lines)))
+            report.sections.append(("axiom-perf budgets", printable("\n".join(lines))))
         result.outcome = (
             "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
         )
@@ -572,9 +585,9 @@ class AxiomPerfPlugin:
     def _write_file_lines(self, terminalreporter: Any) -> None:
         """What was written, then (red) what could not be."""
         for line in self.written:
-            terminalreporter.write_line(line)
+            terminalreporter.write_line(printable(line))
         for line in self.unwritten:
-            terminalreporter.write_line(line, red=True, bold=True)
+            terminalreporter.write_line(printable(line), red=True, bold=True)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.enabled or self.is_worker:
@@ -603,4 +616,4 @@ class AxiomPerfPlugin:
                 if self.comparison.refused
                 else f"performance regression in {', '.join(blamed)}"
             )
-            terminalreporter.write_sep("=", f"axiom-perf: {what}", red=True, bold=True)
+            terminalreporter.write_sep("=", printable(f"axiom-perf: {what}"), red=True, bold=True)

@@ -88,7 +88,7 @@ class BodyProfile:
         replaced, not followed.
         """
         self._profiler.create_stats()
-        stats = self._profiler.stats  # type: ignore[attr-defined]
+        stats = self._profiler.stats
         write_bytes_atomic(path, marshal.dumps(stats), follow_symlinks=False)
 
     def top_functions(self, n: int = TOP_FUNCTIONS) -> list[str]:

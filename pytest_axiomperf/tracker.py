@@ -104,9 +104,7 @@ class MetricStats:
         }
 
 
-_STATISTICS = frozenset(
-    ("mean", "median", "p50", "p90", "p95", "p99", "min", "max", "std_dev")
-)
+_STATISTICS = frozenset(("mean", "median", "p50", "p90", "p95", "p99", "min", "max", "std_dev"))
 
 
 def error_name(error: BaseException | type[BaseException] | str) -> str:
