@@ -268,7 +268,7 @@ def write_bytes_atomic(path: Path, data: bytes, *, follow_symlinks: bool = True)
         pass
     else:
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            what = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
             raise OSError(errno.EEXIST, f"{what}: refusing to replace it", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

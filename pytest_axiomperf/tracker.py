@@ -311,9 +311,12 @@ class PerformanceTracker:
     ) -> None:
         """Attach a table (e.g. a side-by-side comparison) to the performance report.
 
-        Cells are strings or numbers; floats print with 2 decimals.
+        Cells are strings or numbers; floats print with 2 decimals. ``ValueError`` for
+        no column, or a row whose cells do not match the columns.
         """
         header = [str(c) for c in columns]
+        if not header:
+            raise ValueError(f"table {title!r}: no columns")
         body = [[c if isinstance(c, (int, float)) else str(c) for c in row] for row in rows]
         for row in body:
             if len(row) != len(header):
@@ -432,11 +435,14 @@ class PerformanceTracker:
             for entry in data["series"]:
                 hist = Histogram.from_dict(entry["histogram"])
                 key = (str(entry["metric"]), entry["tag"])
+                if key[1] is not None and not isinstance(key[1], str):
+                    raise TypeError(f"tag {key[1]!r} is not a string")
                 tracker._series[key] = hist
                 tracker._buffers.setdefault(key[0], {})[key[1]] = hist._buf
             tracker._errors.update({str(k): int(v) for k, v in dict(data["errors"]).items()})
             tracker.flags = {str(f) for f in data.get("flags", [])}
-            tracker.tables = [dict(t) for t in data.get("tables", [])]
+            for table in data.get("tables", []):  # checked as add_table checks its arguments
+                tracker.add_table(table["title"], table["columns"], table["rows"])
             tracker._runtime = float(data.get("runtime_seconds", 0.0))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed tracker data: {exc!r}") from None
