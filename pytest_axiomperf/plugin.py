@@ -520,6 +520,12 @@ class AxiomPerfPlugin:
             else:
                 line = what.format(path=path, quoted=shlex.quote(str(path)))
                 self.written.append(f"axiom-perf wrote the {line}")
+        # cProfile files are written on the test's worker; their failures travel with results.
+        self.unwritten.extend(
+            f"axiom-perf {r.extra['profile']['error']}"
+            for _, r in sorted(self.results.tests.items())
+            if "path" in r.extra.get("profile", {}) and "error" in r.extra["profile"]
+        )
         if settings.save_path is not None and (nothing_ran or cut_short):
             # An empty or partial run must not replace a good baseline.
             why = "no test ran" if nothing_ran else "the run was interrupted"

@@ -246,7 +246,7 @@ def test_atomic_writes_refuse_what_is_not_a_regular_file(tmp_path: Path) -> None
 PROFILED = """
 import pytest
 
-@pytest.mark.latency_budget(p95=10)
+@pytest.mark.latency_budget(p95="10s")
 @pytest.mark.parametrize("route", ["a/b", "a_b"])
 def test_route(axiom_tracker, route):
     axiom_tracker.record("api_response_times", 0.001)
@@ -335,3 +335,12 @@ def test_a_bad_mark_a_conftest_adds_at_collection_is_a_usage_error(
     result.stderr.fnmatch_lines(
         ["*test_late.py::test_x: @pytest.mark.latency_budget: p95: 'soon'*"]
     )
+
+
+def test_a_profile_that_cannot_be_written_fails_the_run(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(test_p=PROFILED)
+    (user_project.path / "prof").write_text("a file, not a folder")
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-profile=prof")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["axiom-perf could not write prof/test_p.py__test_route_a_b-*"])
