@@ -105,7 +105,7 @@ _GUIDE_SECTIONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 
 def render_guide_report(tracker: PerformanceTracker, title: str = "Performance Report") -> str:
     """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns."""
-    lines = [f"=== {title} ===", f"Runtime: {tracker.runtime:.2f} seconds"]
+    lines = [f"=== {title} ===", f"Runtime: {_fixed(tracker.runtime, 2)} seconds"]
     for heading, metric, rows in _GUIDE_SECTIONS:
         stats = tracker.stats(metric)
         if not stats.count:
