@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_axiomperf.baseline import Comparison, attach, compare, load_results
+from pytest_axiomperf.baseline import Comparison, attach, compare, load_results, save_results
 from pytest_axiomperf.errors import AxiomPerfError, BaselineError
-from pytest_axiomperf.results import SessionResults, write_json_atomic, write_text_atomic
+from pytest_axiomperf.results import SessionResults, write_text_atomic
 
 #: Rounds a side by default: six pairs make the smallest one-sided p of the signed-rank
 #: test 1/64, under the gate's 0.05 even for a metric split over three routes.
@@ -190,7 +190,7 @@ def write_outputs(
 
     written = []
     if json_path is not None:
-        write_json_atomic(json_path, head.results.to_dict())
+        save_results(json_path, head.results)  # read back first, as every results file
         written.append(f"results (JSON): {json_path}")
     if markdown_path is not None:
         write_text_atomic(markdown_path, render_markdown(head.results, comparison))

@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -74,7 +75,7 @@ from pytest_axiomperf.calibration import speed_change
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
-from pytest_axiomperf.results import SessionResults, TestResult, write_json_atomic
+from pytest_axiomperf.results import SessionResults, TestResult, results_json, write_text_atomic
 from pytest_axiomperf.tracker import PHASE_METRICS, SECONDS
 
 _DEFAULT_PROFILE = ExchangeProfile().to_dict()
@@ -118,48 +119,88 @@ FINGERPRINT_KEYS = (
 # -- files -------------------------------------------------------------------------
 
 
+#: Largest results or baseline file read or written, in bytes. A heavily instrumented
+#: test (4 latency metrics x 3 routes, wide distributions) takes about 1.2 MB, so this
+#: holds a suite of 200 of them. Reading one takes 5-8 times its size in memory (a 49 MB
+#: file: 314 MB peak RSS, 3 s).
+MAX_FILE_BYTES = 256 * 2**20
+
+
 def save_results(path: Path, results: SessionResults) -> None:
-    """Write ``results`` to ``path`` as a baseline (plain JSON, atomically)."""
-    write_json_atomic(Path(path), results.to_dict())
+    """Write ``results`` to ``path`` as a baseline (plain JSON, atomically).
+
+    The text is read back first, by the same checks as :func:`load_results`: a run
+    never writes a file that the next run would refuse (``BaselineError`` instead).
+    """
+    path = Path(path)
+    text = results_json(results.to_dict())
+    parse_results(text, f"results {path}: not written, it would not read back:")
+    write_text_atomic(path, text)
 
 
 def load_results(path: Path, role: str = "baseline") -> SessionResults:
     """Read a results / baseline file; ``BaselineError`` naming the file when it is unusable.
 
-    ``role`` names the file in messages (``"baseline"``, ``"results"``).
+    ``role`` names the file in messages (``"baseline"``, ``"results"``). A file that
+    is not a regular file, or larger than :data:`MAX_FILE_BYTES`, is refused unread.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        kind = path.stat().st_mode
+        if stat.S_ISDIR(kind):
+            raise BaselineError(f"{role} {path}: is a directory, not a results file")
+        if not stat.S_ISREG(kind):
+            raise BaselineError(f"{role} {path}: not a regular file (a device, a pipe?)")
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise BaselineError(
+                f"{role} {path}: larger than {MAX_FILE_BYTES // 2**20} MiB, the most "
+                "pytest-axiomperf reads"
+            )
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise BaselineError(f"{role} {path}: no such file") from None
-    except IsADirectoryError:
-        raise BaselineError(f"{role} {path}: is a directory, not a results file") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise BaselineError(f"{role} {path}: cannot be read ({reason})") from None
+    return parse_results(text, f"{role} {path}:")
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_results(text: str, where: str) -> SessionResults:
+    """Results from the text of a results file; ``BaselineError`` starting with ``where``."""
     if not text.strip():
-        raise BaselineError(f"{role} {path}: the file is empty, not a results file")
+        raise BaselineError(f"{where} the file is empty, not a results file")
+    if len(text) > MAX_FILE_BYTES:
+        raise BaselineError(f"{where} larger than {MAX_FILE_BYTES // 2**20} MiB")
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         # Where the parser stopped; at the very end, the file was cut short.
-        where = (
+        detail = (
             "it ends early: truncated?"
             if exc.pos >= len(text.rstrip())
             else (f"line {exc.lineno}, column {exc.colno}: {exc.msg}")
         )
-        raise BaselineError(f"{role} {path}: corrupt, not valid JSON ({where})") from None
+        raise BaselineError(f"{where} corrupt, not valid JSON ({detail})") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer of more than 4300 digits
+        raise BaselineError(f"{where} corrupt, not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BaselineError(f"{where} corrupt, JSON nested too deeply") from None
     if not isinstance(data, Mapping):
-        raise BaselineError(f"{role} {path}: not a pytest-axiomperf results file")
+        raise BaselineError(f"{where} not a pytest-axiomperf results file")
     try:
         results = SessionResults.from_dict(data)
         if results.comparison is not None:
             Comparison.from_dict(results.comparison)  # validated here, read by `show`
         return results
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         detail = exc.args[0] if isinstance(exc, ValueError) and exc.args else repr(exc)
-        raise BaselineError(f"{role} {path}: incompatible or corrupt ({detail})") from None
+        raise BaselineError(f"{where} incompatible or corrupt ({detail})") from None
 
 
 # -- the significance test -----------------------------------------------------------

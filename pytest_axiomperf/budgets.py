@@ -19,7 +19,7 @@ import pytest
 
 from pytest_axiomperf.errors import MarkerError
 from pytest_axiomperf.report.text import fmt_against, fmt_distribution
-from pytest_axiomperf.tracker import SECONDS, PerformanceTracker
+from pytest_axiomperf.tracker import DEFAULT_UNITS, SECONDS, PerformanceTracker
 
 #: Statistics a latency budget can bound, in report order.
 LATENCY_STATISTICS = ("p50", "p90", "p95", "p99", "mean", "max")
@@ -134,6 +134,11 @@ def latency_budget(
         raise ValueError("no bound given (give at least one of p50, p90, p95, p99, mean, max)")
     if metric is not None and (not isinstance(metric, str) or not metric):
         raise ValueError(f"metric={metric!r} must be a metric name")
+    if metric in DEFAULT_UNITS:
+        raise ValueError(
+            f"metric={metric!r} is measured in {DEFAULT_UNITS[metric]}, not seconds: "
+            "a latency budget cannot bound it"
+        )
     if tag is not None and (not isinstance(tag, str) or not tag):
         raise ValueError(f"tag={tag!r} must be a non-empty string")
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
@@ -286,6 +291,8 @@ class Verdict:
 
     def message(self) -> str:
         """One line: scope, statistic, measured vs bound, n, and the distribution."""
+        if self.statistic == "unit":
+            return self.detail
         if self.statistic == "samples":
             what = self.detail or f"{self.scope}: {self.n} samples recorded"
             return f"{what}; the budget needs at least {int(self.bound)} (min_samples)"
@@ -359,6 +366,19 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
         ]
     verdicts = []
     for metric in metrics:
+        unit = tracker.unit(metric)
+        if unit != SECONDS:
+            # Declared with set_unit: comparing its B/s or % with seconds would mean nothing.
+            detail = (
+                f"{metric} is measured in {unit}, not seconds: a latency budget cannot bound "
+                "it (give metric= a latency metric)"
+            )
+            verdicts.append(
+                Verdict(
+                    "latency", metric, budget.tag, "unit", 0.0, math.nan, 0, False, unit, detail
+                )
+            )
+            continue
         stats = tracker.stats(metric, budget.tag)
         if stats.count < budget.min_samples:
             scope = f"{metric}[{budget.tag}]" if budget.tag else metric

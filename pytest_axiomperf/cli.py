@@ -1,12 +1,14 @@
 """The ``axiomperf`` command: compare two results files, show one, or A/B two revisions.
 
 Exit codes: 0 fine, 1 a regression (``compare``, ``ab``; ``ab`` also when the working
-tree's tests failed), 2 a bad file or usage (or an A/B run that could not be made).
+tree's tests failed), 2 a bad file or usage (or an A/B run that could not be made). A
+file that breaks ``show`` or ``compare`` is a bad file (2), never a regression (1).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +19,7 @@ from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.report.comparison import render_comparison
 from pytest_axiomperf.report.terminal import render_terminal_report
+from pytest_axiomperf.report.text import printable
 from pytest_axiomperf.settings import (
     Settings,
     parse_choice,
@@ -159,20 +162,41 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mismatch=args.mismatch,
                 baseline=str(args.old),
             )
-            print(render_comparison(comparison))
+            _print(render_comparison(comparison))
             if comparison.refused:
                 return EXIT_BAD_INPUT
             return EXIT_REGRESSION if comparison.regressions else EXIT_OK
         results = load_results(args.path, role="results")
         stored = Comparison.from_dict(results.comparison) if results.comparison else None
-        print(render_terminal_report(results, stored))
+        _print(render_terminal_report(results, stored))
         return EXIT_OK
     except (BaselineError, ABError) as exc:
-        print(f"axiomperf: error: {exc}", file=sys.stderr)
+        print(f"axiomperf: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        print(f"axiomperf: error: {exc}", file=sys.stderr)
+        print(f"axiomperf: error: {printable(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as exc:
+        if args.command == "ab":
+            raise
+        # Whatever a hand-made file still breaks must not read as exit 1, a regression.
+        files = " or ".join(str(p) for p in vars(args).values() if isinstance(p, Path))
+        print(
+            printable(f"axiomperf: error: cannot read {files}: {type(exc).__name__}: {exc}"),
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+
+
+def _print(text: str) -> None:
+    """Print to stdout; a reader that went away (``| head -1``) ends the output quietly."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 if __name__ == "__main__":

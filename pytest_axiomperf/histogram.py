@@ -16,12 +16,17 @@ Percentile definition (nearest rank, conservative): the p-th percentile is the
 smallest recorded value ``v`` such that at least ``p`` % of the samples are
 ``<= v`` (rank ``ceil(p / 100 * n)``). The histogram reports the upper edge of
 the bucket that holds that sample, clamped to the exact maximum, so a reported
-percentile is never below the exact one and at most 0.78 % above it.
+percentile is never below the exact one and at most 0.78 % above it (values
+below 9.2e-41, float32's smallest bucket, read as 0).
+
+Values must be finite, ``>= 0`` and at most :data:`MAX_VALUE` (the largest
+float32); -0.0 counts as 0.0, and ints as floats.
 """
 
 from __future__ import annotations
 
 import math
+import reprlib
 import struct
 import sys
 import threading
@@ -29,17 +34,38 @@ from array import array
 from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Callable, Iterable, Mapping
 from operator import mul
-from typing import Any
+from typing import Any, SupportsFloat
 
 #: Raw samples kept before a fold; bounds the buffer to ~260 KB.
 BUFFER_SIZE = 8192
 #: Largest relative error of a reported percentile (one bucket's width).
 RELATIVE_ERROR = 1 / 128
+#: Largest value a histogram takes: the largest float32, since buckets are keyed by
+#: float32 bits. Sums and squares of such values stay finite for any realistic count.
+MAX_VALUE = 3.4028234663852886e38
 
 _f32 = struct.Struct("<f")
 _u32 = struct.Struct("<I")
 #: Index of the high 16-bit half of a float32 in an array("H") view of it.
 _HIGH = 1 if sys.byteorder == "little" else 0
+#: The key of -0.0 (the sign bit alone), which ``value >= 0`` lets through: counted as 0.0.
+_NEGATIVE_ZERO = 0x8000
+
+
+def check_value(value: object, what: str = "") -> None:
+    """``ValueError`` unless ``0 <= value <= MAX_VALUE`` (so not NaN, not infinite);
+    ``TypeError`` for what is not a number."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (int, float, SupportsFloat)):
+        raise TypeError(f"cannot record {reprlib.repr(value)}{what}: not a number")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond any float
+        number = math.inf
+    if not 0.0 <= number <= MAX_VALUE:
+        raise ValueError(
+            f"cannot record {reprlib.repr(value)}{what}: "
+            f"values must be >= 0, finite and <= {MAX_VALUE:.3g}"
+        )
 
 
 def _keys(values: list[float]) -> array[int]:
@@ -48,8 +74,38 @@ def _keys(values: list[float]) -> array[int]:
 
 
 def _key_upper(key: int) -> float:
-    """Upper edge of a bucket: the first float32 of the next bucket (exclusive)."""
+    """Upper edge of a bucket: the first float32 of the next bucket (exclusive).
+
+    Bucket 0 (0.0 and the tiniest float32 denormals, below 9.2e-41) reads 0.0: a
+    metric of zeros has percentiles of 0, not 9.18e-41.
+    """
+    if not key:
+        return 0.0
     return float(_f32.unpack(_u32.pack(((key + 1) << 16) & 0xFFFFFFFF))[0])
+
+
+#: The key of MAX_VALUE: the last bucket of finite values.
+_LAST_KEY = 0x7F7F
+
+
+def _whole(value: object, name: str) -> int:
+    """A stored integer: an int (not a bool, a float or text), >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} {value!r} is not a whole number >= 0")
+    return value
+
+
+def _moment(value: object, name: str) -> float:
+    """A stored sum, mean, m2, min or max: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} {value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not 0.0 <= number < math.inf:
+        raise ValueError(f"{name} {value!r} must be finite and >= 0")
+    return number
 
 
 def percentile_rank(p: float, n: int) -> int:
@@ -74,9 +130,13 @@ class Histogram:
         self._max = -math.inf
 
     def record(self, value: float) -> None:
-        """Record one value (``>= 0``); raises ``ValueError`` for a negative or NaN value."""
-        if not value >= 0.0:
-            raise ValueError(f"cannot record {value!r}: values must be >= 0")
+        """Record one value (``0 <= value <= MAX_VALUE``); ``ValueError`` for a negative,
+        NaN or infinite one (see :func:`check_value`)."""
+        try:
+            if not 0.0 <= value <= 3.4028234663852886e38:  # MAX_VALUE, as a constant: faster
+                check_value(value)
+        except TypeError:  # not comparable with a float
+            check_value(value)
         buf = self._buf
         buf.append(value)
         if len(buf) >= BUFFER_SIZE:
@@ -86,7 +146,8 @@ class Histogram:
         """For a hot loop that checks its own values: the list :meth:`record` appends
         to, and the function to call once it holds ``BUFFER_SIZE`` values or more.
 
-        Append only values ``>= 0`` (not NaN); the list stays this histogram's for
+        Append only values ``0 <= value <= MAX_VALUE`` (larger ones are clamped to
+        ``MAX_VALUE``); the list stays this histogram's for
         its life. This skips a method call per value (~0.1 us on CPython 3.11).
         """
         return self._buf, self._fold
@@ -102,18 +163,27 @@ class Histogram:
             # and stay for the next fold (both operations are atomic on a list).
             batch = buf[:n]
             del buf[:n]
-            _count_elements(self._buckets, _keys(batch))
-            total = sum(batch)
+            # float(): an int (or numpy) sample counts as its float, so every statistic
+            # is a float whatever was recorded.
+            high = float(max(batch))
+            if high > MAX_VALUE:  # only through raw_buffer(): keep keys and sums finite
+                batch = [min(v, MAX_VALUE) for v in batch]
+                high = MAX_VALUE
+            buckets = self._buckets
+            _count_elements(buckets, _keys(batch))
+            if _NEGATIVE_ZERO in buckets:
+                buckets[0] = buckets.get(0, 0) + buckets.pop(_NEGATIVE_ZERO)
+            total = float(sum(batch))
             mean_b = total / n
-            m2_b = max(0.0, sum(map(mul, batch, batch)) - total * mean_b)
+            m2_b = max(0.0, float(sum(map(mul, batch, batch))) - total * mean_b)
             count = self._count + n
             delta = mean_b - self._mean
             self._m2 += m2_b + delta * delta * self._count * n / count
             self._mean += delta * n / count
             self._count = count
             self._sum += total
-            self._min = min(self._min, min(batch))
-            self._max = max(self._max, max(batch))
+            self._min = min(self._min, float(min(batch)) + 0.0)  # + 0.0: -0.0 reads 0.0
+            self._max = max(self._max, high + 0.0)
 
     # -- reading -----------------------------------------------------------------
 
@@ -230,23 +300,32 @@ class Histogram:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Histogram:
-        """Rebuild a histogram from :meth:`to_dict`; ``ValueError`` when malformed."""
+        """Rebuild a histogram from :meth:`to_dict`; ``ValueError`` when malformed.
+
+        Every field is checked as :meth:`record` would have made it: bucket keys of
+        finite float32 values >= 0, positive counts adding up to ``count``, and finite,
+        non-negative moments with ``min <= max <= MAX_VALUE``.
+        """
         if not isinstance(data, Mapping) or data.get("format") != "axiomperf-f32-loglinear-1":
             raise ValueError("not an axiomperf histogram (format 'axiomperf-f32-loglinear-1')")
         h = cls()
         try:
-            pairs = [(int(k), int(c)) for k, c in data["buckets"]]
-            count = int(data["count"])
+            pairs = [
+                (_whole(k, "bucket key"), _whole(c, "bucket count")) for k, c in data["buckets"]
+            ]
+            count = _whole(data["count"], "count")
+            if any(k > _LAST_KEY for k, _ in pairs):
+                raise ValueError("a bucket key is out of range")
             if any(c <= 0 for _, c in pairs) or sum(c for _, c in pairs) != count:
                 raise ValueError("bucket counts do not add up to the count")
             h._buckets = dict(pairs)
             h._count = count
             if count:
-                h._sum = float(data["sum"])
-                h._mean = float(data["mean"])
-                h._m2 = float(data["m2"])
-                h._min = float(data["min"])
-                h._max = float(data["max"])
+                h._sum, h._mean, h._m2, h._min, h._max = (
+                    _moment(data[name], name) for name in ("sum", "mean", "m2", "min", "max")
+                )
+                if not h._min <= h._max <= MAX_VALUE:
+                    raise ValueError(f"min {h._min!r} and max {h._max!r} are out of order or range")
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed histogram: {exc!r}") from None
         return h

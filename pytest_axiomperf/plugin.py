@@ -41,10 +41,10 @@ from pytest_axiomperf.load import check_throughput
 from pytest_axiomperf.report.html import render_html
 from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
+from pytest_axiomperf.report.text import printable
 from pytest_axiomperf.results import (
     SessionResults,
     TestResult,
-    write_json_atomic,
     write_text_atomic,
 )
 from pytest_axiomperf.roundstats import round_summary
@@ -130,6 +130,15 @@ def extra_for(item: pytest.Item) -> dict[str, Any]:
     return extra
 
 
+def _revalidate_budgets(item: pytest.Item) -> None:
+    """Read the budget marks again: a fixture (``request.node.add_marker``) or a hook
+    may add one after collection. A bad one fails the test, naming the argument."""
+    try:
+        item.stash[BUDGETS_KEY] = Budgets.from_item(item)
+    except MarkerError as exc:
+        pytest.fail(f"pytest-axiomperf: {exc}", pytrace=False)
+
+
 def check_load_runs(
     item: pytest.Item, budgets: Budgets, tracker: PerformanceTracker
 ) -> list[Verdict]:
@@ -162,6 +171,8 @@ class AxiomPerfPlugin:
         # What _write_outputs wrote ("axiom-perf wrote the HTML report: PATH"), or did not,
         # said at the end of the report.
         self.written: list[str] = []
+        # The outputs that could not be written: they fail the run (exit 4).
+        self.unwritten: list[str] = []
         # Latency marks already warned about (a module's pytestmark applies to each test).
         self._warned_marks: set[int] = set()
         #: Each test's samples over the rounds this process ran: budgets check them merged.
@@ -210,7 +221,8 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        # Marks can also be added here by other plugins; validate them all now.
+        # Marks can also be added here by other plugins and conftests (trylast: after
+        # theirs); validate them all now.
         for item in items:
             try:
                 item.stash[BUDGETS_KEY] = Budgets.from_item(item)
@@ -315,6 +327,7 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        _revalidate_budgets(item)
         guards = contextlib.ExitStack()
         if self.enabled:
             for guard in self.body_guards:
@@ -327,6 +340,7 @@ class AxiomPerfPlugin:
                 yield
         finally:
             if self.enabled:
+                _revalidate_budgets(item)  # marks the body added
                 self._finish_test(item, time.perf_counter() - started)
         result = item.stash.get(RESULT_KEY, None)
         if result is not None and not result.passed_budgets:
@@ -374,7 +388,7 @@ class AxiomPerfPlugin:
         details = result.extra.get("failure_details", {})
         for kind in dict.fromkeys(v.kind for v in failed):
             lines.extend(details.get(kind, ()))
-        return "\n".join(lines)
+        return printable("\n".join(lines))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -391,7 +405,7 @@ class AxiomPerfPlugin:
             report.longrepr = str(call.excinfo.value)
         if result.verdicts:
             lines = [("PASS " if v.passed else "FAIL ") + v.message() for v in result.verdicts]
-            report.sections.append(("axiom-perf budgets", "\n".join(lines)))
+            report.sections.append(("axiom-perf budgets", printable("\n".join(lines))))
         result.outcome = (
             "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
         )
@@ -450,7 +464,10 @@ class AxiomPerfPlugin:
             attach(self.comparison, self.results)
             if self.comparison.regressions:
                 self._report_regressions_to_junit(self.comparison)
-        self._write_outputs()
+        self._write_outputs(session)
+        if self.unwritten and session.exitstatus == 0:
+            # A requested output that is missing must not pass as a green run.
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
         if self.comparison is not None and self.comparison.failed and session.exitstatus == 0:
             # The gate: a regression fails the run (the report names the test).
             session.exitstatus = (
@@ -459,19 +476,21 @@ class AxiomPerfPlugin:
                 else pytest.ExitCode.TESTS_FAILED
             )
 
-    def _write_outputs(self) -> None:
-        """JSON, baseline, Markdown and HTML files; a path that fails is noted, not fatal."""
+    def _write_outputs(self, session: pytest.Session) -> None:
+        """JSON, baseline, Markdown and HTML files; a path that fails fails the run (exit 4)."""
         settings = self.settings
         nothing_ran = self._nothing_ran()
+        # Interrupted (Ctrl-C, -x, --maxfail): the tests that did not run would vanish from it.
+        cut_short = self.interrupted or bool(session.shouldstop or session.shouldfail)
         outputs: list[tuple[str, Any, Any]] = [
             (
                 "results (JSON): {path}",
                 settings.json_path,
-                lambda p: write_json_atomic(p, self.results.to_dict()),
+                lambda p: save_results(p, self.results),
             ),
             (
                 "baseline: {path} (compare later runs with --axiom-perf-compare={quoted})",
-                None if nothing_ran or self._keeps_baseline() else settings.save_path,
+                None if nothing_ran or cut_short or self._keeps_baseline() else settings.save_path,
                 lambda p: save_results(p, self.results),
             ),
             (
@@ -495,15 +514,23 @@ class AxiomPerfPlugin:
                 continue
             try:
                 write(path)
-            except OSError as exc:
-                self.results.notes.append(f"could not write {path}: {exc.strerror or exc}")
+            except (OSError, BaselineError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                self.unwritten.append(f"axiom-perf could not write {path}: {reason}")
             else:
                 line = what.format(path=path, quoted=shlex.quote(str(path)))
                 self.written.append(f"axiom-perf wrote the {line}")
-        if settings.save_path is not None and nothing_ran:
-            # An empty run must not replace a good baseline.
+        # cProfile files are written on the test's worker; their failures travel with results.
+        self.unwritten.extend(
+            f"axiom-perf {r.extra['profile']['error']}"
+            for _, r in sorted(self.results.tests.items())
+            if "path" in r.extra.get("profile", {}) and "error" in r.extra["profile"]
+        )
+        if settings.save_path is not None and (nothing_ran or cut_short):
+            # An empty or partial run must not replace a good baseline.
+            why = "no test ran" if nothing_ran else "the run was interrupted"
             self.written.append(
-                f"axiom-perf saved no baseline: no test ran ({settings.save_path} is untouched)"
+                f"axiom-perf saved no baseline: {why} ({settings.save_path} is untouched)"
             )
         elif settings.save_path is not None and self._keeps_baseline():
             self.written.append(
@@ -561,6 +588,13 @@ class AxiomPerfPlugin:
         """Collection failed and no test ran: there is nothing to report or save."""
         return self.collection_failed and not self.results.tests
 
+    def _write_file_lines(self, terminalreporter: Any) -> None:
+        """What was written, then (red) what could not be."""
+        for line in self.written:
+            terminalreporter.write_line(printable(line))
+        for line in self.unwritten:
+            terminalreporter.write_line(printable(line), red=True, bold=True)
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.enabled or self.is_worker:
             return
@@ -569,8 +603,7 @@ class AxiomPerfPlugin:
             terminalreporter.write_sep(
                 "=", "axiom-perf: no report (collection failed, no test ran)"
             )
-            for line in self.written:
-                terminalreporter.write_line(line)
+            self._write_file_lines(terminalreporter)
             return
         terminalreporter.write_sep("=", "axiom-perf report")
         for line in render_terminal_report(self.results, self.comparison).splitlines():
@@ -581,8 +614,7 @@ class AxiomPerfPlugin:
                 "is left out)",
                 yellow=True,
             )
-        for line in self.written:
-            terminalreporter.write_line(line)
+        self._write_file_lines(terminalreporter)
         if self.comparison is not None and self.comparison.failed:
             blamed = sorted({m.nodeid for m in self.comparison.regressions})
             what = (
@@ -590,4 +622,4 @@ class AxiomPerfPlugin:
                 if self.comparison.refused
                 else f"performance regression in {', '.join(blamed)}"
             )
-            terminalreporter.write_sep("=", f"axiom-perf: {what}", red=True, bold=True)
+            terminalreporter.write_sep("=", printable(f"axiom-perf: {what}"), red=True, bold=True)

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import cProfile
 import hashlib
+import marshal
 import os
 import pstats
 import re
 from pathlib import Path
+
+from pytest_axiomperf.results import write_bytes_atomic
 
 #: Functions listed in a failure message.
 TOP_FUNCTIONS = 10
@@ -46,12 +49,11 @@ _RUNNER_FUNCS = ("<method 'disable' of '_lsprof.Profiler' objects>",)
 
 def profile_filename(nodeid: str) -> str:
     """A file name for a test's profile: ``tests/test_a.py::test_b[x]`` ->
-    ``tests_test_a.py__test_b_x_.prof`` (long ids shortened with a hash, so they stay unique)."""
+    ``tests_test_a.py__test_b_x_-<hash>.prof``. The short hash of the whole id keeps
+    names unique where the readable part is not (``[a/b]`` and ``[a_b]``, long ids)."""
     name = _UNSAFE.sub("_", nodeid).strip("_.") or "test"
-    if len(name) > _MAX_NAME:
-        digest = hashlib.sha1(nodeid.encode()).hexdigest()[:10]
-        name = f"{name[: _MAX_NAME - 11]}_{digest}"
-    return f"{name}.prof"
+    digest = hashlib.sha1(nodeid.encode()).hexdigest()[:10]
+    return f"{name[: _MAX_NAME - 11]}-{digest}.prof"
 
 
 class BodyProfile:
@@ -80,9 +82,14 @@ class BodyProfile:
             self._running = False
 
     def dump(self, path: Path) -> None:
-        """Write the profile to ``path`` (pstats format: ``python -m pstats``, snakeviz)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._profiler.dump_stats(str(path))
+        """Write the profile to ``path`` (pstats format: ``python -m pstats``, snakeviz).
+
+        Atomically, as ``Profile.dump_stats`` writes it; a symlink at ``path`` is
+        replaced, not followed.
+        """
+        self._profiler.create_stats()
+        stats = self._profiler.stats
+        write_bytes_atomic(path, marshal.dumps(stats), follow_symlinks=False)
 
     def top_functions(self, n: int = TOP_FUNCTIONS) -> list[str]:
         """The ``n`` functions with the most cumulative time, test-runner frames left out."""

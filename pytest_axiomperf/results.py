@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import platform
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -232,11 +234,9 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temporary file + rename)."""
-    write_text_atomic(
-        path, json.dumps(_clean(data), indent=1, sort_keys=True, default=_json_default) + "\n"
-    )
+def results_json(data: Mapping[str, Any]) -> str:
+    """``data`` as the JSON text of a results file (NaN and infinities as null)."""
+    return json.dumps(_clean(data), indent=1, sort_keys=True, default=_json_default) + "\n"
 
 
 def _current_umask() -> int:
@@ -249,16 +249,35 @@ _UMASK = _current_umask()
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: readers see the old or the new file, never half."""
-    path = Path(path)
+    """Write ``text`` to ``path`` atomically: readers see the old or the new file, never half.
+
+    A symlink at ``path`` is written through (its target is replaced, the link stays);
+    anything else that is not a regular file (a directory, a device, a pipe) is refused
+    with ``OSError``, never replaced.
+    """
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, follow_symlinks: bool = True) -> None:
+    """:func:`write_text_atomic` for bytes; ``follow_symlinks=False`` replaces a symlink
+    at ``path`` by the file instead of writing to its target."""
+    path = Path(os.path.realpath(path) if follow_symlinks else path)
+    try:
+        mode = path.stat(follow_symlinks=follow_symlinks).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            what = "a directory" if stat.S_ISDIR(mode) else "a device, pipe or socket"
+            raise OSError(errno.EEXIST, f"{what}: refusing to replace it", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp makes the file private (0600); give it the mode any new file gets here,
         # so a CI artifact upload or a web server running as another user can read it.
         os.chmod(tmp, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
-from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram
+from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram, check_value
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,10 +92,9 @@ class MetricStats:
 
     def get(self, statistic: str) -> float:
         """One statistic by name (``"p95"``, ``"mean"``, ``"max"`` ...)."""
-        value = getattr(self, statistic)
-        if not isinstance(value, float):
+        if statistic not in _STATISTICS:
             raise KeyError(statistic)
-        return value
+        return float(getattr(self, statistic))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; NaN becomes ``None``."""
@@ -103,6 +102,9 @@ class MetricStats:
             k: (None if isinstance(v, float) and math.isnan(v) else v)
             for k, v in asdict(self).items()
         }
+
+
+_STATISTICS = frozenset(("mean", "median", "p50", "p90", "p95", "p99", "min", "max", "std_dev"))
 
 
 def error_name(error: BaseException | type[BaseException] | str) -> str:
@@ -199,7 +201,9 @@ class PerformanceTracker:
     def record(self, metric: str, seconds: float, tag: str | None = None) -> None:
         """Record one value of ``metric`` (seconds for durations; see :meth:`set_unit`).
 
-        Raises ``ValueError`` for a negative or NaN value.
+        Raises ``ValueError`` for a negative, NaN or infinite value, or one above
+        ``histogram.MAX_VALUE`` (3.4e38); ``TypeError`` for what is not a number.
+        An int counts as its float.
         """
         # The hot path, inlined from Histogram.record: two dict lookups (no key tuple
         # to build), one append; the fold runs once per BUFFER_SIZE samples.
@@ -207,8 +211,11 @@ class PerformanceTracker:
             buf = self._buffers[metric][tag]
         except KeyError:
             buf = self._new_series(metric, tag)._buf
-        if not seconds >= 0.0:
-            raise ValueError(f"cannot record {seconds!r} for {metric!r}: values must be >= 0")
+        try:
+            if not 0.0 <= seconds <= 3.4028234663852886e38:  # MAX_VALUE, a constant: faster
+                check_value(seconds, f" for {metric!r}")
+        except TypeError:  # not comparable with a float
+            check_value(seconds, f" for {metric!r}")
         buf.append(seconds)
         if len(buf) >= BUFFER_SIZE:
             self._series[(metric, tag)]._fold()
@@ -304,9 +311,12 @@ class PerformanceTracker:
     ) -> None:
         """Attach a table (e.g. a side-by-side comparison) to the performance report.
 
-        Cells are strings or numbers; floats print with 2 decimals.
+        Cells are strings or numbers; floats print with 2 decimals. ``ValueError`` for
+        no column, or a row whose cells do not match the columns.
         """
         header = [str(c) for c in columns]
+        if not header:
+            raise ValueError(f"table {title!r}: no columns")
         body = [[c if isinstance(c, (int, float)) else str(c) for c in row] for row in rows]
         for row in body:
             if len(row) != len(header):
@@ -425,11 +435,14 @@ class PerformanceTracker:
             for entry in data["series"]:
                 hist = Histogram.from_dict(entry["histogram"])
                 key = (str(entry["metric"]), entry["tag"])
+                if key[1] is not None and not isinstance(key[1], str):
+                    raise TypeError(f"tag {key[1]!r} is not a string")
                 tracker._series[key] = hist
                 tracker._buffers.setdefault(key[0], {})[key[1]] = hist._buf
             tracker._errors.update({str(k): int(v) for k, v in dict(data["errors"]).items()})
             tracker.flags = {str(f) for f in data.get("flags", [])}
-            tracker.tables = [dict(t) for t in data.get("tables", [])]
+            for table in data.get("tables", []):  # checked as add_table checks its arguments
+                tracker.add_table(table["title"], table["columns"], table["rows"])
             tracker._runtime = float(data.get("runtime_seconds", 0.0))
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed tracker data: {exc!r}") from None

@@ -5,7 +5,7 @@
   the report marks its latency. Growth and peak go to ``TestResult.extra["memory"]``,
   ``memory_budget`` verdicts to the test's result.
 - cProfile, with ``--axiom-perf-profile=DIR``, for a test with any budget: the profile
-  is written to ``DIR/<test>.prof`` and the top functions by cumulative time join a
+  is written to ``DIR/<test>-<hash>.prof`` and the top functions by cumulative time join a
   failed latency budget's message. The tracker is flagged "cProfile".
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pstats
+import re
 
 import pytest
 
@@ -415,7 +416,7 @@ def test_profile_files_and_top_functions(user_project: pytest.Pytester) -> None:
         [
             "*_ test_slow _*",
             "  latency budget: api_response_times p95 = *",
-            "  top functions by cumulative time (cProfile, prof/test_prof.py__test_slow.prof):",
+            "  top functions by cumulative time (cProfile, prof/test_prof.py__test_slow-*.prof):",
             "   cumulative         own    calls  function",
             "*ms  *ms        1  test_prof.py:8(test_slow)",
             "*ms  *ms        2  test_prof.py:5(slow_helper)",
@@ -428,12 +429,12 @@ def test_profile_files_and_top_functions(user_project: pytest.Pytester) -> None:
     )
     result.stdout.fnmatch_lines(["Notes:", "  profiling was on (--axiom-perf-profile=prof)*"])
     written = sorted(p.name for p in (user_project.path / "prof").iterdir())
-    assert written == [
-        "test_prof.py__test_fine.prof",
-        "test_prof.py__test_slow.prof",
-        "test_prof.py__test_slow_async.prof",
-    ]
-    stats = pstats.Stats(str(user_project.path / "prof" / "test_prof.py__test_slow.prof"))
+    assert written == sorted(
+        profile_filename(f"test_prof.py::{name}")
+        for name in ("test_fine", "test_slow", "test_slow_async")
+    )
+    slow = profile_filename("test_prof.py::test_slow")
+    stats = pstats.Stats(str(user_project.path / "prof" / slow))
     functions = {func for _, _, func in stats.stats}  # type: ignore[attr-defined]
     assert {"slow_helper", "test_slow"} <= functions
 
@@ -458,7 +459,10 @@ def test_theil_sen_ignores_an_outlier() -> None:
 
 
 def test_profile_filename() -> None:
-    assert profile_filename("tests/test_a.py::test_b[x-1]") == "tests_test_a.py__test_b_x-1.prof"
+    name = profile_filename("tests/test_a.py::test_b[x-1]")
+    assert re.fullmatch(r"tests_test_a\.py__test_b_x-1-[0-9a-f]{10}\.prof", name)
+    # Ids that read the same once made safe still get files of their own.
+    assert profile_filename("t.py::t[a/b]") != profile_filename("t.py::t[a_b]")
     long_a, long_b = profile_filename("t::" + "a" * 300), profile_filename("t::" + "a" * 301)
     assert len(long_a) <= 160 and long_a != long_b
 

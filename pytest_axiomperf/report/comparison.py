@@ -16,7 +16,7 @@ from pytest_axiomperf.baseline import (
     Comparison,
     MetricComparison,
 )
-from pytest_axiomperf.report.text import fmt
+from pytest_axiomperf.report.text import fmt, printable
 
 #: Display order: what fails the run first.
 STATUS_ORDER = (REGRESSION, IMPROVEMENT, INSUFFICIENT, INCOMPARABLE, UNCHANGED, NEW, VANISHED)
@@ -168,4 +168,4 @@ def render_comparison(comparison: Comparison) -> str:
         lines.extend(f"  new test          {t}" for t in comparison.new_tests)
         lines.extend(f"  vanished test     {t}" for t in comparison.vanished_tests)
     lines.append(f"Result: {summary_line(comparison)}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))

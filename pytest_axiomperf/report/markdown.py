@@ -7,6 +7,8 @@ the per-test metrics tables (with each route's row under its metric).
 
 from __future__ import annotations
 
+import re
+
 from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison, MetricComparison
 from pytest_axiomperf.report.comparison import (
     STATUS_ORDER,
@@ -41,8 +43,15 @@ def _cell(text: str) -> str:
 
 
 def _code(text: str) -> str:
-    """A code span: no HTML inside one is read as markup, so only pipes and breaks change."""
-    return "`" + text.replace("|", "\\|").replace("\n", " ").replace("`", "") + "`"
+    """A code span: no HTML inside one is read as markup, so only pipes and breaks change.
+
+    Backticks in ``text`` are kept: the fence is one backtick longer than the longest
+    run of them, with a space inside it when ``text`` starts or ends with one.
+    """
+    text = text.replace("|", "\\|").replace("\n", " ")
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def render_markdown(results: SessionResults, comparison: Comparison | None = None) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 from pytest_axiomperf.baseline import Comparison
 from pytest_axiomperf.memory import TRACEMALLOC_COST, TRACEMALLOC_FRAMES
 from pytest_axiomperf.report.comparison import render_comparison
-from pytest_axiomperf.report.text import fmt, render_guide_report, table_cell
+from pytest_axiomperf.report.text import fmt, printable, render_guide_report, table_cell
 from pytest_axiomperf.results import SessionResults, TestResult
 
 _VERDICT_LABEL = {True: "PASS", False: "FAIL"}
@@ -139,4 +139,4 @@ def render_terminal_report(results: SessionResults, comparison: Comparison | Non
         parts.append(render_comparison(comparison))
     if results.notes:
         parts.append("Notes:\n" + "\n".join(f"  {n}" for n in results.notes))
-    return "\n\n".join(parts)
+    return printable("\n\n".join(parts))

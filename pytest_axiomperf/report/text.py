@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING, Any
 
 from pytest_axiomperf.histogram import RELATIVE_ERROR
@@ -14,6 +15,16 @@ PERCENTILE_DEFINITION = (
     "percentiles: nearest rank (smallest sample with at least p% of samples at or below it), "
     f"reported at most {RELATIVE_ERROR:.2%} high, never low"
 )
+
+
+#: Terminal control characters (C0 but tab and newline, DEL, C1): an ESC sequence in a
+#: tag, an error name or a file would recolour, move or clear the user's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each terminal control character shown as an escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _scale(value: float, unit: str) -> tuple[float, str]:
@@ -32,9 +43,17 @@ def fmt(value: float | None, unit: str = "s", digits: int = 2) -> str:
     if value is None or math.isnan(value):
         return "-"
     factor, shown = _scale(value, unit)
-    scaled = value * factor
     sep = "" if shown in ("s", "ms", "us", "%") else " "
-    return f"{scaled:.{digits}f}{sep}{shown}"
+    return f"{_fixed(value * factor, digits)}{sep}{shown}"
+
+
+#: From this size on, numbers print in scientific notation (``1.00e+308``, not 309 digits).
+_LARGE = 1e9
+
+
+def _fixed(number: float, digits: int) -> str:
+    """``digits`` decimals, or scientific notation for a number of :data:`_LARGE` or more."""
+    return f"{number:.{digits}e}" if abs(number) >= _LARGE else f"{number:.{digits}f}"
 
 
 def fmt_against(value: float, bound: float, unit: str = "s") -> tuple[str, str]:
@@ -48,15 +67,15 @@ def fmt_against(value: float, bound: float, unit: str = "s") -> tuple[str, str]:
         return fmt(value, unit), fmt(bound, unit)
     f_v, _ = _scale(value, unit)
     f_b, _ = _scale(bound, unit)
-    shown_v = round(value * f_v, 2) / f_v
-    shown_b = round(bound * f_b, 2) / f_b
+    shown_v = float(_fixed(value * f_v, 2)) / f_v
+    shown_b = float(_fixed(bound * f_b, 2)) / f_b
     if (value > bound) == (shown_v > shown_b):
         return fmt(value, unit), fmt(bound, unit)
     factor, shown = _scale(max(value, bound), unit)
     scaled, scaled_bound = value * factor, bound * factor
     sep = "" if shown in ("s", "ms", "us", "%") else " "
     for digits in range(3, 10):
-        a, b = f"{scaled:.{digits}f}", f"{scaled_bound:.{digits}f}"
+        a, b = _fixed(scaled, digits), _fixed(scaled_bound, digits)
         if (value > bound) == (float(a) > float(b)):
             return f"{a}{sep}{shown}", f"{b}{sep}{shown}"
     return f"{scaled!r}{sep}{shown}", f"{scaled_bound!r}{sep}{shown}"
@@ -86,7 +105,7 @@ _GUIDE_SECTIONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 
 def render_guide_report(tracker: PerformanceTracker, title: str = "Performance Report") -> str:
     """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns."""
-    lines = [f"=== {title} ===", f"Runtime: {tracker.runtime:.2f} seconds"]
+    lines = [f"=== {title} ===", f"Runtime: {_fixed(tracker.runtime, 2)} seconds"]
     for heading, metric, rows in _GUIDE_SECTIONS:
         stats = tracker.stats(metric)
         if not stats.count:
@@ -120,7 +139,7 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
     else:
         lines.append("Error Rates: no errors")
     lines.append(f"({PERCENTILE_DEFINITION})")
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 def metric_rows(tracker: PerformanceTracker) -> list[tuple[str, str | None, MetricStats]]:
@@ -185,4 +204,4 @@ def load_run_cells(run: dict[str, Any]) -> list[str]:
 
 def table_cell(value: object) -> str:
     """A cell of a table attached with ``add_table``: floats with 2 decimals."""
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
+    return _fixed(value, 2) if isinstance(value, float) else str(value)
