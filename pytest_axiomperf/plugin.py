@@ -38,6 +38,7 @@ from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, 
 from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.load import check_throughput
+from pytest_axiomperf.redact import install_log_filters
 from pytest_axiomperf.report.html import render_html
 from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
@@ -247,8 +248,8 @@ class AxiomPerfPlugin:
             )
         if self.settings.base_url is not None and not self.settings.auth_token:
             lines.append(
-                f"axiomperf: AXIOM_AUTH_TOKEN is not set: requests to {self.settings.base_url} "
-                "carry no bearer token"
+                "axiomperf: AXIOM_AUTH_TOKEN is not set: requests to "
+                f"{self.settings.shown('base_url')} carry no bearer token"
             )
         return lines
 
@@ -268,6 +269,7 @@ class AxiomPerfPlugin:
         ]
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        install_log_filters(self.config)
         if not self.enabled:
             ignored = self._ignored_outputs()
             if ignored and not self.is_worker:

@@ -78,6 +78,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from pytest_axiomperf.eager import EagerStart, EagerStarter
 from pytest_axiomperf.errors import WebSocketError
 from pytest_axiomperf.histogram import BUFFER_SIZE
+from pytest_axiomperf.redact import bearer, remember_url, safe_url
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
 __all__ = [
@@ -290,14 +291,6 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without credentials or query string (they may hold a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
 def _positive_or_none(name: str, value: float | None) -> float | None:
     if value is not None and not (isinstance(value, (int, float)) and value > 0):
         raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
@@ -383,6 +376,7 @@ class WebSocketClient:
         if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
             raise ValueError(f"url must be a ws:// or wss:// URL, got {url!r}")
         self.url = url
+        remember_url(url)  # websockets logs the request line (with its query) at DEBUG
         self._token = token
         self.tracker = tracker if tracker is not None else PerformanceTracker()
         self.compression = compression
@@ -452,7 +446,7 @@ class WebSocketClient:
             state = "reconnecting"
         else:
             state = "not connected"
-        return f"<WebSocketClient {state} url={_safe_url(self.url)!r}>"
+        return f"<WebSocketClient {state} url={safe_url(self.url)!r}>"
 
     # -- state -------------------------------------------------------------------------
 
@@ -580,7 +574,7 @@ class WebSocketClient:
                 self._start_workers()
 
     async def _open(self) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        headers = {"Authorization": bearer(self._token)} if self._token else None
         return await connect(
             self.url,
             additional_headers=headers,
@@ -599,7 +593,7 @@ class WebSocketClient:
         )
 
     def _describe_failure(self, exc: BaseException) -> str:
-        where = _safe_url(self.url)
+        where = safe_url(self.url)
         if isinstance(exc, InvalidStatus):
             status = exc.response.status_code
             hint = " (missing or wrong bearer token?)" if status in (401, 403) else ""
@@ -755,7 +749,7 @@ class WebSocketClient:
         except asyncio.TimeoutError:
             self._stats.ping_timeouts += 1
             self.tracker.record_error(ERR_PING_TIMEOUT)
-            raise TimeoutError(f"no pong from {_safe_url(self.url)} within {wait:g} s") from None
+            raise TimeoutError(f"no pong from {safe_url(self.url)} within {wait:g} s") from None
         except ConnectionClosed as exc:
             raise WebSocketError(f"{self!r}: connection lost during ping ({exc})") from None
         finally:
@@ -813,7 +807,7 @@ class WebSocketClient:
                 state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
                 wanted = f"{kind!r} message" if kind else "message"
                 raise TimeoutError(
-                    f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
+                    f"no {wanted} from {safe_url(self.url)} within {timeout:g} s{state}"
                     f"{self._skipped_text()}"
                 ) from None
 

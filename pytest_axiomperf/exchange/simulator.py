@@ -38,6 +38,13 @@ _CONTROL_TIMEOUT = 5.0
 _STOP_TIMEOUT = 3.0
 
 
+class _Environment(dict[str, str]):
+    """An environment whose repr hides its values (it holds the exchange's secrets)."""
+
+    def __repr__(self) -> str:
+        return f"<environment of {len(self)} variables>"
+
+
 class ExchangeSimulator:
     """Handle to the embedded exchange, served by a subprocess on 127.0.0.1.
 
@@ -115,10 +122,6 @@ class ExchangeSimulator:
         """Launch the exchange process and wait until it serves; returns self."""
         if self._process is not None:
             raise ExchangeError("the embedded exchange is already started")
-        env = dict(os.environ)
-        # Secrets go through the environment: argv is visible to every user (ps).
-        env["AXIOM_AUTH_TOKEN"] = self._token
-        env[_CONTROL_SECRET_ENV] = self._secret
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
         command = [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0"]
         self._process = subprocess.Popen(
@@ -126,7 +129,7 @@ class ExchangeSimulator:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=env,
+            env=self._child_environment(),
         )
         atexit.register(self.stop)
         try:
@@ -139,6 +142,17 @@ class ExchangeSimulator:
             self.stop()
             raise
         return self
+
+    def _child_environment(self) -> dict[str, str]:
+        """The child's environment, with the token and the control secret.
+
+        Secrets go through the environment: argv is visible to every user (ps). Built
+        here rather than in `start`, whose locals a failed start would show (``-l``).
+        """
+        env = _Environment(os.environ)
+        env["AXIOM_AUTH_TOKEN"] = self._token
+        env[_CONTROL_SECRET_ENV] = self._secret
+        return env
 
     def _read_urls(self, process: subprocess.Popen[bytes]) -> tuple[str, str]:
         assert process.stdout is not None
