@@ -41,7 +41,11 @@ A server that stops answering pings (protocol pings every ``ping_interval``,
 and application pings every ``app_ping_interval`` when set) for
 ``ping_timeout`` seconds is declared dead: the connection is aborted at once
 and, like any lost connection, reopened with exponential backoff and jitter,
-then every subscription is sent again in one message.
+then every subscription is sent again in one message. The backoff starts over
+only once a connection has stayed up ``reconnect_reset_after`` seconds: a
+server that accepts the handshake and closes at once is retried ever more
+slowly, not in a tight loop, and after ``max_reconnect_attempts`` reconnects
+without such a connection (10 by default) the client gives up and says why.
 
 Message kinds: a message's kind is its ``"type"`` field (:meth:`WebSocketClient.message_kind`);
 a protocol with another shape overrides that method and :meth:`WebSocketClient.subscribe_message`.
@@ -118,6 +122,7 @@ ERR_UNKNOWN = "WebSocket unknown message type"
 ERR_DROPPED = "WebSocket dropped message"
 ERR_DISCONNECT = "WebSocket disconnect"
 ERR_PING_TIMEOUT = "WebSocket ping timeout"
+ERR_CONNECT_FAILED = "WebSocket connect failed"
 ERR_RECONNECT_FAILED = "WebSocket reconnect failed"
 ERR_SERVER = "WebSocket server error"
 
@@ -337,7 +342,10 @@ class WebSocketClient:
         reconnect: reopen a lost connection (with backoff and jitter).
         reconnect_delay: first backoff delay, in seconds; doubles per failed attempt.
         reconnect_max_delay: largest backoff delay, in seconds.
-        max_reconnect_attempts: consecutive failed attempts before giving up
+        reconnect_reset_after: seconds a connection must stay up for the backoff
+            (and the count of reconnects) to start over.
+        max_reconnect_attempts: reconnects, failed or soon lost again, since the last
+            connection that stayed up ``reconnect_reset_after`` s, before giving up
             (``None``: keep trying until closed).
         max_handlers: handler calls in flight at most (1: in arrival order).
         handler_queue_size: messages waiting for a handler at most.
@@ -365,7 +373,8 @@ class WebSocketClient:
         reconnect: bool = True,
         reconnect_delay: float = 0.05,
         reconnect_max_delay: float = 5.0,
-        max_reconnect_attempts: int | None = None,
+        reconnect_reset_after: float = 5.0,
+        max_reconnect_attempts: int | None = 10,
         max_handlers: int = 8,
         handler_queue_size: int = 1024,
         receive_queue_size: int = 1024,
@@ -391,6 +400,7 @@ class WebSocketClient:
         self.reconnect = reconnect
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
+        self.reconnect_reset_after = reconnect_reset_after
         self.max_reconnect_attempts = max_reconnect_attempts
         self.max_handlers = _positive_int("max_handlers", max_handlers)
         self.handler_queue_size = _positive_int("handler_queue_size", handler_queue_size)
@@ -411,7 +421,8 @@ class WebSocketClient:
         self._closing = False
         self._closed = False
         self._close_reason = ""
-        self._reconnect_failures = 0
+        # Reconnects since the last connection that stayed up: the backoff's exponent.
+        self._reconnects_unstable = 0
         self._last_error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
@@ -553,6 +564,8 @@ class WebSocketClient:
             try:
                 ws = await self._open()
             except _OPEN_ERRORS as exc:
+                # Counted, so the report does not say "no errors" for a refused handshake.
+                self.tracker.record_error(ERR_CONNECT_FAILED)
                 raise WebSocketError(self._describe_failure(exc)) from None
             if self._closing or self._closed:  # close() ran during the handshake
                 await ws.close()
@@ -913,10 +926,13 @@ class WebSocketClient:
     async def _serve_connections(self, ws: ClientConnection) -> None:
         """Read until the connection is lost; then reconnect, or finish the client."""
         while True:
+            opened = time.perf_counter()
             code = await self._read(ws)
             if self._closing:
                 return
             lost = time.perf_counter()
+            if lost - opened >= self.reconnect_reset_after:
+                self._reconnects_unstable = 0
             self._ws = None
             assert self._connected is not None
             self._connected.clear()
@@ -945,22 +961,33 @@ class WebSocketClient:
                     await ws.send(json.dumps({"action": "join", "room": room}))
 
     async def _reopen(self) -> ClientConnection | None:
-        """Reconnect with exponential backoff and jitter; ``None`` when giving up."""
-        attempt = 0
+        """Reconnect with exponential backoff and jitter; ``None`` when giving up.
+
+        The backoff carries on from the reconnects before (`_serve_connections`
+        starts it over once a connection has stayed up): a handshake that succeeds
+        is no proof the server is back.
+        """
         while True:
+            attempt = self._reconnects_unstable
+            limit = self.max_reconnect_attempts
+            if limit is not None and attempt >= limit:
+                self._last_error += (
+                    f"; gave up after {attempt} reconnects, none of which stayed up "
+                    f"{self.reconnect_reset_after:g} s"
+                )
+                _log.warning("%r: %s", self, self._last_error)
+                return None
             ceiling = min(self.reconnect_max_delay, self.reconnect_delay * 2**attempt)
             # Half fixed, half random: many bots dropped together do not return in lockstep.
             await asyncio.sleep(ceiling / 2 + self._rng.uniform(0.0, ceiling / 2))
+            self._reconnects_unstable = attempt = attempt + 1
             try:
                 return await self._open()
             except _OPEN_ERRORS as exc:
-                attempt += 1
                 self._last_error = self._describe_failure(exc)
                 self.tracker.record_error(ERR_RECONNECT_FAILED)
                 _log.info("%r: reconnect attempt %d failed: %s", self, attempt, self._last_error)
-                fatal = isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403)
-                limit = self.max_reconnect_attempts
-                if fatal or (limit is not None and attempt >= limit):
+                if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     return None
 
     async def _read(self, ws: ClientConnection) -> str:

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -93,6 +94,37 @@ class ExchangeSimulator:
     def running(self) -> bool:
         """Whether the exchange process is alive."""
         return self._process is not None and self._process.poll() is None
+
+    def died(self) -> str | None:
+        """How the exchange process ended, when it ended without `stop` (else None).
+
+        ``"killed by SIGKILL"`` or ``"exited with code 1"``, followed by the end of
+        its stderr when it wrote any.
+        """
+        process = self._process
+        code = None if process is None else process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return how + self._stderr_tail()
+
+    def ensure_running(self) -> str | None:
+        """Start a fresh exchange if the running one died; returns how it died, or None.
+
+        The new one has the same token, a new port (`base_url`, `ws_url`) and the
+        default profile.
+        """
+        why = self.died()
+        if why is not None:
+            self.stop()
+            self.start()
+        return why
 
     @property
     def pid(self) -> int | None:
@@ -280,5 +312,6 @@ class ExchangeSimulator:
                 raise ConfigError(detail) from None
             raise ExchangeError(f"{method} {url} answered {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            state = "running" if self.running else "not running"
+            why = self.died()
+            state = f"the embedded exchange died: {why}" if why else "running"
             raise ExchangeError(f"{method} {url} failed ({state}): {exc}") from None
