@@ -38,7 +38,6 @@ from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, 
 from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.load import check_throughput
-from pytest_axiomperf.redact import install_log_filters
 from pytest_axiomperf.report.html import render_html
 from pytest_axiomperf.report.markdown import render_markdown
 from pytest_axiomperf.report.terminal import render_terminal_report
@@ -53,8 +52,12 @@ from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.tracker import PerformanceTracker
 
-#: Modules holding the plugin's fixtures, registered as plugins of their own.
-FIXTURE_MODULES = ("pytest_axiomperf.fixtures", "pytest_axiomperf.exchange.fixture")
+#: Modules holding the plugin's fixtures (redact: hooks), registered as plugins of their own.
+FIXTURE_MODULES = (
+    "pytest_axiomperf.fixtures",
+    "pytest_axiomperf.exchange.fixture",
+    "pytest_axiomperf.redact",
+)
 
 PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
 BUDGETS_KEY = pytest.StashKey[Budgets]()
@@ -269,7 +272,6 @@ class AxiomPerfPlugin:
         ]
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        install_log_filters(self.config)
         if not self.enabled:
             ignored = self._ignored_outputs()
             if ignored and not self.is_worker:

@@ -13,8 +13,12 @@ or log record can show:
   ``Authorization`` header (a `Secret`), so the URL libraries see carries none;
 - `RedactingFilter` rewrites log records carrying a `Secret`, a credential
   header line, a bearer token, an auth cookie, URL credentials or a value
-  given to `remember`; `install_log_filters` puts it on pytest's log handlers
-  and on websockets' loggers (whose DEBUG lines print the handshake headers).
+  given to `remember`; at session start it goes on pytest's log handlers and
+  on websockets' loggers (whose DEBUG lines print the handshake headers);
+- a test report showing a remembered value (the token, URL credentials), in
+  its failure or its captured output, has it replaced: the last safety net.
+
+The module is registered as a plugin of its own (its hooks).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -34,7 +38,6 @@ __all__ = [
     "RedactingFilter",
     "Secret",
     "bearer",
-    "install_log_filters",
     "redact_text",
     "remember",
     "remember_url",
@@ -151,11 +154,16 @@ def split_credentials(url: str) -> tuple[str, Secret | None]:
     return parts._replace(netloc=netloc).geturl(), Secret(f"Basic {credentials}")
 
 
-def redact_text(text: str) -> str:
-    """``text`` with credentials replaced by ``<redacted>``."""
+def _without_remembered(text: str) -> str:
     for value in _remembered:
         if value in text:
             text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_text(text: str) -> str:
+    """``text`` with credentials replaced by ``<redacted>``."""
+    text = _without_remembered(text)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text
@@ -192,12 +200,35 @@ def _add_filter(targets: Iterable[logging.Filterer | None]) -> None:
             target.addFilter(_FILTER)
 
 
-def install_log_filters(config: pytest.Config) -> None:
+def pytest_sessionstart(session: pytest.Session) -> None:
     """Filter pytest's log handlers (report, live, file, caplog) and websockets' loggers."""
-    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    logging_plugin = session.config.pluginmanager.get_plugin("logging-plugin")
     handlers = (
         getattr(logging_plugin, name, None)
         for name in ("caplog_handler", "report_handler", "log_file_handler", "log_cli_handler")
     )
     _add_filter(handlers)
     _add_filter(logging.getLogger(name) for name in LIBRARY_LOGGERS)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """The last safety net: no remembered value in a report's failure or captured output.
+
+    A frame of the test's own code (or a library's) can still show the token as a
+    plain string (a header the test built itself, under ``--tb=long``): the
+    failure is then kept as text with the value replaced. Runs last (outermost),
+    after every other hook has written to the report.
+    """
+    report = yield
+    if not _remembered:
+        return report
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        cleaned = _without_remembered(text)
+        if cleaned != text:
+            report.longrepr = cleaned
+    report.sections = [(name, _without_remembered(text)) for name, text in report.sections]
+    return report
