@@ -56,7 +56,14 @@ from yarl import URL
 
 from pytest_axiomperf.errors import AxiomPerfError, HttpStatusError
 from pytest_axiomperf.histogram import Histogram
-from pytest_axiomperf.redact import RedactedUrl, bearer, remember_url, safe_url, split_credentials
+from pytest_axiomperf.redact import (
+    RedactedUrl,
+    bearer,
+    redact_text,
+    remember_url,
+    safe_url,
+    split_credentials,
+)
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
     HTTP_CONNECT_TIMES,
@@ -651,7 +658,8 @@ class OptimizedClient:
         """Configure (not open) the client; see the class docstring."""
         if base_url is not None and not URL(base_url).is_absolute():
             raise AxiomPerfError(
-                f"OptimizedClient: base_url must be absolute (http://host:port), got {base_url!r}"
+                "OptimizedClient: base_url must be absolute (http://host:port), "
+                f"got {redact_text(base_url)!r}"
             )
         if ssl_context is not None and not verify_tls:
             raise AxiomPerfError("OptimizedClient: give ssl_context or verify_tls=False, not both")

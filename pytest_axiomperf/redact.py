@@ -70,8 +70,9 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)({_NAME}=)[^&;,\s'\"]+"), rf"\1{REDACTED}"),
     (re.compile(rf"(?i)([?&][^=&\s]*{_WORDS}[^=&\s]*=)[^&#\s'\"]+"), rf"\1{REDACTED}"),
     (re.compile(r"\b(Bearer|Basic)\s+[\w.~+/=-]{8,}"), rf"\1 {REDACTED}"),
-    # URL credentials.
+    # URL credentials, with or without a scheme ("user:password@host").
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@'\"]+@"), rf"\1{REDACTED}@"),
+    (re.compile(r"(?<![\w.~%+-])[\w.~%+-]+:[^\s/@'\"]+@"), f"{REDACTED}@"),
 )
 
 

@@ -82,7 +82,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from pytest_axiomperf.eager import EagerStart, EagerStarter
 from pytest_axiomperf.errors import WebSocketError
 from pytest_axiomperf.histogram import BUFFER_SIZE
-from pytest_axiomperf.redact import bearer, remember_url, safe_url
+from pytest_axiomperf.redact import bearer, redact_text, remember_url, safe_url
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
 __all__ = [
@@ -296,6 +296,17 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
+def _is_ws_url(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("ws", "wss") and bool(parts.hostname)
+
+
 def _positive_or_none(name: str, value: float | None) -> float | None:
     if value is not None and not (isinstance(value, (int, float)) and value > 0):
         raise ValueError(f"{name} must be a number > 0 or None, got {value!r}")
@@ -382,8 +393,9 @@ class WebSocketClient:
         rate_interval: float = 1.0,
         kinds: Iterable[str] = DEFAULT_KINDS,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
-            raise ValueError(f"url must be a ws:// or wss:// URL, got {url!r}")
+        if not _is_ws_url(url):
+            shown = redact_text(url) if isinstance(url, str) else url
+            raise ValueError(f"url must be a ws:// or wss:// URL with a host, got {shown!r}")
         self.url = url
         remember_url(url)  # websockets logs the request line (with its query) at DEBUG
         self._token = token
@@ -613,7 +625,8 @@ class WebSocketClient:
             return f"{where} refused the WebSocket handshake with HTTP {status}{hint}"
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return f"{where} did not complete the handshake within {self.open_timeout:g} s"
-        return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+        # Some errors quote the URL (InvalidURI): with its credentials.
+        return f"cannot connect to {where}: {type(exc).__name__}: {redact_text(str(exc))}"
 
     def _must_connect(self) -> bool:
         """Whether a call must connect first; raises when the client cannot be used here."""

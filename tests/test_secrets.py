@@ -13,8 +13,10 @@ import logging
 
 import pytest
 
+from pytest_axiomperf import AxiomPerfError, WebSocketClient, WebSocketError
 from pytest_axiomperf.client import OptimizedClient
 from pytest_axiomperf.redact import REDACTED, RedactingFilter, Secret, remember, safe_url
+from pytest_axiomperf.respx_api import ExchangeRouter
 
 TOKEN = "SECRET123XYZ"
 PASSWORD = "pw-SECRET456"
@@ -273,3 +275,23 @@ def test_the_filter_redacts_library_records_without_dropping_them() -> None:
         "GET /x?api_key=<redacted> HTTP/1.1 with <redacted>",
         "subscribed tokens ['SOL']",
     ]
+
+
+@pytest.mark.asyncio
+async def test_reprs_and_errors_name_urls_without_credentials() -> None:
+    url = f"http://trader:{PASSWORD}@127.0.0.1:1/api?api_key={API_KEY}"
+    shown = [repr(ExchangeRouter(url)), repr(OptimizedClient(url))]
+    for bad in (f"trader:{PASSWORD}@127.0.0.1", "http" + url[4:].replace("//", "/", 1)):
+        with pytest.raises(AxiomPerfError) as error:
+            OptimizedClient(bad)
+        shown.append(str(error.value))
+    for bad in (url, f"ws://trader:{PASSWORD}@127.0.0.1:port/ws?token={API_KEY}"):
+        with pytest.raises(ValueError) as error:
+            WebSocketClient(bad)
+        shown.append(str(error.value))
+    ws = WebSocketClient(f"ws://trader:{PASSWORD}@127.0.0.1:1/ws?token={API_KEY}")
+    with pytest.raises(WebSocketError) as error:
+        await ws.connect()
+    shown += [str(error.value), repr(ws)]
+    for text in shown:
+        assert PASSWORD not in text and API_KEY not in text, text
