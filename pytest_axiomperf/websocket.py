@@ -124,6 +124,7 @@ ERR_DISCONNECT = "WebSocket disconnect"
 ERR_PING_TIMEOUT = "WebSocket ping timeout"
 ERR_CONNECT_FAILED = "WebSocket connect failed"
 ERR_RECONNECT_FAILED = "WebSocket reconnect failed"
+ERR_GAVE_UP = "WebSocket gave up reconnecting"
 ERR_SERVER = "WebSocket server error"
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
@@ -988,6 +989,7 @@ class WebSocketClient:
                     f"; gave up after {attempt} reconnects, none of which stayed up "
                     f"{self.reconnect_reset_after:g} s"
                 )
+                self.tracker.record_error(ERR_GAVE_UP)
                 _log.warning("%r: %s", self, self._last_error)
                 return None
             ceiling = min(self.reconnect_max_delay, self.reconnect_delay * 2**attempt)

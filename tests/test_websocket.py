@@ -818,7 +818,7 @@ def test_a_server_that_drops_every_connection_gets_slower_reconnects_then_none(
             await ws.connect()
             with pytest.raises(WebSocketError, match="gave up after 10 reconnects"):
                 await ws.receive(timeout=10)
-            print("CAPPED", ws.stats.reconnects)
+            print("CAPPED", ws.stats.reconnects, dict(axiom_tracker.errors))
         """
     )
     with server_thread() as (url, seen):
@@ -833,7 +833,7 @@ def test_a_server_that_drops_every_connection_gets_slower_reconnects_then_none(
     # growing (0.05 s doubling), 2 s allow at most 6.
     reconnects = int(output.split("RECONNECTS ")[1].split()[0])
     assert 1 <= reconnects <= 8
-    assert "CAPPED 10" in output
+    assert "CAPPED 10 {'WebSocket disconnect': 11, 'WebSocket gave up reconnecting': 1}" in output
     assert len(seen) <= reconnects + 1 + 11 + 2
 
 
