@@ -18,6 +18,7 @@ from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
 from pytest_axiomperf.memory import MemoryDiff, MemorySnapshots
+from pytest_axiomperf.redact import Secret
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
 from pytest_axiomperf.websocket import WebSocketClient
 
@@ -45,6 +46,7 @@ __all__ = [
     "OptimizedClient",
     "PerformanceTracker",
     "RetryPolicy",
+    "Secret",
     "WebSocketClient",
     "WebSocketError",
     "__version__",

@@ -17,7 +17,11 @@ request is recorded in a `PerformanceTracker`:
   per retried attempt.
 
 The bearer token is sent as a default header of the session and appears in no
-repr, log line, error message, response header or result.
+repr, log line, error message, response header or result; a ``user:password@``
+in the base URL becomes a Basic ``Authorization`` header of the session. Both
+header values are `pytest_axiomperf.redact.Secret` objects, which aiohttp keeps
+as they are: a traceback showing aiohttp's arguments (``--tb=long``) or locals
+(``-l``) shows ``'<redacted>'``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,14 @@ from yarl import URL
 
 from pytest_axiomperf.errors import AxiomPerfError, HttpStatusError
 from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.redact import (
+    RedactedUrl,
+    bearer,
+    redact_text,
+    remember_url,
+    safe_url,
+    split_credentials,
+)
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
     HTTP_CONNECT_TIMES,
@@ -646,14 +658,28 @@ class OptimizedClient:
         """Configure (not open) the client; see the class docstring."""
         if base_url is not None and not URL(base_url).is_absolute():
             raise AxiomPerfError(
-                f"OptimizedClient: base_url must be absolute (http://host:port), got {base_url!r}"
+                "OptimizedClient: base_url must be absolute (http://host:port), "
+                f"got {redact_text(base_url)!r}"
             )
         if ssl_context is not None and not verify_tls:
             raise AxiomPerfError("OptimizedClient: give ssl_context or verify_tls=False, not both")
         for name, value in (("limit", limit), ("limit_per_host", limit_per_host)):
             if value < 0:
                 raise AxiomPerfError(f"OptimizedClient: {name} must be >= 0, got {value!r}")
+        self._authorization = bearer(token) if token else None
+        if base_url:
+            base_url, basic = split_credentials(base_url)
+            if basic is not None and token:
+                raise AxiomPerfError(
+                    f"OptimizedClient: the base URL {safe_url(base_url)} carries a user and "
+                    "password and a token is given: both would be the Authorization header; "
+                    "give one"
+                )
+            self._authorization = basic or self._authorization
         self.base_url = base_url.rstrip("/") if base_url else None
+        # A query in the base URL may be a key (?api_key=): request URLs then hide theirs.
+        self._url_type: type[str] = RedactedUrl if "?" in (base_url or "") else str
+        remember_url(base_url)
         self.tracker = tracker if tracker is not None else PerformanceTracker("OptimizedClient")
         self.retry = retry if retry is not None else RetryPolicy()
         self.routes = RouteTemplates(routes)
@@ -701,7 +727,8 @@ class OptimizedClient:
     def __repr__(self) -> str:
         token = "<set>" if self._token else None
         state = "closed" if self._closed else ("open" if self.is_open else "not opened")
-        return f"OptimizedClient(base_url={self.base_url!r}, token={token}, {state})"
+        base_url = None if self.base_url is None else safe_url(self.base_url)
+        return f"OptimizedClient(base_url={base_url!r}, token={token}, {state})"
 
     @property
     def is_open(self) -> bool:
@@ -752,8 +779,8 @@ class OptimizedClient:
             **self._connector_options,
         )
         headers = CIMultiDict(self._headers)
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+        if self._authorization is not None:
+            headers["Authorization"] = self._authorization
         self._session = session = aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -828,7 +855,7 @@ class OptimizedClient:
             )
         if not path.startswith("/"):
             path = "/" + path
-        return self.base_url + path, path.split("?", 1)[0]
+        return self._url_type(self.base_url + path), path.split("?", 1)[0]
 
     def get(self, path: str, **kwargs: Any) -> Coroutine[Any, Any, ApiResponse]:
         """``GET path``; keyword arguments as for `request`."""

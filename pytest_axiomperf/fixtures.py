@@ -80,13 +80,12 @@ def _endpoint(
     A test reaching the exchange this way is remembered like one asking for
     ``axiom_exchange``, so its results store the latency profile it ran under.
     """
-    from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
+    from pytest_axiomperf.exchange.fixture import exchange_for
     from pytest_axiomperf.plugin import get_plugin
 
     if configured is not None:
         return configured, get_plugin(request.config).settings.auth_token
-    exchange = request.getfixturevalue("axiom_exchange")
-    request.node.stash[EXCHANGE_KEY] = exchange
+    exchange = exchange_for(request)
     return (exchange.base_url if kind == "rest" else exchange.ws_url), exchange.token
 
 

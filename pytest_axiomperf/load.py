@@ -55,6 +55,7 @@ from urllib.parse import urlsplit
 from pytest_axiomperf.budgets import ThroughputBudget, Verdict
 from pytest_axiomperf.errors import LoadError
 from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.redact import safe_url
 from pytest_axiomperf.report.text import fmt
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker, error_name
 
@@ -242,17 +243,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme.replace("ws", "http"), (parts.hostname or "").lower(), port
 
 
-def _shown(url: str) -> str:
-    """``scheme://host:port`` only: never a password, path or query (they may hold a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        port = ""
-    return f"{parts.scheme}://{host}{port}"
-
-
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses; other names are never resolved."""
     host = host.strip("[]").lower()
@@ -268,19 +258,25 @@ def check_target(url: str, allowed_base_url: str | None = None) -> None:
     """Refuse (``LoadError``) a target that is neither loopback nor the configured base URL."""
     if not isinstance(url, str):
         raise LoadError(f"target must be a URL string, not {url!r}")
+    # scheme://host:port only: never a password, path or query (they may hold a token).
+    shown = safe_url(url, path=False)
     try:
         scheme, host, port = _origin(url)
     except ValueError as exc:
-        raise LoadError(f"target {_shown(url)!r} is not a valid URL: {exc}") from None
+        raise LoadError(f"target {shown!r} is not a valid URL: {exc}") from None
     if not host:
-        raise LoadError(f"target {_shown(url)!r} has no host")
+        raise LoadError(f"target {shown!r} has no host")
     if is_loopback(host):
         return
     if allowed_base_url and (scheme, host, port) == _origin(allowed_base_url):
         return
-    allowed = f" nor the configured base URL {_shown(allowed_base_url)}" if allowed_base_url else ""
+    allowed = (
+        f" nor the configured base URL {safe_url(allowed_base_url, path=False)}"
+        if allowed_base_url
+        else ""
+    )
     raise LoadError(
-        f"load target {_shown(url)} is not on this machine (loopback){allowed}: load runs only "
+        f"load target {shown} is not on this machine (loopback){allowed}: load runs only "
         "against 127.0.0.1/localhost or the URL given with --axiom-base-url"
     )
 

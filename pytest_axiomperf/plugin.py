@@ -52,8 +52,12 @@ from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.tracker import PerformanceTracker
 
-#: Modules holding the plugin's fixtures, registered as plugins of their own.
-FIXTURE_MODULES = ("pytest_axiomperf.fixtures", "pytest_axiomperf.exchange.fixture")
+#: Modules holding the plugin's fixtures (redact: hooks), registered as plugins of their own.
+FIXTURE_MODULES = (
+    "pytest_axiomperf.fixtures",
+    "pytest_axiomperf.exchange.fixture",
+    "pytest_axiomperf.redact",
+)
 
 PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
 BUDGETS_KEY = pytest.StashKey[Budgets]()
@@ -259,8 +263,8 @@ class AxiomPerfPlugin:
             )
         if self.settings.base_url is not None and not self.settings.auth_token:
             lines.append(
-                f"axiomperf: AXIOM_AUTH_TOKEN is not set: requests to {self.settings.base_url} "
-                "carry no bearer token"
+                "axiomperf: AXIOM_AUTH_TOKEN is not set: requests to "
+                f"{self.settings.shown('base_url')} carry no bearer token"
             )
         return lines
 

@@ -43,6 +43,7 @@ from pytest_axiomperf.exchange.data import (
     holdings,
 )
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
+from pytest_axiomperf.redact import redact_text, safe_url
 from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
 
 __all__ = ["DEFAULT_BASE_URL", "ExchangeRouter"]
@@ -82,7 +83,9 @@ class ExchangeRouter(respx.MockRouter):
         """Serve ``base_url`` (default `DEFAULT_BASE_URL`) to requests bearing ``token``."""
         base = (base_url or DEFAULT_BASE_URL).rstrip("/")
         if not base.startswith(("http://", "https://")):
-            raise AxiomPerfError(f"ExchangeRouter: base_url must be http(s)://..., got {base!r}")
+            raise AxiomPerfError(
+                f"ExchangeRouter: base_url must be http(s)://..., got {redact_text(base)!r}"
+            )
         super().__init__(assert_all_called=False, assert_all_mocked=True, base_url=base)
         self.base_url = base
         self._base_path = httpx.URL(base).path.rstrip("/")
@@ -106,7 +109,7 @@ class ExchangeRouter(respx.MockRouter):
 
     def __repr__(self) -> str:
         """Where it serves; never the token."""
-        return f"<ExchangeRouter base_url={self.base_url!r}>"
+        return f"<ExchangeRouter base_url={safe_url(self.base_url)!r}>"
 
     @property
     def token(self) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from pytest_axiomperf.errors import ConfigError
+from pytest_axiomperf.redact import Secret, redact_text, remember, remember_url, safe_url
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -61,16 +62,17 @@ def parse_rounds(text: str) -> int:
 def parse_url(text: str, schemes: tuple[str, ...] = ("http", "https", "ws", "wss")) -> str:
     """A URL with one of ``schemes`` and a host part, without a trailing slash."""
     text = text.strip()
+    shown = redact_text(text)  # the error names the option; a password it need not show
     scheme, sep, rest = text.partition("://")
     example = f"{schemes[0]}://127.0.0.1:8080"
     if not sep or not rest:
-        raise ValueError(f"expected a URL such as {example}, got {text!r}")
+        raise ValueError(f"expected a URL such as {example}, got {shown!r}")
     if scheme.lower() not in schemes:
         # A typo such as htp:// would otherwise pass here and fail every request later,
         # far from the option that caused it.
         raise ValueError(
             f"expected a URL starting with {' or '.join(s + '://' for s in schemes)}, "
-            f"such as {example}, got {text!r}"
+            f"such as {example}, got {shown!r}"
         )
     return text.rstrip("/")
 
@@ -269,6 +271,9 @@ OUTPUT_OPTIONS = (
     "profile_dir",
 )
 
+#: Settings holding a URL, which may carry credentials.
+_URL_FIELDS = ("base_url", "ws_url")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -295,12 +300,17 @@ class Settings:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}"
+            f"{f.name}={self.shown(f.name)!r}"
             for f in fields(self)
             if f.name not in ("auth_token", "sources")
         )
         token = "<set>" if self.auth_token else None
         return f"Settings({shown}, auth_token={token})"
+
+    def shown(self, name: str) -> Any:
+        """The value of ``name`` as it may be printed: URLs without credentials or query."""
+        value = getattr(self, name)
+        return safe_url(value) if name in _URL_FIELDS and value is not None else value
 
     def source(self, name: str) -> str:
         """Where the value of ``name`` came from."""
@@ -332,7 +342,12 @@ class Settings:
             # and exit 0. (An ini key only says where to write when performance mode is on.)
             values["perf"] = True
             sources.append(("perf", "implied by an output option"))
-        return cls(**values, auth_token=token, sources=tuple(sources))
+        # Every filtered log record hides these; a Secret hides itself in tracebacks.
+        remember(token)
+        for name in _URL_FIELDS:
+            remember_url(values[name])
+        auth_token = Secret(token) if token else None
+        return cls(**values, auth_token=auth_token, sources=tuple(sources))
 
 
 def _raw_value(config: pytest.Config, opt: Option) -> tuple[Any, str, str]:

@@ -41,7 +41,11 @@ A server that stops answering pings (protocol pings every ``ping_interval``,
 and application pings every ``app_ping_interval`` when set) for
 ``ping_timeout`` seconds is declared dead: the connection is aborted at once
 and, like any lost connection, reopened with exponential backoff and jitter,
-then every subscription is sent again in one message.
+then every subscription is sent again in one message. The backoff starts over
+only once a connection has stayed up ``reconnect_reset_after`` seconds: a
+server that accepts the handshake and closes at once is retried ever more
+slowly, not in a tight loop, and after ``max_reconnect_attempts`` reconnects
+without such a connection (10 by default) the client gives up and says why.
 
 Message kinds: a message's kind is its ``"type"`` field (:meth:`WebSocketClient.message_kind`);
 a protocol with another shape overrides that method and :meth:`WebSocketClient.subscribe_message`.
@@ -78,6 +82,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from pytest_axiomperf.eager import EagerStart, EagerStarter
 from pytest_axiomperf.errors import WebSocketError
 from pytest_axiomperf.histogram import BUFFER_SIZE
+from pytest_axiomperf.redact import bearer, redact_text, remember_url, safe_url
 from pytest_axiomperf.tracker import NETWORK_THROUGHPUT, WEBSOCKET_LATENCY, PerformanceTracker
 
 __all__ = [
@@ -117,7 +122,9 @@ ERR_UNKNOWN = "WebSocket unknown message type"
 ERR_DROPPED = "WebSocket dropped message"
 ERR_DISCONNECT = "WebSocket disconnect"
 ERR_PING_TIMEOUT = "WebSocket ping timeout"
+ERR_CONNECT_FAILED = "WebSocket connect failed"
 ERR_RECONNECT_FAILED = "WebSocket reconnect failed"
+ERR_GAVE_UP = "WebSocket gave up reconnecting"
 ERR_SERVER = "WebSocket server error"
 
 Handler = Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]
@@ -290,12 +297,15 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def _safe_url(url: str) -> str:
-    """``url`` without credentials or query string (they may hold a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+def _is_ws_url(url: object) -> bool:
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        return False
+    return parts.scheme in ("ws", "wss") and bool(parts.hostname)
 
 
 def _positive_or_none(name: str, value: float | None) -> float | None:
@@ -344,7 +354,10 @@ class WebSocketClient:
         reconnect: reopen a lost connection (with backoff and jitter).
         reconnect_delay: first backoff delay, in seconds; doubles per failed attempt.
         reconnect_max_delay: largest backoff delay, in seconds.
-        max_reconnect_attempts: consecutive failed attempts before giving up
+        reconnect_reset_after: seconds a connection must stay up for the backoff
+            (and the count of reconnects) to start over.
+        max_reconnect_attempts: reconnects, failed or soon lost again, since the last
+            connection that stayed up ``reconnect_reset_after`` s, before giving up
             (``None``: keep trying until closed).
         max_handlers: handler calls in flight at most (1: in arrival order).
         handler_queue_size: messages waiting for a handler at most.
@@ -372,7 +385,8 @@ class WebSocketClient:
         reconnect: bool = True,
         reconnect_delay: float = 0.05,
         reconnect_max_delay: float = 5.0,
-        max_reconnect_attempts: int | None = None,
+        reconnect_reset_after: float = 5.0,
+        max_reconnect_attempts: int | None = 10,
         max_handlers: int = 8,
         handler_queue_size: int = 1024,
         receive_queue_size: int = 1024,
@@ -380,9 +394,11 @@ class WebSocketClient:
         rate_interval: float = 1.0,
         kinds: Iterable[str] = DEFAULT_KINDS,
     ) -> None:
-        if not isinstance(url, str) or urlsplit(url).scheme not in ("ws", "wss"):
-            raise ValueError(f"url must be a ws:// or wss:// URL, got {url!r}")
+        if not _is_ws_url(url):
+            shown = redact_text(url) if isinstance(url, str) else url
+            raise ValueError(f"url must be a ws:// or wss:// URL with a host, got {shown!r}")
         self.url = url
+        remember_url(url)  # websockets logs the request line (with its query) at DEBUG
         self._token = token
         self.tracker = tracker if tracker is not None else PerformanceTracker()
         self.compression = compression
@@ -397,6 +413,7 @@ class WebSocketClient:
         self.reconnect = reconnect
         self.reconnect_delay = reconnect_delay
         self.reconnect_max_delay = reconnect_max_delay
+        self.reconnect_reset_after = reconnect_reset_after
         self.max_reconnect_attempts = max_reconnect_attempts
         self.max_handlers = _positive_int("max_handlers", max_handlers)
         self.handler_queue_size = _positive_int("handler_queue_size", handler_queue_size)
@@ -417,7 +434,8 @@ class WebSocketClient:
         self._closing = False
         self._closed = False
         self._close_reason = ""
-        self._reconnect_failures = 0
+        # Reconnects since the last connection that stayed up: the backoff's exponent.
+        self._reconnects_unstable = 0
         self._last_error = ""
         self._tasks: list[asyncio.Task[None]] = []
         self._workers: list[asyncio.Task[None]] = []
@@ -452,7 +470,7 @@ class WebSocketClient:
             state = "reconnecting"
         else:
             state = "not connected"
-        return f"<WebSocketClient {state} url={_safe_url(self.url)!r}>"
+        return f"<WebSocketClient {state} url={safe_url(self.url)!r}>"
 
     # -- state -------------------------------------------------------------------------
 
@@ -559,6 +577,8 @@ class WebSocketClient:
             try:
                 ws = await self._open()
             except _OPEN_ERRORS as exc:
+                # Counted, so the report does not say "no errors" for a refused handshake.
+                self.tracker.record_error(ERR_CONNECT_FAILED)
                 raise WebSocketError(self._describe_failure(exc)) from None
             if self._closing or self._closed:  # close() ran during the handshake
                 await ws.close()
@@ -580,7 +600,7 @@ class WebSocketClient:
                 self._start_workers()
 
     async def _open(self) -> ClientConnection:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else None
+        headers = {"Authorization": bearer(self._token)} if self._token else None
         return await connect(
             self.url,
             additional_headers=headers,
@@ -599,14 +619,15 @@ class WebSocketClient:
         )
 
     def _describe_failure(self, exc: BaseException) -> str:
-        where = _safe_url(self.url)
+        where = safe_url(self.url)
         if isinstance(exc, InvalidStatus):
             status = exc.response.status_code
             hint = " (missing or wrong bearer token?)" if status in (401, 403) else ""
             return f"{where} refused the WebSocket handshake with HTTP {status}{hint}"
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
             return f"{where} did not complete the handshake within {self.open_timeout:g} s"
-        return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+        # Some errors quote the URL (InvalidURI): with its credentials.
+        return f"cannot connect to {where}: {type(exc).__name__}: {redact_text(str(exc))}"
 
     def _must_connect(self) -> bool:
         """Whether a call must connect first; raises when the client cannot be used here."""
@@ -755,7 +776,7 @@ class WebSocketClient:
         except asyncio.TimeoutError:
             self._stats.ping_timeouts += 1
             self.tracker.record_error(ERR_PING_TIMEOUT)
-            raise TimeoutError(f"no pong from {_safe_url(self.url)} within {wait:g} s") from None
+            raise TimeoutError(f"no pong from {safe_url(self.url)} within {wait:g} s") from None
         except ConnectionClosed as exc:
             raise WebSocketError(f"{self!r}: connection lost during ping ({exc})") from None
         finally:
@@ -813,7 +834,7 @@ class WebSocketClient:
                 state = "" if self._ws is not None else f"; {self!r}{self._last_error_text()}"
                 wanted = f"{kind!r} message" if kind else "message"
                 raise TimeoutError(
-                    f"no {wanted} from {_safe_url(self.url)} within {timeout:g} s{state}"
+                    f"no {wanted} from {safe_url(self.url)} within {timeout:g} s{state}"
                     f"{self._skipped_text()}"
                 ) from None
 
@@ -919,10 +940,13 @@ class WebSocketClient:
     async def _serve_connections(self, ws: ClientConnection) -> None:
         """Read until the connection is lost; then reconnect, or finish the client."""
         while True:
+            opened = time.perf_counter()
             code = await self._read(ws)
             if self._closing:
                 return
             lost = time.perf_counter()
+            if lost - opened >= self.reconnect_reset_after:
+                self._reconnects_unstable = 0
             self._ws = None
             assert self._connected is not None
             self._connected.clear()
@@ -951,22 +975,34 @@ class WebSocketClient:
                     await ws.send(json.dumps({"action": "join", "room": room}))
 
     async def _reopen(self) -> ClientConnection | None:
-        """Reconnect with exponential backoff and jitter; ``None`` when giving up."""
-        attempt = 0
+        """Reconnect with exponential backoff and jitter; ``None`` when giving up.
+
+        The backoff carries on from the reconnects before (`_serve_connections`
+        starts it over once a connection has stayed up): a handshake that succeeds
+        is no proof the server is back.
+        """
         while True:
+            attempt = self._reconnects_unstable
+            limit = self.max_reconnect_attempts
+            if limit is not None and attempt >= limit:
+                self._last_error += (
+                    f"; gave up after {attempt} reconnects, none of which stayed up "
+                    f"{self.reconnect_reset_after:g} s"
+                )
+                self.tracker.record_error(ERR_GAVE_UP)
+                _log.warning("%r: %s", self, self._last_error)
+                return None
             ceiling = min(self.reconnect_max_delay, self.reconnect_delay * 2**attempt)
             # Half fixed, half random: many bots dropped together do not return in lockstep.
             await asyncio.sleep(ceiling / 2 + self._rng.uniform(0.0, ceiling / 2))
+            self._reconnects_unstable = attempt = attempt + 1
             try:
                 return await self._open()
             except _OPEN_ERRORS as exc:
-                attempt += 1
                 self._last_error = self._describe_failure(exc)
                 self.tracker.record_error(ERR_RECONNECT_FAILED)
                 _log.info("%r: reconnect attempt %d failed: %s", self, attempt, self._last_error)
-                fatal = isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403)
-                limit = self.max_reconnect_attempts
-                if fatal or (limit is not None and attempt >= limit):
+                if isinstance(exc, InvalidStatus) and exc.response.status_code in (401, 403):
                     return None
 
     async def _read(self, ws: ClientConnection) -> str:

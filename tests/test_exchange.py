@@ -609,3 +609,72 @@ def test_stop_with_a_connected_websocket_is_prompt() -> None:
     finally:
         exchange.stop()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+def test_an_exchange_killed_mid_test_is_named_and_replaced(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # whole summary lines
+    user_project.makepyfile(
+        """
+        import asyncio
+        import os
+        import signal
+        import time
+
+        import pytest
+
+
+        @pytest.mark.asyncio
+        async def test_killed(axiom_client, axiom_exchange):
+            assert (await axiom_client.get("/health")).status == 200
+            os.kill(axiom_exchange.pid, signal.SIGKILL)
+            for _ in range(500):  # the kernel ends it within milliseconds
+                if not axiom_exchange.running:
+                    break
+                await asyncio.sleep(0.01)
+            await axiom_client.get("/health")
+
+
+        @pytest.mark.asyncio
+        async def test_next_client_only(axiom_client):
+            assert (await axiom_client.get("/health")).status == 200
+
+
+        def test_next_configures(axiom_exchange):
+            axiom_exchange.configure(latency=0.001)
+            assert axiom_exchange.profile["latency"] == 0.001
+
+
+        def test_killed_again(axiom_exchange):
+            os.kill(axiom_exchange.pid, signal.SIGKILL)
+            for _ in range(500):
+                if not axiom_exchange.running:
+                    break
+                time.sleep(0.01)
+            axiom_exchange.reset()
+
+
+        @pytest.mark.asyncio
+        async def test_last(axiom_client):
+            assert (await axiom_client.get("/health")).status == 200
+        """
+    )
+    result = user_project.runpytest_subprocess("-p", "no:cacheprovider", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=3, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*- axiom_exchange -*",
+            "the embedded exchange died during this test (killed by SIGKILL); the next test "
+            "that uses it gets a fresh one",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED *::test_killed - the embedded exchange died during this test "
+            "(killed by SIGKILL): *ClientConnectorError*",
+            "FAILED *::test_killed_again - the embedded exchange died during this test "
+            "(killed by SIGKILL): *ExchangeError*the embedded exchange died: killed by SIGKILL*",
+        ]
+    )
+    assert "killed by SIGKILL" in (user_project.path / "junit.xml").read_text()

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -744,3 +745,121 @@ def test_fixture_latency_feeds_the_budget(user_project: pytest.Pytester) -> None
     result = user_project.runpytest_subprocess("--axiom-perf")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_over*", "*websocket_latency*ping*max*"])
+
+
+# -- servers that refuse, or accept and drop at once ---------------------------------------------
+
+
+@contextlib.contextmanager
+def server_thread(refuse_with: int | None = None) -> Iterator[tuple[str, list[float]]]:
+    """A websockets server in a thread of its own (a user's run connects from another
+    process): it answers each handshake HTTP ``refuse_with``, or accepts it and closes
+    at once with code 4000. Yields its URL and the times of the handshakes it saw."""
+    from websockets.http11 import Response
+
+    seen: list[float] = []
+    started: list[str] = []
+    ready = threading.Event()
+    stop: list[asyncio.Future[None]] = []
+
+    def refuse(conn: ServerConnection, request: Any) -> Response | None:
+        seen.append(time.monotonic())
+        if refuse_with is None:
+            return None
+        return conn.respond(refuse_with, "refused by the test server\n")
+
+    async def drop(conn: ServerConnection) -> None:
+        await conn.close(4000, "go away")
+
+    async def main() -> None:
+        async with serve(drop, "127.0.0.1", 0, process_request=refuse) as server:
+            started.append(f"ws://127.0.0.1:{next(iter(server.sockets)).getsockname()[1]}/ws")
+            stop.append(asyncio.get_running_loop().create_future())
+            ready.set()
+            await stop[0]
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(5.0), "the test server did not start"
+    loop = stop[0].get_loop()
+    try:
+        yield started[0], seen
+    finally:
+        loop.call_soon_threadsafe(stop[0].set_result, None)
+        thread.join(5.0)
+
+
+def test_a_server_that_drops_every_connection_gets_slower_reconnects_then_none(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(
+        """
+        import asyncio
+        import os
+
+        import pytest
+
+        from pytest_axiomperf import WebSocketClient, WebSocketError
+
+
+        @pytest.mark.asyncio
+        async def test_backoff_is_not_reset_by_a_handshake(axiom_ws):
+            await axiom_ws.connect()
+            await asyncio.sleep(2.0)
+            print("RECONNECTS", axiom_ws.stats.reconnects)
+
+
+        @pytest.mark.asyncio
+        async def test_reconnects_are_capped(axiom_tracker):
+            ws = WebSocketClient(
+                os.environ["WS_URL"], tracker=axiom_tracker,
+                reconnect_delay=0.001, reconnect_max_delay=0.002,
+            )
+            await ws.connect()
+            with pytest.raises(WebSocketError, match="gave up after 10 reconnects"):
+                await ws.receive(timeout=10)
+            print("CAPPED", ws.stats.reconnects, dict(axiom_tracker.errors))
+        """
+    )
+    with server_thread() as (url, seen):
+        os.environ["WS_URL"] = url
+        try:
+            result = user_project.runpytest_subprocess(f"--axiom-ws-url={url}", "-s")
+        finally:
+            del os.environ["WS_URL"]
+    result.assert_outcomes(passed=2)
+    output = result.stdout.str()
+    # Reset after every handshake, the backoff made about 25 reconnects a second here; kept
+    # growing (0.05 s doubling), 2 s allow at most 6.
+    reconnects = int(output.split("RECONNECTS ")[1].split()[0])
+    assert 1 <= reconnects <= 8
+    assert "CAPPED 10 {'WebSocket disconnect': 11, 'WebSocket gave up reconnecting': 1}" in output
+    assert len(seen) <= reconnects + 1 + 11 + 2
+
+
+def test_a_refused_handshake_is_counted_in_the_errors(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.asyncio
+        async def test_refused(axiom_ws):
+            await axiom_ws.ping()
+        """
+    )
+    with server_thread(refuse_with=500) as (url, seen):
+        result = user_project.runpytest_subprocess(
+            "--axiom-perf", f"--axiom-ws-url={url}", "--axiom-perf-json=results.json"
+        )
+    result.assert_outcomes(failed=1)
+    assert len(seen) == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*refused the WebSocket handshake with HTTP 500*",
+            "Error Rates (1 errors):",
+            "*WebSocket connect failed: 1",
+        ]
+    )
+    results = json.loads((user_project.path / "results.json").read_text())
+    (test,) = results["tests"].values()
+    assert test["errors"] == {"WebSocket connect failed": 1}

@@ -15,6 +15,7 @@ import json
 import os
 import queue
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,13 @@ _CONTROL_SECRET_ENV = "AXIOM_EXCHANGE_CONTROL_SECRET"
 _CONTROL_HEADER = "X-Axiom-Control"
 _CONTROL_TIMEOUT = 5.0
 _STOP_TIMEOUT = 3.0
+
+
+class _Environment(dict[str, str]):
+    """An environment whose repr hides its values (it holds the exchange's secrets)."""
+
+    def __repr__(self) -> str:
+        return f"<environment of {len(self)} variables>"
 
 
 class ExchangeSimulator:
@@ -87,6 +95,37 @@ class ExchangeSimulator:
         """Whether the exchange process is alive."""
         return self._process is not None and self._process.poll() is None
 
+    def died(self) -> str | None:
+        """How the exchange process ended, when it ended without `stop` (else None).
+
+        ``"killed by SIGKILL"`` or ``"exited with code 1"``, followed by the end of
+        its stderr when it wrote any.
+        """
+        process = self._process
+        code = None if process is None else process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return how + self._stderr_tail()
+
+    def ensure_running(self) -> str | None:
+        """Start a fresh exchange if the running one died; returns how it died, or None.
+
+        The new one has the same token, a new port (`base_url`, `ws_url`) and the
+        default profile.
+        """
+        why = self.died()
+        if why is not None:
+            self.stop()
+            self.start()
+        return why
+
     @property
     def pid(self) -> int | None:
         """Process id of the exchange, or None when not started."""
@@ -115,10 +154,6 @@ class ExchangeSimulator:
         """Launch the exchange process and wait until it serves; returns self."""
         if self._process is not None:
             raise ExchangeError("the embedded exchange is already started")
-        env = dict(os.environ)
-        # Secrets go through the environment: argv is visible to every user (ps).
-        env["AXIOM_AUTH_TOKEN"] = self._token
-        env[_CONTROL_SECRET_ENV] = self._secret
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives until stop())
         command = [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0"]
         self._process = subprocess.Popen(
@@ -126,7 +161,7 @@ class ExchangeSimulator:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env=env,
+            env=self._child_environment(),
         )
         atexit.register(self.stop)
         try:
@@ -139,6 +174,17 @@ class ExchangeSimulator:
             self.stop()
             raise
         return self
+
+    def _child_environment(self) -> dict[str, str]:
+        """The child's environment, with the token and the control secret.
+
+        Secrets go through the environment: argv is visible to every user (ps). Built
+        here rather than in `start`, whose locals a failed start would show (``-l``).
+        """
+        env = _Environment(os.environ)
+        env["AXIOM_AUTH_TOKEN"] = self._token
+        env[_CONTROL_SECRET_ENV] = self._secret
+        return env
 
     def _read_urls(self, process: subprocess.Popen[bytes]) -> tuple[str, str]:
         assert process.stdout is not None
@@ -266,5 +312,6 @@ class ExchangeSimulator:
                 raise ConfigError(detail) from None
             raise ExchangeError(f"{method} {url} answered {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
-            state = "running" if self.running else "not running"
+            why = self.died()
+            state = f"the embedded exchange died: {why}" if why else "running"
             raise ExchangeError(f"{method} {url} failed ({state}): {exc}") from None
