@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_REGRESSION if comparison.regressions else EXIT_OK
         results = load_results(args.path, role="results")
         stored = Comparison.from_dict(results.comparison) if results.comparison else None
-        _print(render_terminal_report(results, stored))
+        _print(render_terminal_report(results, stored, verbose=True))
         return EXIT_OK
     except (BaselineError, ABError) as exc:
         print(f"axiomperf: error: {printable(str(exc))}", file=sys.stderr)

@@ -50,6 +50,10 @@ _u32 = struct.Struct("<I")
 _HIGH = 1 if sys.byteorder == "little" else 0
 #: The key of -0.0 (the sign bit alone), which ``value >= 0`` lets through: counted as 0.0.
 _NEGATIVE_ZERO = 0x8000
+#: Bits of a bucket key a coarse key (for a timeline's windows) leaves out: 16 buckets
+#: per power of two instead of 128.
+COARSE_BITS = 3
+_COARSE_KEY = 0xFFFF & ~((1 << COARSE_BITS) - 1)
 
 
 def check_value(value: object, what: str = "") -> None:
@@ -116,10 +120,24 @@ def percentile_rank(p: float, n: int) -> int:
 class Histogram:
     """Bounded-memory, mergeable, thread-safe histogram; see the module docstring."""
 
-    __slots__ = ("_buckets", "_buf", "_count", "_lock", "_m2", "_max", "_mean", "_min", "_sum")
+    __slots__ = (
+        "_buckets",
+        "_buf",
+        "_count",
+        "_lock",
+        "_m2",
+        "_max",
+        "_mean",
+        "_min",
+        "_on_fold",
+        "_sum",
+    )
 
     def __init__(self) -> None:
         self._buf: list[float] = []
+        #: Called on each fold with (coarse bucket counts of the batch, its size, its max):
+        #: how a tracker's timeline learns when samples came (see timeline.py).
+        self._on_fold: Callable[[dict[int, int], int, float], None] | None = None
         self._buckets: dict[int, int] = {}
         self._lock = threading.Lock()
         self._count = 0
@@ -170,9 +188,25 @@ class Histogram:
                 batch = [min(v, MAX_VALUE) for v in batch]
                 high = MAX_VALUE
             buckets = self._buckets
-            _count_elements(buckets, _keys(batch))
-            if _NEGATIVE_ZERO in buckets:
-                buckets[0] = buckets.get(0, 0) + buckets.pop(_NEGATIVE_ZERO)
+            on_fold = self._on_fold
+            if on_fold is None:
+                _count_elements(buckets, _keys(batch))
+                if _NEGATIVE_ZERO in buckets:
+                    buckets[0] = buckets.get(0, 0) + buckets.pop(_NEGATIVE_ZERO)
+            else:
+                # Counted once at C speed; then one pass over the distinct keys (a few
+                # hundred, not the batch's thousands) adds them to the buckets and to the
+                # batch's coarse counts.
+                counts: dict[int, int] = {}
+                _count_elements(counts, _keys(batch))
+                if _NEGATIVE_ZERO in counts:
+                    counts[0] = counts.get(0, 0) + counts.pop(_NEGATIVE_ZERO)
+                coarse: dict[int, int] = {}
+                for key, c in counts.items():
+                    buckets[key] = buckets.get(key, 0) + c
+                    key &= _COARSE_KEY
+                    coarse[key] = coarse.get(key, 0) + c
+                on_fold(coarse, n, high + 0.0)
             total = float(sum(batch))
             mean_b = total / n
             m2_b = max(0.0, float(sum(map(mul, batch, batch))) - total * mean_b)

@@ -338,11 +338,15 @@ class AxiomPerfPlugin:
                 entered = guard(item)
                 if entered is not None:
                     guards.enter_context(entered)
+        if self.sampler is not None:  # the test's CPU/RSS over time, once it has a tracker
+            self.sampler.watch(lambda: item.stash.get(TRACKER_KEY, None))
         started = time.perf_counter()
         try:
             with guards:
                 yield
         finally:
+            if self.sampler is not None:
+                self.sampler.watch(None)
             if self.enabled:
                 _revalidate_budgets(item)  # marks the body added
                 self._finish_test(item, time.perf_counter() - started)
@@ -610,7 +614,8 @@ class AxiomPerfPlugin:
             self._write_file_lines(terminalreporter)
             return
         terminalreporter.write_sep("=", "axiom-perf report")
-        for line in render_terminal_report(self.results, self.comparison).splitlines():
+        verbose = self.config.get_verbosity() > 0
+        for line in render_terminal_report(self.results, self.comparison, verbose).splitlines():
             terminalreporter.write_line(line)
         if self.interrupted:
             terminalreporter.write_line(

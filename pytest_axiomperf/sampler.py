@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import psutil
 
@@ -15,6 +16,9 @@ class ResourceSampler:
     One long-lived ``psutil.Process``; ``cpu_percent`` is primed once so every
     sample is the usage since the previous one. The thread is a daemon and
     :meth:`stop` joins it, taking one last sample.
+
+    While a test runs (:meth:`watch`), each sample also goes to that test's tracker's
+    timeline, and the tracker is ticked so its latency windows follow the clock.
     """
 
     def __init__(self, tracker: PerformanceTracker, interval: float = 0.5) -> None:
@@ -25,6 +29,8 @@ class ResourceSampler:
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._watched: Callable[[], PerformanceTracker | None] | None = None
 
     def start(self) -> None:
         """Start sampling in a background thread (idempotent)."""
@@ -39,8 +45,29 @@ class ResourceSampler:
         self.tracker.record(MEMORY_USAGE, self._process.memory_info().rss / 2**20)
 
     def _sample(self) -> None:
-        self.tracker.record(CPU_USAGE, self._process.cpu_percent(None))
-        self._sample_memory()
+        with self._lock:
+            cpu = self._process.cpu_percent(None)
+            rss = self._process.memory_info().rss / 2**20
+            watched = self._watched() if self._watched is not None else None
+        self.tracker.record(CPU_USAGE, cpu)
+        self.tracker.record(MEMORY_USAGE, rss)
+        if watched is not None:
+            # Two ticks per window: a window between two ticks would be empty by aliasing.
+            watched.timeline.offer_width(2 * self.interval)
+            watched.tick()
+            watched.timeline.sample_resources(cpu, rss)
+
+    def watch(self, tracker: Callable[[], PerformanceTracker | None] | None) -> None:
+        """Also feed the tracker ``tracker()`` returns (a test's, once it has one), or
+        stop (None); a sample is taken at once, so a short test has one at each end."""
+        if self._thread is None:
+            return
+        if tracker is None:
+            self._sample()
+        with self._lock:
+            self._watched = tracker
+        if tracker is not None:
+            self._sample()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

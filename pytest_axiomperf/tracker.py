@@ -14,6 +14,8 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram, check_value
+from pytest_axiomperf.report.text import render_guide_report
+from pytest_axiomperf.timeline import Timeline
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -191,6 +193,8 @@ class PerformanceTracker:
         self._lock = threading.Lock()
         self._started_ns = time.perf_counter_ns()
         self._runtime: float | None = None  # fixed when rebuilt from data
+        #: The metrics over time (windows of count/p50/p99) and CPU/RSS samples.
+        self.timeline = Timeline(self._started_ns)
         #: Notes about how the numbers were obtained (e.g. "tracemalloc").
         self.flags: set[str] = set()
         #: Tables attached with :meth:`add_table`, printed in the session report.
@@ -226,9 +230,19 @@ class PerformanceTracker:
         if tag is not None and not isinstance(tag, str):
             raise TypeError(f"tag must be a str or None, not {tag!r}")
         with self._lock:
-            hist = self._series.setdefault((metric, tag), Histogram())
+            hist = self._series.get((metric, tag))
+            if hist is None:
+                hist = self._series[(metric, tag)] = Histogram()
+                hist._on_fold = self.timeline.feeder(metric, tag)
             self._buffers.setdefault(metric, {})[tag] = hist._buf
             return hist
+
+    def tick(self) -> None:
+        """Fold every series' raw samples now, so the timeline files them under this
+        moment (the plugin's resource sampler calls it every sample interval)."""
+        for hist in list(self._series.values()):
+            hist._fold()
+        self.timeline.ticked()
 
     def set_unit(self, metric: str, unit: str) -> None:
         """Declare the unit of a metric that is not a duration in seconds."""
@@ -386,14 +400,15 @@ class PerformanceTracker:
 
     def generate_performance_report(self) -> str:
         """The guide's text report for this tracker."""
-        from pytest_axiomperf.report.text import render_guide_report
-
         return render_guide_report(self)
 
     # -- combining and (de)serializing ------------------------------------------
 
     def merge(self, other: PerformanceTracker) -> None:
-        """Add every metric, tag and error count of ``other`` to this tracker."""
+        """Add every metric, tag and error count of ``other`` to this tracker.
+
+        Timelines are not merged: they describe one tracker's run on its own clock.
+        """
         for (metric, tag), hist in list(other._series.items()):
             mine = self._series.get((metric, tag)) or self._new_series(metric, tag)
             mine.merge(hist)
@@ -423,6 +438,7 @@ class PerformanceTracker:
             "errors": self.errors,
             "flags": sorted(self.flags),
             "tables": list(self.tables),
+            "timeline": self.timeline.to_dict(lambda m: self.unit(m) == SECONDS),
         }
 
     @classmethod
@@ -444,6 +460,8 @@ class PerformanceTracker:
             for table in data.get("tables", []):  # checked as add_table checks its arguments
                 tracker.add_table(table["title"], table["columns"], table["rows"])
             tracker._runtime = float(data.get("runtime_seconds", 0.0))
+            if data.get("timeline") is not None:  # absent from files of earlier versions
+                tracker.timeline = Timeline.from_dict(data["timeline"])
         except (KeyError, TypeError) as exc:
             raise ValueError(f"malformed tracker data: {exc!r}") from None
         return tracker

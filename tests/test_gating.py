@@ -514,8 +514,13 @@ def test_one_slow_route_that_moves_its_metric_is_one_regression(
     )
     markdown = (user_project.path / "out.md").read_text()
     assert ": 1 regression(s) (2 comparisons: 1 whole metric, 1 route), 0 improved" in markdown
-    # Both comparisons stay listed where a reviewer looks first.
-    assert markdown.count("| `test_routes.py::test_bot` | regression | ") == 2
+    # Where a reviewer looks first: one regression, its route named beside it; both
+    # comparisons stay in the comparison table.
+    assert markdown.startswith("## pytest-axiomperf: FAIL (0 over budget, 1 regression, ")
+    row = "| **REGRESSED** | `test_routes.py::test_bot` | REGRESSION api_response_times p95 "
+    assert row in markdown  # (no test has a budget: no budgets column)
+    assert " (and 1 route) |" in markdown
+    assert markdown.count("| **regression** | `test_routes.py::test_bot` | ") == 2
 
 
 def test_new_and_vanished_tests_are_listed(gated: pytest.Pytester) -> None:

@@ -328,7 +328,7 @@ def test_tracemalloc_only_where_needed(user_project: pytest.Pytester, perf: bool
     result.assert_outcomes(passed=5)
     if perf:
         result.stdout.fnmatch_lines(
-            ["PASSED   *::test_memory_budget  ?measured under: tracemalloc?"]
+            ["  PASS  *::test_memory_budget  ?measured under: tracemalloc?"]
         )
         out = result.stdout.str()
         assert "test_latency_only  [measured under" not in out

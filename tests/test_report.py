@@ -30,11 +30,19 @@ def test_untracked():
 
 def test_report_sections(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(RUN)
-    result = user_project.runpytest("--axiom-perf", "--axiom-perf-sample-interval=0.05")
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-sample-interval=0.05", "-v")
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(
         [
             "*= axiom-perf report =*",
+            # The verdict first, then one row per test, the failure first.
+            "FAIL: 1 over budget, 0 regressions, 0 not comparable (2 tests, 2 with budgets)",
+            "  FAIL  test_report_sections.py::test_slow",
+            "          budgets: api_response_times mean 500.00ms > 1.00ms",
+            "  PASS  test_report_sections.py::test_orders",
+            "          budgets: api_response_times p95 19.??ms <= 100.00ms; "
+            "api_response_times p99 *ms <= 150.00ms",
+            # -v: the guide's run-wide report after it.
             "=== AxiomTrade Performance Report ===",
             "Runtime: * seconds",
             "API Response Times (n=101):",
@@ -60,13 +68,14 @@ def test_report_sections(user_project: pytest.Pytester) -> None:
             "Error Rates (1 errors):",
             "  TimeoutError: 1",
             "(percentiles: nearest rank*)",
-            "Budgets (2 tests, 1 over budget):",
-            "PASSED   test_report_sections.py::test_orders",
-            "    PASS latency    api_response_times p95 = 19.??ms <= 100.00ms (n=100;*",
-            "FAILED   test_report_sections.py::test_slow",
-            "    FAIL latency    api_response_times mean = 500.00ms > 1.00ms (n=1;*",
         ]
     )
+    # Without -v the guide's run-wide aggregates are left out, and a line says how to get them.
+    quiet = user_project.runpytest("--axiom-perf")
+    quiet.stdout.fnmatch_lines(
+        ["FAIL: 1 over budget, *", "(-v adds the guide-style run-wide report*)"]
+    )
+    assert "Performance Report" not in quiet.stdout.str()
 
 
 def test_json_results(user_project: pytest.Pytester) -> None:
@@ -139,7 +148,7 @@ def test_json_path_that_cannot_be_written_is_reported_not_lost(
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["axiom-perf could not write blocker/results.json: *"])
     # The report is still printed in full, and says what it did write, only that.
-    result.stdout.fnmatch_lines(["Budgets (2 tests, 1 over budget):"])
+    result.stdout.fnmatch_lines(["FAIL: 1 over budget, 0 regressions, *"])
     result.stdout.fnmatch_lines(
         ["axiom-perf wrote the Markdown report: report.md", "axiom-perf wrote the HTML report: *"]
     )
@@ -238,14 +247,18 @@ def test_expected_failures_are_left_out_of_the_session_totals(
             axiom_tracker.record("api_response_times", 0.500)
         """
     )
-    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=r.json")
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=r.json", "-v")
     result.assert_outcomes(passed=1, xfailed=1)
     result.stdout.fnmatch_lines(
         [
+            # An expected failure fails nothing: the run passes, the row says XFAIL.
+            "PASS: 0 over budget, 0 regressions, 0 not comparable (2 tests, 1 with budgets)",
+            "  PASS   *::test_good",
+            "  XFAIL  *::test_naive",
+            "           budgets: api_response_times p95 500.00ms > 50.00ms",
             "API Response Times (n=1):",
             "  Mean: 10.00ms",
-            "(totals leave out 1 expected failure(s); their numbers are in the budgets table)",
-            "*FAIL latency    api_response_times p95 = 500.00ms > 50.00ms*",
+            "(totals leave out 1 expected failure(s); their numbers are in their own rows above)",
         ]
     )
     data = json.loads((user_project.path / "r.json").read_text())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shutil
 import struct
@@ -26,6 +28,22 @@ def test_orders(axiom_tracker):
 @pytest.mark.latency_budget(mean="1ms")
 def test_over_budget(axiom_tracker):
     axiom_tracker.record("websocket_latency", 0.5)
+
+def test_fine(axiom_tracker):
+    import time
+    for i in range(60):  # 1.6 s, with a stall before one slow order: seen over time
+        axiom_tracker.record("order_execution_times", 0.2 if i == 40 else 0.004)
+        time.sleep(0.4 if i == 39 else 0.02)
+    for _ in range(30):
+        axiom_tracker.record("http_dns_times", 0.0)  # all zero: folded away
+"""
+
+FINE = """
+import pytest
+
+@pytest.mark.latency_budget(p95="1s")
+def test_fine(axiom_tracker):
+    axiom_tracker.record("api_response_times", 0.01)
 """
 
 
@@ -33,7 +51,12 @@ def test_over_budget(axiom_tracker):
 def compared(user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """A saved baseline, then a 2x slower run writing every report."""
     user_project.makepyfile(test_rep=RUN)
-    assert user_project.runpytest("--axiom-perf", "--axiom-perf-save=base.json").ret == 1
+    assert (
+        user_project.runpytest(
+            "--axiom-perf", "--axiom-perf-save=base.json", "--axiom-perf-sample-interval=0.1"
+        ).ret
+        == 1
+    )
     monkeypatch.setenv("AXIOM_TEST_SCALE", "2")
     summary = user_project.path / "step_summary.md"
     summary.write_text("# earlier step\n")
@@ -44,25 +67,31 @@ def compared(user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
         "--axiom-perf-markdown=out/summary.md",
         "--axiom-perf-html=out/report.html",
         "--junitxml=out/junit.xml",
+        "--axiom-perf-sample-interval=0.1",
     )
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     return user_project
 
 
-def test_markdown_budgets_and_regressions_first(compared: pytest.Pytester) -> None:
+def test_markdown_opens_with_the_verdict_and_failures_first(compared: pytest.Pytester) -> None:
     text = (compared.path / "out" / "summary.md").read_text()
-    assert text.startswith("## pytest-axiomperf: FAILED\n")
+    assert text.startswith(
+        "## pytest-axiomperf: FAIL (1 over budget, 1 regression, 0 not comparable)\n"
+    )
     order = [
-        "### Needs attention",
-        "| `test_rep.py::test_over_budget` | latency budget | websocket_latency mean = 500.00ms",
-        "| `test_rep.py::test_orders` | regression | api_response_times p95 ",
-        "### Budgets",
+        "| verdict | test | budgets: measured vs bound | change vs baseline |",
+        "| **FAIL** | `test_rep.py::test_over_budget` | "
+        "websocket_latency mean 500.00ms &gt; 1.00ms |",
+        "| **REGRESSED** | `test_rep.py::test_orders` | api_response_times p95 ",
+        "| PASS | `test_rep.py::test_fine` | - | unchanged |",
         "### Baseline comparison",
         "| **regression** | `test_rep.py::test_orders` | api_response_times |",
         "### Metrics",
-        "#### `test_rep.py::test_orders` passed",
-        "| metric | n | mean | p50 | p90 | p95 | p99 | max |",
+        "#### `test_rep.py::test_over_budget` FAIL",
+        "#### `test_rep.py::test_orders` REGRESSED",
         "| api_response_times | 100 | ",
+        "#### `test_rep.py::test_fine` PASS",
+        "Not shown (no information): http_dns_times (n=30, all 0)",
     ]
     positions = [text.find(part) for part in order]
     assert -1 not in positions, [p for p, i in zip(order, positions, strict=True) if i == -1]
@@ -70,6 +99,43 @@ def test_markdown_budgets_and_regressions_first(compared: pytest.Pytester) -> No
     # The same summary is appended to GitHub's step summary, after what was there.
     step = (compared.path / "step_summary.md").read_text()
     assert step == "# earlier step\n" + text + "\n"
+
+
+def test_terminal_opens_with_the_verdict_and_failures_first(compared: pytest.Pytester) -> None:
+    out = compared.runpytest("--axiom-perf", "--axiom-perf-compare=base.json").stdout
+    out.fnmatch_lines(
+        [
+            "*= axiom-perf report =*",
+            "FAIL: 1 over budget, 1 regression, 0 not comparable "
+            "(3 tests, 2 with budgets; baseline base.json)",
+            "  FAIL       test_rep.py::test_over_budget",
+            "               budgets: websocket_latency mean 500.00ms > 1.00ms",
+            "  REGRESSED  test_rep.py::test_orders",
+            "               budgets: api_response_times p95 *ms <= 30.00ms; *",
+            "               baseline: REGRESSION api_response_times p95 * -> * (+*%)",
+            "  PASS       test_rep.py::test_fine",
+            "               baseline: unchanged",
+        ]
+    )
+
+
+def test_a_passing_run_says_pass_in_every_format(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(test_ok=FINE)
+    result = user_project.runpytest(
+        "--axiom-perf", "--axiom-perf-markdown=ok.md", "--axiom-perf-html=ok.html"
+    )
+    result.assert_outcomes(passed=1)
+    verdict = "PASS: 0 over budget, 0 regressions, 0 not comparable (1 test, 1 with budgets)"
+    result.stdout.fnmatch_lines(["*= axiom-perf report =*", verdict])
+    md = (user_project.path / "ok.md").read_text()
+    assert md.startswith("## pytest-axiomperf: PASS (0 over budget, 0 regressions, ")
+    assert "change vs baseline" not in md  # no baseline: no empty column
+    html = (user_project.path / "ok.html").read_text()
+    assert (
+        '<div id="verdict" class="verdict ok"><strong>PASS</strong>: 0 over budget, '
+        "0 regressions, 0 not comparable</div>"
+    ) in html
+    assert '<details class="test" id="t0">' in html  # nothing to look at: folded
 
 
 def test_junit_xml_has_percentiles(compared: pytest.Pytester) -> None:
@@ -88,13 +154,59 @@ def test_junit_xml_has_percentiles(compared: pytest.Pytester) -> None:
 def test_html_is_self_contained_with_budgets_and_baseline(compared: pytest.Pytester) -> None:
     html = (compared.path / "out" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>")
-    # Nothing to fetch: no external scripts, styles, images or fonts.
-    assert not re.search(r"""(src|href)\s*=|@import|url\(""", html)
-    assert html.count('<svg class="plot"') == 2
+    # Nothing to fetch: no external scripts, styles, images or fonts (links are in-page).
+    assert not re.search(r"""(src|href)\s*=\s*"(?!#t\d+")|@import|url\(""", html)
+    assert html.count('<svg class="plot"') == 3
     assert html.count('class="budget"') == 3  # p95 and p99 of orders, mean of the other
     assert 'stroke="#8b949e" stroke-width="2" stroke-dasharray="6 4"' in html  # baseline
     assert "p95 budget 30.00ms" in html
-    assert "regression: api_response_times p95 " in html
+    assert "REGRESSION: api_response_times p95 " in html
+    # The verdict, then the table: failures and regressions first, linked to their details.
+    assert html.index('<div id="verdict" class="verdict fail"><strong>FAIL</strong>: ') < (
+        html.index('<td class="v fail">FAIL</td><td><a href="#t2">test_rep.py::test_over_budget')
+    )
+    rows = [html.index(f'<a href="#t{i}">') for i in (2, 1, 0)]
+    assert rows == sorted(rows)
+    assert '<details class="test" id="t2" open>' in html  # needs attention: open
+    assert '<details class="test" id="t0">' in html  # passed: folded
+    # Over time: the slow test's windows, and its process's RSS/CPU over its 1.6 s body.
+    assert html.count('<svg class="timeplot"') == 1
+    assert html.count('<svg class="resplot"') == 1
+    assert "Not shown (no information): http_dns_times (n=30, all 0)" in html
+    assert "rendered" not in html and "axiomperf-status" not in html  # no debug text
+
+
+def test_results_keep_the_time_series_and_older_files_still_load(
+    compared: pytest.Pytester,
+) -> None:
+    from pytest_axiomperf.results import SessionResults
+
+    result = compared.runpytest(
+        "--axiom-perf", "--axiom-perf-json=r.json", "--axiom-perf-sample-interval=0.1"
+    )
+    result.assert_outcomes(passed=2, failed=1)
+    data = json.loads((compared.path / "r.json").read_text())
+    timeline = data["tests"]["test_rep.py::test_fine"]["tracker"]["timeline"]
+    windows = next(
+        s["windows"] for s in timeline["series"] if s["metric"] == "order_execution_times"
+    )
+    assert sum(w[1] for w in windows) == 60  # [start, n, p50, p99, max]
+    assert len(windows) >= 3
+    # The stall: a gap of at least one window, and the slow order in a window's max.
+    starts = [w[0] for w in windows]
+    assert any(b - a > timeline["width"] * 1.5 for a, b in itertools.pairwise(starts))
+    assert max(w[4] for w in windows) == pytest.approx(0.2)
+    assert len(timeline["resources"]) >= 5  # [t, cpu %, rss MB]
+    read = SessionResults.from_dict(data).tests["test_rep.py::test_fine"].tracker
+    assert sum(w.n for w in read.timeline.windows("order_execution_times")) == 60
+    rss = read.timeline.rss_summary()
+    assert rss is not None and rss["peak_mb"] >= rss["start_mb"] > 0
+    # A file written before time series existed still loads (no "timeline" key).
+    for test in data["tests"].values():
+        del test["tracker"]["timeline"]
+    old = SessionResults.from_dict(data).tests["test_rep.py::test_fine"].tracker
+    assert old.timeline.windows("order_execution_times") == []
+    assert old.stats("order_execution_times").count == 60
 
 
 TAGGED = """
@@ -223,22 +335,43 @@ def test_html_renders_in_headless_chromium(compared: pytest.Pytester, tmp_path: 
     url = (compared.path / "out" / "report.html").as_uri()
     dom = _run_chromium(browser, tmp_path / "profile-dom", "--dump-dom", url)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    # The inline script ran without error and found both plots in the DOM.
-    assert '<p class="note" id="axiomperf-status">rendered 2 plot(s)</p>' in dom.stdout
-    shot = tmp_path / "shot.png"
+    # The verdict banner comes first; the plots, over percentiles and over time, are in
+    # the DOM; no debug footer.
+    assert '<div id="verdict" class="verdict fail"><strong>FAIL</strong>: 1 over budget, ' in (
+        dom.stdout
+    )
+    assert dom.stdout.count('<svg class="plot"') == 3
+    assert dom.stdout.count('<svg class="timeplot"') == 1
+    assert "rendered" not in dom.stdout and "axiomperf-status" not in dom.stdout
+    # The first screen at 1400x900: the red verdict banner and the failing tests' curves.
+    first = tmp_path / "first.png"
     done = _run_chromium(
-        browser, tmp_path / "profile-shot", "--window-size=800,900", f"--screenshot={shot}", url
+        browser, tmp_path / "profile-shot", "--window-size=1400,900", f"--screenshot={first}", url
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for output in (dom.stderr, done.stderr):
+    # Following the passed test's link opens its folded details: its plot over time.
+    linked = tmp_path / "linked.png"
+    shown = _run_chromium(
+        browser,
+        tmp_path / "profile-link",
+        "--window-size=1400,1800",
+        f"--screenshot={linked}",
+        url + "#t0",
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    for output in (dom.stderr, done.stderr, shown.stderr):
         console = [line for line in output.splitlines() if ":CONSOLE(" in line]
         assert not console, console  # no console messages, let alone errors
-    width, height, pixels = _png_pixels(shot.read_bytes())
-    assert (width, height) == (800, 900)
+    width, height, pixels = _png_pixels(first.read_bytes())
+    assert (width, height) == (1400, 900)
     colours = set(pixels)
     assert len(colours) > 20, "the screenshot is (nearly) blank"
+    assert (0xD1, 0x24, 0x2F) in set(pixels[: width * 150]), "no red verdict banner on top"
     assert (0x1F, 0x6F, 0xEB) in colours, "the current run's curve was not drawn"
     assert (0x8B, 0x94, 0x9E) in colours, "the baseline's curve was not drawn"
+    linked_colours = set(_png_pixels(linked.read_bytes())[2])
+    assert (0x54, 0xAE, 0xFF) in linked_colours, "the p50 over time was not drawn"
+    assert (0x82, 0x50, 0xDF) in linked_colours, "the RSS over time was not drawn"
 
 
 def test_markdown_cells_carry_no_markup() -> None:

@@ -217,7 +217,9 @@ def test_sdk_against_the_exchange(pytester: pytest.Pytester, proxy_trap: ProxyTr
     pytester.makepyfile(
         conftest=examples["conftest.py"], test_bot=examples["test_bot.py"], test_strict=STRICT
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--axiom-perf", timeout=120)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--axiom-perf", "-v", timeout=120
+    )
     result.assert_outcomes(passed=6)
     # The report shows the SDK's calls, timed by the README's fixtures.
     result.stdout.fnmatch_lines(

@@ -49,18 +49,29 @@ def test_two_workers_merge_to_the_same_results(user_project: pytest.Pytester) ->
     )
     serial.assert_outcomes(passed=9)
     result = user_project.runpytest_subprocess(
-        "-n", "2", "--axiom-perf", "--axiom-perf-json=xdist.json", "--axiom-perf-save=base.json"
+        "-n",
+        "2",
+        "--axiom-perf",
+        "--axiom-perf-json=xdist.json",
+        "--axiom-perf-save=base.json",
+        "-v",
     )
     result.assert_outcomes(passed=9)
     out = result.stdout.str()
     assert out.count("= axiom-perf report =") == 1  # the controller's, once
     result.stdout.fnmatch_lines(
-        ["API Response Times (n=428):", "Budgets (8 tests, 0 over budget):"]
+        [
+            "PASS: 0 over budget, 0 regressions, 0 not comparable (8 tests, 8 with budgets)",
+            "API Response Times (n=428):",
+        ]
     )
     merged = json.loads((user_project.path / "xdist.json").read_text())
     alone = json.loads((user_project.path / "serial.json").read_text())
     assert _counts(merged) == _counts(alone)
     assert len(merged["tests"]) == 8
+    # Each test's time series came from its worker on the test's report.
+    for test in merged["tests"].values():
+        assert test["tracker"]["timeline"]["series"], test["nodeid"]
     # Both workers' resource samples reached the controller (>= 2 samples each).
     assert merged["session"]["metrics"]["memory_usage"]["count"] >= 4
     assert json.loads((user_project.path / "base.json").read_text())["tests"] == merged["tests"]

@@ -1,8 +1,9 @@
 """The Markdown summary (``--axiom-perf-markdown``, GitHub's step summary).
 
-What a reviewer needs first comes first: budgets over and regressions, then the
-budget table, the comparison, load runs, memory, the tables tests attached, and
-the per-test metrics tables (with each route's row under its metric).
+What a reviewer needs first comes first: the verdict and why, the per-test table
+(failures and regressions first), then the comparison, load runs, memory, the
+tables tests attached, and the per-test metrics tables (in the table's order, with
+each route's row under its metric; metrics with no information folded into a note).
 """
 
 from __future__ import annotations
@@ -12,20 +13,22 @@ import re
 from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison, MetricComparison
 from pytest_axiomperf.report.comparison import (
     STATUS_ORDER,
-    describe_change,
     describe_rounds,
     one_run_caveat,
     rule_text,
     status_name,
     summary_line,
 )
+from pytest_axiomperf.report.summary import Summary, summarize
 from pytest_axiomperf.report.text import (
     LOAD_COLUMNS,
     PERCENTILE_DEFINITION,
     error_summary,
     fmt,
+    fold_rows,
     load_run_cells,
     metric_rows,
+    rss_text,
     table_cell,
 )
 from pytest_axiomperf.results import SessionResults
@@ -54,51 +57,45 @@ def _code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def render_summary(summary: Summary) -> list[str]:
+    """The verdict heading and the per-test table (attention first)."""
+    lines = [
+        f"## pytest-axiomperf: {summary.verdict} ({_cell(summary.reasons())})",
+        "",
+        _cell(summary.context()),
+        "",
+    ]
+    if not summary.rows:
+        return [*lines, "No test recorded metrics.", ""]
+    shown = summary.shown_columns()
+    titles = ["verdict", "test", *(title for _, (_, title) in shown)]
+    lines += ["| " + " | ".join(titles) + " |", "|---" * len(titles) + "|"]
+    for row in summary.rows:
+        verdict = row.verdict if row.verdict in _CALM else f"**{row.verdict}**"
+        cells = ["<br>".join(_cell(line) for line in row.cells()[i]) or "-" for i, _ in shown]
+        test = f"{_code(row.nodeid)} {_cell(row.note)}".rstrip()
+        lines.append(f"| {verdict} | {test} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+_CALM = ("PASS", "XFAIL", "SKIPPED")
+
+
 def render_markdown(results: SessionResults, comparison: Comparison | None = None) -> str:
-    """The whole summary as GitHub-flavoured Markdown."""
-    budgeted = [r for _, r in sorted(results.tests.items()) if r.verdicts]
-    over = [r for r in budgeted if not r.passed_budgets]
-    regressions = comparison.regressions if comparison is not None else []
-    verdict = "FAILED" if over or regressions or (comparison and comparison.refused) else "passed"
-    lines = [f"## pytest-axiomperf: {verdict}", ""]
-    lines.append(
-        f"- Budgets: {len(budgeted)} test(s) with budgets, {len(over)} over budget"
-        if budgeted
-        else "- Budgets: no test has a budget"
-    )
+    """The whole summary as GitHub-flavoured Markdown: the verdict and the per-test table
+    first, then the comparison, load runs, memory, tables and each test's metrics."""
+    summary = summarize(results, comparison)
+    lines = render_summary(summary)
     if comparison is not None:
-        lines.append(f"- Baseline `{_cell(comparison.baseline)}`: {summary_line(comparison)}")
         lines.extend(f"- :warning: {_cell(m)}" for m in comparison.mismatches)
-    lines.append("")
-
-    if over or regressions:
-        lines += ["### Needs attention", "", "| test | what | detail |", "|---|---|---|"]
-        for result in over:
-            for v in result.verdicts:
-                if not v.passed:
-                    lines.append(
-                        f"| {_code(result.nodeid)} | {v.kind} budget | {_cell(v.message())} |"
-                    )
-        for m in regressions:
-            lines.append(
-                f"| {_code(m.nodeid)} | regression | {_cell(describe_change(m))}; "
-                f"{_cell(_with_rounds(m))} |"
-            )
-        lines.append("")
-
-    if budgeted:
-        lines += ["### Budgets", "", "| test | outcome | verdict |", "|---|---|---|"]
-        for result in budgeted:
-            for v in result.verdicts:
-                mark = "PASS" if v.passed else "**FAIL**"
-                lines.append(
-                    f"| {_code(result.nodeid)} | {result.outcome} | {mark} {_cell(v.message())} |"
-                )
-        lines.append("")
+        if comparison.mismatches:
+            lines.append("")
 
     if comparison is not None and not comparison.refused:
         lines += [
             "### Baseline comparison",
+            "",
+            f"Baseline {_code(comparison.baseline)}: {summary_line(comparison)}.",
             "",
             f"Regression: {rule_text(comparison)}.",
             "",
@@ -148,8 +145,8 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             "",
             "Python heap under tracemalloc (the body only; growth after `gc.collect()`).",
             "",
-            "| test | growth | peak | RSS growth | verdict |",
-            "|---|---|---|---|---|",
+            "| test | growth | peak | RSS growth | RSS over the body | verdict |",
+            "|---|---|---|---|---|---|",
         ]
         for nodeid, result in memory:
             m = result.extra["memory"]
@@ -159,7 +156,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             )
             lines.append(
                 f"| {_code(nodeid)} | {m['growth_mb']:+.2f} MB | {m['peak_mb']:.2f} MB | "
-                f"{m['rss_growth_mb']:+.2f} MB | {mark} |"
+                f"{m['rss_growth_mb']:+.2f} MB | {rss_text(result.tracker.timeline)} | {mark} |"
             )
         lines.append("")
 
@@ -186,22 +183,26 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
     lines += ["### Metrics", ""]
     if not results.tests:
         lines += ["No test recorded metrics.", ""]
-    for nodeid, result in sorted(results.tests.items()):
+    for row in summary.rows:
+        result = results.tests[row.nodeid]
         tracker = result.tracker
         flags = f" (measured under {', '.join(sorted(result.flags))})" if result.flags else ""
-        lines += [
-            f"#### {_code(nodeid)} {result.outcome}{flags}",
-            "",
-            "| metric | n | mean | p50 | p90 | p95 | p99 | max |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for metric, tag, s in metric_rows(tracker):
+        lines += [f"#### {_code(row.nodeid)} {row.verdict}{flags}", ""]
+        worth, folded = fold_rows(metric_rows(tracker), (v.metric for v in result.verdicts))
+        if worth:
+            lines += [
+                "| metric | n | mean | p50 | p90 | p95 | p99 | max |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+        for metric, tag, s in worth:
             u = s.unit
             label = _cell(metric) if tag is None else f"&nbsp;&nbsp;↳ {_cell(tag)}"
             lines.append(
                 f"| {label} | {s.count} | {fmt(s.mean, u)} | {fmt(s.p50, u)} | "
                 f"{fmt(s.p90, u)} | {fmt(s.p95, u)} | {fmt(s.p99, u)} | {fmt(s.max, u)} |"
             )
+        if folded:
+            lines += ["", f"Not shown (no information): {_cell(', '.join(folded))}"]
         errors = error_summary(tracker)
         if errors is not None:
             lines += ["", f"Errors: {_cell(errors)}"]

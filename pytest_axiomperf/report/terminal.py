@@ -7,32 +7,31 @@ from typing import Any
 from pytest_axiomperf.baseline import Comparison
 from pytest_axiomperf.memory import TRACEMALLOC_COST, TRACEMALLOC_FRAMES
 from pytest_axiomperf.report.comparison import render_comparison
-from pytest_axiomperf.report.text import fmt, printable, render_guide_report, table_cell
-from pytest_axiomperf.results import SessionResults, TestResult
+from pytest_axiomperf.report.summary import COLUMNS, Summary, summarize
+from pytest_axiomperf.report.text import (
+    fmt,
+    printable,
+    render_guide_report,
+    rss_text,
+    table_cell,
+)
+from pytest_axiomperf.results import SessionResults
 
 _VERDICT_LABEL = {True: "PASS", False: "FAIL"}
 
 
-def _test_rows(result: TestResult) -> list[str]:
-    rows = []
-    head = f"{result.outcome.upper():<8} {result.nodeid}"
-    if result.flags:
-        head += f"  [measured under: {', '.join(sorted(result.flags))}]"
-    rows.append(head)
-    for verdict in result.verdicts:
-        rows.append(f"    {_VERDICT_LABEL[verdict.passed]} {verdict.kind:<10} {verdict.message()}")
-    return rows
-
-
-def render_budget_table(results: SessionResults) -> str:
-    """One block per test with budgets: outcome, then each verdict (measured vs bound, n)."""
-    budgeted = [r for _, r in sorted(results.tests.items()) if r.verdicts]
-    if not budgeted:
-        return "Budgets: no test has a budget"
-    failed = sum(1 for r in budgeted if not r.passed_budgets)
-    lines = [f"Budgets ({len(budgeted)} tests, {failed} over budget):"]
-    for result in budgeted:
-        lines.extend(_test_rows(result))
+def render_summary(summary: Summary) -> str:
+    """The verdict line, then one block per test (attention first): verdict and test,
+    then each non-empty column on its own indented line."""
+    lines = [f"{summary.line()}"]
+    if not summary.rows:
+        return lines[0] + "\n  no test recorded metrics"
+    width = max(len(r.verdict) for r in summary.rows)
+    for row in summary.rows:
+        lines.append(f"  {row.verdict:<{width}}  {row.nodeid}  {row.note}".rstrip())
+        for (label, _), cell in zip(COLUMNS, row.cells(), strict=True):
+            if cell:  # one line per column with something to say
+                lines.append(f"  {'':<{width}}    {label}: {'; '.join(cell)}")
     return "\n".join(lines)
 
 
@@ -95,7 +94,8 @@ def render_tables(results: SessionResults) -> str | None:
 
 
 def render_memory_table(results: SessionResults) -> str | None:
-    """Per-test Python-heap growth and peak (tests run under tracemalloc), with verdicts."""
+    """Per-test Python-heap growth and peak (tests run under tracemalloc), with verdicts,
+    and the process's RSS over the body (start, peak, growth, growth rate)."""
     measured = [(n, r) for n, r in sorted(results.tests.items()) if "memory" in r.extra]
     if not measured:
         return None
@@ -112,31 +112,42 @@ def render_memory_table(results: SessionResults) -> str | None:
             f"  {memory['growth_mb']:>+7.2f} MB  {memory['peak_mb']:>7.2f} MB  "
             f"{memory['rss_growth_mb']:>+7.2f} MB  {verdict:<7}  {nodeid}"
         )
+        if result.tracker.timeline.rss_summary() is not None:
+            lines.append(f"  {'':>10}  RSS over the body: {rss_text(result.tracker.timeline)}")
     return "\n".join(lines)
 
 
-def render_terminal_report(results: SessionResults, comparison: Comparison | None = None) -> str:
-    """The guide's report, the load runs, attached tables, the budgets table, memory (if
-    measured), the baseline comparison (if any), then notes."""
-    parts = [render_guide_report(results.totals(), "AxiomTrade Performance Report")]
-    xfailed = sum(1 for r in results.tests.values() if r.outcome == "xfailed")
-    if xfailed:
-        parts[0] += (
-            f"\n(totals leave out {xfailed} expected failure(s); their numbers are "
-            "in the budgets table)"
-        )
-    load = render_load_runs(results)
-    if load is not None:
-        parts.append(load)
-    tables = render_tables(results)
-    if tables is not None:
-        parts.append(tables)
-    parts.append(render_budget_table(results))
-    memory = render_memory_table(results)
-    if memory is not None:
-        parts.append(memory)
+def render_terminal_report(
+    results: SessionResults, comparison: Comparison | None = None, verbose: bool = False
+) -> str:
+    """The verdict and the per-test table first, then memory (if measured), the load runs
+    and the tables tests attached, the baseline comparison (if any) and notes.
+    ``verbose`` (pytest ``-v``) adds the guide's run-wide report; without it, one line
+    says so.
+
+    A CI log is read from the verdict down: the run-wide aggregates mix tests with
+    different profiles and come last, on request.
+    """
+    parts = [render_summary(summarize(results, comparison))]
+    for extra in (render_memory_table(results), render_load_runs(results), render_tables(results)):
+        if extra is not None:
+            parts.append(extra)
     if comparison is not None:
         parts.append(render_comparison(comparison))
+    if verbose:
+        guide = render_guide_report(results.totals(), "AxiomTrade Performance Report")
+        xfailed = sum(1 for r in results.tests.values() if r.outcome == "xfailed")
+        if xfailed:
+            guide += (
+                f"\n(totals leave out {xfailed} expected failure(s); their numbers are "
+                "in their own rows above)"
+            )
+        parts.append(guide)
+    else:
+        parts.append(
+            "(-v adds the guide-style run-wide report: runtime, API, WebSocket, orders, "
+            "memory, CPU, errors)"
+        )
     if results.notes:
         parts.append("Notes:\n" + "\n".join(f"  {n}" for n in results.notes))
     return printable("\n\n".join(parts))

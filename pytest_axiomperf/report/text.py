@@ -1,15 +1,74 @@
-"""Plain-text rendering: value formatting and the guide's performance report."""
+"""Plain-text rendering: value formatting and the guide's performance report.
+
+It reads a tracker through the small protocols below (what ``PerformanceTracker`` and
+``MetricStats`` offer), so the tracker can use it without an import circle.
+"""
 
 from __future__ import annotations
 
 import math
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
 from pytest_axiomperf.histogram import RELATIVE_ERROR
 
-if TYPE_CHECKING:
-    from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
+
+class MetricStats(Protocol):
+    """What the renderers read of ``tracker.MetricStats``."""
+
+    @property
+    def unit(self) -> str: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def mean(self) -> float: ...
+    @property
+    def p50(self) -> float: ...
+    @property
+    def p90(self) -> float: ...
+    @property
+    def p95(self) -> float: ...
+    @property
+    def p99(self) -> float: ...
+    @property
+    def max(self) -> float: ...
+    def get(self, statistic: str) -> float: ...
+
+
+class PerformanceTracker(Protocol):
+    """What the renderers read of ``tracker.PerformanceTracker``."""
+
+    @property
+    def runtime(self) -> float: ...
+    @property
+    def errors(self) -> dict[str, int]: ...
+    def metrics(self) -> list[str]: ...
+    def tags(self, metric: str) -> list[str]: ...
+    def stats(self, metric: str, tag: str | None = None) -> MetricStats: ...
+
+
+#: The one measure a metric's headline shows when its tags measure unlike things:
+#: a WebSocket's delivery latency (server stamp to receipt), not merged with the
+#: application ping and keepalive round trips recorded under the same metric
+#: (the tags ``WebSocketClient`` records: ``websocket.DELIVERY_TAG``).
+HEADLINE_TAGS: Mapping[str, str] = {"websocket_latency": "delivery"}
+
+
+def headline_tag(tracker: PerformanceTracker, metric: str) -> str | None:
+    """The tag ``metric``'s headline shows on its own, or None for the whole metric."""
+    tag = HEADLINE_TAGS.get(metric)
+    return tag if tag is not None and tag in tracker.tags(metric) else None
+
+
+def no_information(stats: MetricStats) -> str | None:
+    """Why a metric's numbers say nothing (``"all 0"``, ``"1 sample"``), else None."""
+    if stats.count <= 1:
+        return f"1 sample: {fmt(stats.max, stats.unit)}" if stats.count else "no samples"
+    if stats.max == 0.0:
+        return f"n={stats.count}, all 0"
+    return None
+
 
 PERCENTILE_DEFINITION = (
     "percentiles: nearest rank (smallest sample with at least p% of samples at or below it), "
@@ -107,14 +166,17 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
     """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns."""
     lines = [f"=== {title} ===", f"Runtime: {_fixed(tracker.runtime, 2)} seconds"]
     for heading, metric, rows in _GUIDE_SECTIONS:
-        stats = tracker.stats(metric)
+        head = headline_tag(tracker, metric)
+        stats = tracker.stats(metric, head)
         if not stats.count:
             lines.append(f"{heading}: no samples")
             continue
-        lines.append(f"{heading} (n={stats.count}):")
+        lines.append(f"{heading} ({'' if head is None else head + ', '}n={stats.count}):")
         for label, attr in rows:
             lines.append(f"  {label}: {fmt(stats.get(attr), stats.unit)}")
-        tags = tracker.tags(metric)
+        # The headline's own tag is its lines above; the others (routes, or unlike
+        # measures such as ping round trips) each get their own line.
+        tags = [t for t in tracker.tags(metric) if t != head]
         if tags:
             width = max(len(t) for t in tags)
             for tag in tags:
@@ -124,13 +186,19 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
                     f"{fmt_distribution(ts)}"
                 )
     standard = {m for _, m, _ in _GUIDE_SECTIONS}
-    others = [m for m in tracker.metrics() if m not in standard]
-    for metric in others:
+    folded = []
+    for metric in (m for m in tracker.metrics() if m not in standard):
         stats = tracker.stats(metric)
+        why = no_information(stats)
+        if why is not None:
+            folded.append(f"{metric} ({why})")
+            continue
         lines.append(
             f"{metric} (n={stats.count}): mean={fmt(stats.mean, stats.unit)} "
             f"{fmt_distribution(stats)}"
         )
+    if folded:
+        lines.append(f"Not shown (no information): {', '.join(folded)}")
     errors = tracker.errors
     total = sum(errors.values())
     if total:
@@ -158,6 +226,47 @@ def metric_rows(tracker: PerformanceTracker) -> list[tuple[str, str | None, Metr
             if stats.count != whole.count:
                 rows.append((metric, tag, stats))
     return rows
+
+
+def fold_rows(
+    rows: list[tuple[str, str | None, MetricStats]], keep: Iterable[str] = ()
+) -> tuple[list[tuple[str, str | None, MetricStats]], list[str]]:
+    """Split metric rows into those worth a row and ``"name (why)"`` notes for those
+    with no information (all zero, a single sample), except the metrics in ``keep``
+    (those a budget checked); a metric folded takes its routes with it."""
+    shown, folded = [], []
+    dropped: set[str] = set()
+    kept = set(keep)
+    for metric, tag, stats in rows:
+        if metric in dropped:
+            continue
+        why = no_information(stats) if tag is None and metric not in kept else None
+        if why is not None:
+            dropped.add(metric)
+            folded.append(f"{metric} ({why})")
+        else:
+            shown.append((metric, tag, stats))
+    return shown, folded
+
+
+class RssTimeline(Protocol):
+    """What :func:`rss_text` reads of a ``timeline.Timeline``."""
+
+    def rss_summary(self) -> dict[str, float] | None: ...
+
+
+def rss_text(timeline: RssTimeline) -> str:
+    """``start 120.0 MB, peak 135.1 MB, growth +15.1 MB (+54.0 MB/h)``; ``-`` unsampled."""
+    rss = timeline.rss_summary()
+    if rss is None:
+        return "-"
+    rate = rss["mb_per_hour"]
+    shown = math.isfinite(rate) and rss["span_s"] >= 1.0  # a rate over less says nothing
+    per_hour = f" ({rate:+.1f} MB/h over {rss['span_s']:.1f}s)" if shown else ""
+    return (
+        f"start {rss['start_mb']:.1f} MB, peak {rss['peak_mb']:.1f} MB, "
+        f"growth {rss['growth_mb']:+.1f} MB{per_hour}"
+    )
 
 
 def error_summary(tracker: PerformanceTracker) -> str | None:
