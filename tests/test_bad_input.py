@@ -189,7 +189,7 @@ def test_escapes(axiom_tracker):
 
 def test_control_characters_never_reach_the_terminal(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(test_esc=ESCAPES)
-    result = user_project.runpytest("--axiom-perf")
+    result = user_project.runpytest("--axiom-perf", "-v")  # -v: the guide's report too
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     for raw in ("\x1b", "\x07", "\x9b"):

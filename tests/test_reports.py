@@ -239,6 +239,9 @@ def test_markdown_and_html_show_routes_errors_and_tables(user_project: pytest.Py
     positions = [text.find(row) for row in rows]
     assert -1 not in positions, text
     assert positions == sorted(positions)
+    # The test's row says it counted errors (no budget, no baseline: that column only).
+    assert "| verdict | test | errors |\n|---|---|---|\n" in text
+    assert "| PASS | `test_tags.py::test_routes` | 3 errors: HTTP 5xx 2, TimeoutError 1 |" in text
     assert "### Tables\n\n**Pool vs basic** (`test_tags.py::test_routes`)" in text
     assert "| client | req/s |\n|---|---|\n| pooled | 812.50 |\n| basic | 3 |" in text
     assert text.find("### Tables") < text.find("### Metrics")

@@ -849,13 +849,14 @@ def test_a_refused_handshake_is_counted_in_the_errors(user_project: pytest.Pytes
     )
     with server_thread(refuse_with=500) as (url, seen):
         result = user_project.runpytest_subprocess(
-            "--axiom-perf", f"--axiom-ws-url={url}", "--axiom-perf-json=results.json"
+            "--axiom-perf", f"--axiom-ws-url={url}", "--axiom-perf-json=results.json", "-v"
         )
     result.assert_outcomes(failed=1)
     assert len(seen) == 1
     result.stdout.fnmatch_lines(
         [
             "*refused the WebSocket handshake with HTTP 500*",
+            "*errors: 1 error: WebSocket connect failed 1",  # in the test's row
             "Error Rates (1 errors):",
             "*WebSocket connect failed: 1",
         ]

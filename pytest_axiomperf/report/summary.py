@@ -22,7 +22,7 @@ from pytest_axiomperf.baseline import (
 )
 from pytest_axiomperf.budgets import Verdict
 from pytest_axiomperf.report.comparison import describe_change
-from pytest_axiomperf.report.text import fmt_against
+from pytest_axiomperf.report.text import error_summary, fmt_against
 from pytest_axiomperf.results import SessionResults, TestResult
 
 PASS, FAIL = "PASS", "FAIL"
@@ -30,7 +30,11 @@ PASS, FAIL = "PASS", "FAIL"
 TEST_VERDICTS = ("FAIL", "REGRESSED", "NOT COMPARABLE", "PASS", "XFAIL", "SKIPPED")
 #: The table's columns after the verdict and the test, ``(short label, title)``;
 #: see :meth:`Row.cells`.
-COLUMNS = (("budgets", "budgets: measured vs bound"), ("baseline", "change vs baseline"))
+COLUMNS = (
+    ("budgets", "budgets: measured vs bound"),
+    ("baseline", "change vs baseline"),
+    ("errors", "errors"),
+)
 
 
 def budget_cell(v: Verdict) -> str:
@@ -54,6 +58,8 @@ class Row:
     verdict: str
     budgets: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    #: The errors the test counted (``3 errors: HTTP 5xx 2, TimeoutError 1``).
+    errors: list[str] = field(default_factory=list)
     #: The HTML anchor of the test's details.
     anchor: str = ""
     #: How the numbers were obtained, when it matters (``"tracemalloc"``: latency inflated).
@@ -66,7 +72,7 @@ class Row:
 
     def cells(self) -> list[list[str]]:
         """The cells of :data:`COLUMNS`, each a list of lines (empty: nothing to say)."""
-        return [self.budgets, self.changes]
+        return [self.budgets, self.changes, self.errors]
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,7 @@ def summarize(results: SessionResults, comparison: Comparison | None = None) -> 
                 verdict=_verdict(result, statuses),
                 budgets=[budget_cell(v) for v in result.verdicts],
                 changes=changes,
+                errors=[e for e in [error_summary(result.tracker)] if e is not None],
                 anchor=anchor(index),
                 flags=sorted(result.flags),
             )
