@@ -51,7 +51,8 @@ class TestResult:
     def merge_round(self, other: TestResult) -> None:
         """Fold another round of the same test into this result.
 
-        Samples merge exactly (histograms); round summaries are kept side by side. The
+        Samples merge exactly (histograms); round summaries are kept side by side; the
+        time series stays this result's round's (a timeline is one tracker's clock). The
         verdicts are those of the later round, which (in one process) were checked against
         the samples of every round before it too; a failed round fails the test.
         """

@@ -383,3 +383,35 @@ def test_markdown_cells_carry_no_markup() -> None:
     assert _cell("GET /a|<script>&\nx") == "GET /a\\|&lt;script&gt;&amp; x"
     # A code span shows its text as written: escaping it would print "&lt;".
     assert _code("t.py::test_x[a<b|c&d]") == "`t.py::test_x[a<b\\|c&d]`"
+
+
+def test_rounds_merge_into_one_row_and_the_time_series_says_whose(
+    user_project: pytest.Pytester,
+) -> None:
+    user_project.makepyfile(
+        test_r="""
+        import time
+
+        def test_slowish(axiom_tracker):
+            for _ in range(25):
+                axiom_tracker.record("api_response_times", 0.005)
+                time.sleep(0.03)
+        """
+    )
+    result = user_project.runpytest(
+        "--axiom-perf",
+        "--axiom-perf-rounds=2",
+        "--axiom-perf-sample-interval=0.1",
+        "--axiom-perf-markdown=r.md",
+        "--axiom-perf-html=r.html",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["PASS: 0 over budget, 0 regressions, 0 not comparable (1 test, 0 with budgets)"]
+    )
+    md = (user_project.path / "r.md").read_text()
+    # Nothing to say beyond the verdict: the table has no empty columns.
+    assert "| verdict | test |\n|---|---|\n| PASS | `test_r.py::test_slowish` |\n" in md
+    html = (user_project.path / "r.html").read_text()
+    assert "over time (one round of 2)" in html
+    assert "api_response_times</b> (n=50)" in html

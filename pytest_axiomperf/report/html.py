@@ -476,8 +476,10 @@ def _metric_cards(
         over_time = ""
         if len(windows) > 1:  # a single window (a short test) says nothing over time
             over_time = render_time_plot(name, windows)
+            # Rounds merge their samples; a timeline stays on one round's clock.
+            which = f" (one round of {len(result.rounds)})" if len(result.rounds) > 1 else ""
             legend += (
-                f'<br>over time: <span style="color:{_CURRENT}">&#9644; p99</span> '
+                f'<br>over time{which}: <span style="color:{_CURRENT}">&#9644; p99</span> '
                 f'<span style="color:{_P50}">&#9644; p50</span> '
                 f'<span style="color:#8c959f">&#9646; samples per window</span>'
             )

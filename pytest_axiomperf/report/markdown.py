@@ -74,7 +74,7 @@ def render_summary(summary: Summary) -> list[str]:
         verdict = row.verdict if row.verdict in _CALM else f"**{row.verdict}**"
         cells = ["<br>".join(_cell(line) for line in row.cells()[i]) or "-" for i, _ in shown]
         test = f"{_code(row.nodeid)} {_cell(row.note)}".rstrip()
-        lines.append(f"| {verdict} | {test} | " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([verdict, test, *cells]) + " |")
     return [*lines, ""]
 
 
