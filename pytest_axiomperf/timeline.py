@@ -275,13 +275,18 @@ class Timeline:
         for metric in metrics:
             tags = [None, *sorted({t for m, t in self.keys() if m == metric and t is not None})]
             for tag in tags:
-                rows = [[w.start, w.n, w.p50, w.p99, w.max] for w in self.windows(metric, tag)]
+                rows = [
+                    [round(w.start, 6), w.n, w.p50, w.p99, w.max] for w in self.windows(metric, tag)
+                ]
                 series.append({"metric": metric, "tag": tag, "windows": rows})
         return {
             "format": FORMAT,
             "width": self.width,
             "series": series,
-            "resources": [list(s) for s in self.resources()],
+            # Milliseconds, a tenth of a percent, a hundredth of a MB: what a plot shows.
+            "resources": [
+                [round(s.t, 3), round(s.cpu, 1), round(s.rss_mb, 2)] for s in self.resources()
+            ],
             "rss": dict(self._rss),
         }
 
