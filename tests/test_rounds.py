@@ -246,6 +246,17 @@ def test_a_slower_code_path_fails_on_rounds_and_shows_them(
     entry = _json(measured, "out.json")["tests"]["test_measured.py::test_measured[a]"]
     verdict = entry["extra"]["comparison"][0]
     assert verdict["evidence"] == ROUNDS and len(verdict["new_rounds"]) == 4
+    # The verdict table shows the spread the verdict rests on, in every format.
+    slow.stdout.fnmatch_lines(["*rounds: api_response_times: baseline * | now *"])
+    markdown = measured.runpytest(
+        "--axiom-perf-rounds=4", "--axiom-perf-compare=base.json",
+        "--axiom-perf-markdown=out.md", "--axiom-perf-html=out.html",
+    )  # fmt: skip
+    assert markdown.ret == pytest.ExitCode.TESTS_FAILED
+    for name in ("out.md", "out.html"):
+        text = (measured.path / name).read_text()
+        assert "round p95s: baseline | now" in text, name
+        assert text.count("api_response_times: baseline ") >= 2, name
 
 
 def test_one_round_a_side_says_it_cannot_separate_machine_from_code(

@@ -139,7 +139,7 @@ def describe_rounds(m: MetricComparison) -> str:
         return ""
     was = " ".join(fmt(v) for v in m.old_rounds)
     now = " ".join(fmt(v) for v in m.new_rounds)
-    return f"round p95s: baseline {was} | now {now}"
+    return f"baseline {was} | now {now}"
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -164,7 +164,7 @@ def render_comparison(comparison: Comparison) -> str:
                 change, counts = describe_change(m), f"n={m.old_n}->{m.new_n}"
                 lines.append(f"  {status_label(m):<17} {m.nodeid}  {change}  {counts}; {m.reason}")
                 if status in (REGRESSION, IMPROVEMENT) and describe_rounds(m):
-                    lines.append(f"  {'':<17} {describe_rounds(m)}")
+                    lines.append(f"  {'':<17} round p95s: {describe_rounds(m)}")
         lines.extend(f"  new test          {t}" for t in comparison.new_tests)
         lines.extend(f"  vanished test     {t}" for t in comparison.vanished_tests)
     lines.append(f"Result: {summary_line(comparison)}")

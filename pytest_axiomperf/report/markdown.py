@@ -214,4 +214,4 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
 def _with_rounds(m: MetricComparison) -> str:
     """The reason, and each round's p95 of both sides when rounds were compared."""
     rounds = describe_rounds(m)
-    return f"{m.reason}; {rounds}" if rounds else m.reason
+    return f"{m.reason}; round p95s: {rounds}" if rounds else m.reason
