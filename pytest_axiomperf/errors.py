@@ -42,3 +42,7 @@ class HttpStatusError(AxiomPerfError):
 
 class WebSocketError(AxiomPerfError):
     """A WebSocket connection could not be opened, was refused, or is closed for good."""
+
+
+class AxiomPerfWarning(UserWarning):
+    """Something in a test will not do what it says (e.g. shaping a venue the run does not test)."""

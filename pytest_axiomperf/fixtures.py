@@ -13,6 +13,7 @@ import pytest
 from pytest_axiomperf.client import OptimizedClient
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.memory import MemorySnapshots
+from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import PerformanceTracker
 from pytest_axiomperf.websocket import WebSocketClient
 
@@ -87,6 +88,26 @@ def _endpoint(
         return configured, get_plugin(request.config).settings.auth_token
     exchange = exchange_for(request)
     return (exchange.base_url if kind == "rest" else exchange.ws_url), exchange.token
+
+
+@pytest.fixture
+def axiom_target(request: pytest.FixtureRequest) -> Target:
+    """The venue under test, for the bot's own clients: ``base_url``, ``ws_url``, ``token``,
+    ``headers()``, ``cookies()``.
+
+    ``--axiom-base-url``/``--axiom-ws-url`` with ``$AXIOM_AUTH_TOKEN`` when given (the
+    embedded exchange is then not started for it), else the embedded exchange. Its repr
+    shows neither the token nor credentials in the URLs.
+    """
+    from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
+    from pytest_axiomperf.plugin import get_plugin
+
+    settings = get_plugin(request.config).settings
+    if settings.base_url is not None or settings.ws_url is not None:
+        return Target(settings.base_url, settings.ws_url, settings.auth_token)
+    exchange = request.getfixturevalue("axiom_exchange")
+    request.node.stash[EXCHANGE_KEY] = exchange
+    return Target(exchange.base_url, exchange.ws_url, exchange.token, embedded=True)
 
 
 @pytest.fixture

@@ -50,6 +50,7 @@ from pytest_axiomperf.results import (
 from pytest_axiomperf.roundstats import round_summary
 from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
+from pytest_axiomperf.target import describe_settings
 from pytest_axiomperf.tracker import PerformanceTracker
 
 #: Modules holding the plugin's fixtures (redact: hooks), registered as plugins of their own.
@@ -261,6 +262,10 @@ class AxiomPerfPlugin:
                 f"axiomperf: performance mode on ({measured}threshold "
                 f"{self.settings.threshold:g}%, sampling every {self.settings.sample_interval:g}s)"
             )
+        settings = self.settings
+        if self.enabled or settings.base_url is not None or settings.ws_url is not None:
+            venue = describe_settings(settings.base_url, settings.ws_url)
+            lines.append(f"axiomperf: venue under test: {venue}")
         if self.settings.base_url is not None and not self.settings.auth_token:
             lines.append(
                 "axiomperf: AXIOM_AUTH_TOKEN is not set: requests to "

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
 import pytest
 
 
@@ -30,3 +37,44 @@ def steady_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
     pinned = {"ms": 1.0, "repeats": calibration.REPEATS, "items": calibration.ITEMS}
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: dict(pinned))
+
+
+@dataclass(frozen=True)
+class Standalone:
+    """A standalone exchange (``python -m pytest_axiomperf.exchange``): a venue of its own."""
+
+    base_url: str
+    ws_url: str
+    token: str
+
+    def env(self) -> dict[str, str]:
+        """The environment a user's run against it gets (its token)."""
+        return {"AXIOM_AUTH_TOKEN": self.token}
+
+
+@pytest.fixture(scope="session")
+def standalone_exchange() -> Iterator[Standalone]:
+    """An exchange in its own process, started as a user starts one, for ``--axiom-base-url``."""
+    token = "standalone-" + secrets.token_hex(8)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "AXIOM_AUTH_TOKEN": token},
+    )
+    try:
+        assert process.stdout is not None
+        rest = process.stdout.readline().split()
+        ws = process.stdout.readline().split()
+        assert rest[:1] == ["REST"] and ws[:1] == ["WS"], (rest, ws)
+        yield Standalone(rest[1], ws[1], token)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -12,9 +12,29 @@ from typing import Any
 import pytest
 
 from pytest_axiomperf.exchange.simulator import ExchangeSimulator
+from pytest_axiomperf.target import redact_url
 
 #: The exchange a test used, so its profile can be stored with the test's results.
 EXCHANGE_KEY = pytest.StashKey[ExchangeSimulator]()
+
+
+def configure_elsewhere(base_url: str | None, ws_url: str | None) -> str | None:
+    """What ``axiom_exchange.configure`` warns when the run tests another venue, else None."""
+    given = [
+        f"{flag}={redact_url(url)}"
+        for flag, url in (("--axiom-base-url", base_url), ("--axiom-ws-url", ws_url))
+        if url is not None
+    ]
+    if not given:
+        return None
+    users = ["axiom_target"]
+    users += ["axiom_client"] if base_url is not None else []
+    users += ["axiom_ws"] if ws_url is not None else []
+    return (
+        f"axiom_exchange.configure() shapes the embedded exchange only, but this run tests "
+        f"{' and '.join(given)}: {', '.join(users)} talk to that venue, which this profile "
+        "does not slow down or break (run without the option to inject latency and faults)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +51,9 @@ def axiom_exchange(pytestconfig: pytest.Config) -> Iterator[ExchangeSimulator]:
     """
     from pytest_axiomperf.plugin import get_plugin
 
-    token = get_plugin(pytestconfig).settings.auth_token
-    with ExchangeSimulator(token) as exchange:
+    settings = get_plugin(pytestconfig).settings
+    with ExchangeSimulator(settings.auth_token) as exchange:
+        exchange.elsewhere = configure_elsewhere(settings.base_url, settings.ws_url)
         yield exchange
 
 

@@ -23,10 +23,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import warnings
 from types import TracebackType
 from typing import IO, Any
 
-from pytest_axiomperf.errors import ConfigError, ExchangeError
+from pytest_axiomperf.errors import AxiomPerfWarning, ConfigError, ExchangeError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 
 __all__ = ["ExchangeSimulator"]
@@ -71,6 +72,8 @@ class ExchangeSimulator:
         self._base_url: str | None = None
         self._ws_url: str | None = None
         self._configured: dict[str, Any] | None = None
+        #: When the run tests another venue (``--axiom-base-url``): what `configure` warns.
+        self.elsewhere: str | None = None
 
     def __repr__(self) -> str:
         """Show where it serves; never the token."""
@@ -266,7 +269,11 @@ class ExchangeSimulator:
         ``ws_disconnect_every``, ``stall``, ``stall_after``, ``stall_every``,
         ``push_rate``, ``access_token_ttl``) are documented in
         `pytest_axiomperf.exchange.models`. A bad knob raises ConfigError.
+        When the run tests another venue, it warns (`AxiomPerfWarning`): the
+        profile shapes this exchange only.
         """
+        if self.elsewhere is not None:
+            warnings.warn(AxiomPerfWarning(self.elsewhere), stacklevel=2)
         profile = ExchangeProfile.from_dict(
             {"latency": latency, "jitter": jitter, "error_rate": error_rate, "seed": seed, **knobs}
         )
