@@ -11,11 +11,14 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pytest_axiomperf.histogram import BUFFER_SIZE, Histogram, check_value
 from pytest_axiomperf.report.text import render_guide_report
 from pytest_axiomperf.timeline import Timeline
+
+if TYPE_CHECKING:  # the instruments import their libraries only when used
+    import aiohttp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -338,6 +341,29 @@ class PerformanceTracker:
                     f"table {title!r}: row {row!r} has {len(row)} cells, expected {len(header)}"
                 )
         self.tables.append({"title": str(title), "columns": header, "rows": body})
+
+    # -- instruments for a bot's own clients -------------------------------------
+
+    def aiohttp_trace(
+        self, *, routes: Iterable[str] | None = None, order_routes: Iterable[str] | None = None
+    ) -> aiohttp.TraceConfig:
+        """An aiohttp ``TraceConfig`` recording a session's requests here, as ``axiom_client``.
+
+        ``aiohttp.ClientSession(trace_configs=[tracker.aiohttp_trace()])``: each
+        request goes to ``api_response_times`` tagged by route (``routes``: the
+        route templates, default the embedded exchange's), orders also to
+        ``order_execution_times`` (``order_routes``: tags), with its connect, DNS and
+        time-to-first-byte phases and its errors. See
+        :mod:`pytest_axiomperf.instruments.aiohttp`.
+        """
+        from pytest_axiomperf.instruments.aiohttp import trace_config
+
+        options: dict[str, Iterable[str]] = {}
+        if routes is not None:
+            options["routes"] = routes
+        if order_routes is not None:
+            options["order_routes"] = order_routes
+        return trace_config(self, **options)
 
     # -- reading ---------------------------------------------------------------
 
