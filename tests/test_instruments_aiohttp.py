@@ -188,3 +188,29 @@ def test_default_routes_cover_the_exchange() -> None:
     from pytest_axiomperf.instruments import ROUTES
 
     assert ROUTES[: len(EXCHANGE_ROUTES)] == EXCHANGE_ROUTES
+
+
+def test_receivers_appended_by_the_user_still_run(standalone_exchange: Standalone) -> None:
+    """The trace's signals stay ordinary signals for the user's own receivers."""
+    tracker = PerformanceTracker("bot")
+    trace = tracker.aiohttp_trace()
+    seen: list[str] = []
+
+    async def on_request_end(
+        session: object, ctx: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        seen.append(str(params.response.status))
+
+    trace.on_request_end.append(on_request_end)
+
+    async def main() -> None:
+        headers = {"Authorization": f"Bearer {standalone_exchange.token}"}
+        async with (
+            aiohttp.ClientSession(headers=headers, trace_configs=[trace]) as session,
+            session.get(standalone_exchange.base_url + "/health") as response,
+        ):
+            await response.read()
+
+    asyncio.run(main())
+    assert seen == ["200"]
+    assert tracker.stats("api_response_times", "GET /health").count == 1

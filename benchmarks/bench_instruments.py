@@ -1,0 +1,179 @@
+"""What the instruments for a bot's own clients cost the bot.
+
+Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2]``.
+
+1. aiohttp: requests/s of a bare ``aiohttp.ClientSession`` against the same
+   session with ``tracker.aiohttp_trace()`` in its ``trace_configs``, against
+   the embedded exchange (its own process, 127.0.0.1), one request at a time and
+   20 in flight. Rounds alternate the two (ABAB...), each round sends the same
+   requests; the ratio is traced/bare per round, its median reported with the
+   range. Goal: ratio >= 0.95.
+2. websockets: messages/s a bot's ``async for raw in ws: json.loads(raw)`` loop
+   takes from a stream served faster than it can read (``ws_stream_server.py``,
+   the stream of ``bench_websocket.py`` part 4), with a bare
+   ``websockets.asyncio.client.connect`` against ``tracker.websockets_connect()``
+   timing delivery from each message's ``timestamp``. Interleaved rounds,
+   median ratio. Goal: ratio >= 0.9.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+
+from pytest_axiomperf import PerformanceTracker
+from pytest_axiomperf.exchange import ExchangeSimulator
+
+HERE = Path(__file__).resolve().parent
+
+
+async def drive(request: Callable[[int], Awaitable[None]], total: int, in_flight: int) -> float:
+    """Send ``total`` requests, ``in_flight`` at a time: requests per second."""
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for i in counter:
+            await request(i)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(in_flight)))
+    return total / (time.perf_counter() - started)
+
+
+def session(headers: dict[str, str], traces: list[aiohttp.TraceConfig]) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=50, keepalive_timeout=60)
+    return aiohttp.ClientSession(connector=connector, headers=headers, trace_configs=traces)
+
+
+async def aiohttp_part(total: int, rounds: int) -> list[str]:
+    lines = ["1. aiohttp: a bare ClientSession vs the same with tracker.aiohttp_trace()"]
+    lines.append(
+        f"   {total} GET /balance/{{address}} per round, {rounds} rounds each, interleaved"
+    )
+    lines.append("   in flight   bare req/s   traced req/s   ratio (median)   ratio range")
+    with ExchangeSimulator() as exchange:
+        headers = {"Authorization": f"Bearer {exchange.token}"}
+        base = exchange.base_url
+        tracker = PerformanceTracker("bench")
+        bare = session(headers, [])
+        traced = session(headers, [tracker.aiohttp_trace()])
+
+        def getter(s: aiohttp.ClientSession) -> Callable[[int], Awaitable[None]]:
+            async def get(i: int) -> None:
+                async with s.get(f"{base}/balance/So1wallet{i % 50}") as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"HTTP {resp.status}")
+
+            return get
+
+        try:
+            for in_flight in (1, 20):
+                # Warm both pools and the exchange before timing.
+                await drive(getter(bare), 200, in_flight)
+                await drive(getter(traced), 200, in_flight)
+                bare_rates: list[float] = []
+                traced_rates: list[float] = []
+                for r in range(rounds):
+                    pair = [(bare, bare_rates), (traced, traced_rates)]
+                    for s, rates in pair if r % 2 == 0 else pair[::-1]:
+                        rates.append(await drive(getter(s), total, in_flight))
+                ratios = [t / b for t, b in zip(traced_rates, bare_rates, strict=True)]
+                lines.append(
+                    f"   {in_flight:>9}   {statistics.median(bare_rates):>10,.0f}   "
+                    f"{statistics.median(traced_rates):>12,.0f}   "
+                    f"{statistics.median(ratios):>14.3f}   "
+                    f"{min(ratios):.3f}-{max(ratios):.3f}"
+                )
+        finally:
+            await bare.close()
+            await traced.close()
+        recorded = tracker.stats("api_response_times", "GET /balance/{address}").count
+        lines.append(f"   (the trace recorded {recorded:,} requests: every traced one)")
+    return lines
+
+
+async def read_stream(
+    connect: Callable[..., object], url: str, seconds: float
+) -> tuple[float, int]:
+    """A bot's loop: ``async for raw in ws: json.loads(raw)`` for ``seconds``; msgs/s."""
+    count = 0
+    async with connect(url, proxy=None, max_size=None) as ws:  # type: ignore[attr-defined]
+        started = time.perf_counter()
+        deadline = started + seconds
+        async for raw in ws:
+            json.loads(raw)
+            count += 1
+            if count % 256 == 0 and time.perf_counter() >= deadline:
+                break
+        elapsed = time.perf_counter() - started
+    return count / elapsed, count
+
+
+async def websockets_part(seconds: float, rounds: int) -> list[str]:
+    from websockets.asyncio.client import connect
+
+    lines = ["2. websockets: a bare connect() vs tracker.websockets_connect(timestamp=...)"]
+    lines.append(f"   a bot's `async for` loop, {seconds:g} s a round, {rounds} rounds, ABAB")
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "ws_stream_server.py")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        tracker = PerformanceTracker("bench")
+        timed = tracker.websockets_connect(timestamp="timestamp")
+        bare_rates: list[float] = []
+        timed_rates: list[float] = []
+        await read_stream(connect, url, 0.5)  # warm
+        for r in range(rounds):
+            pair = [(connect, bare_rates), (timed, timed_rates)]
+            for c, rates in pair if r % 2 == 0 else pair[::-1]:
+                rates.append((await read_stream(c, url, seconds))[0])
+        ratios = [t / b for t, b in zip(timed_rates, bare_rates, strict=True)]
+        lines.append("   bare msg/s   instrumented msg/s   ratio (median)   ratio range")
+        lines.append(
+            f"   {statistics.median(bare_rates):>10,.0f}   "
+            f"{statistics.median(timed_rates):>18,.0f}   "
+            f"{statistics.median(ratios):>14.3f}   {min(ratios):.3f}-{max(ratios):.3f}"
+        )
+        delivered = tracker.stats("websocket_latency", "delivery").count
+        lines.append(f"   (delivery latency recorded for {delivered:,} messages)")
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter rounds")
+    parser.add_argument("--parts", default="1,2", help="which parts to run, e.g. 1 or 1,2")
+    args = parser.parse_args()
+    parts = {int(p) for p in args.parts.split(",")}
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"bench_instruments.py, {stamp}, Python {sys.version.split()[0]}")
+    if 1 in parts:
+        total, rounds = (300, 4) if args.quick else (2000, 8)
+        print("\n".join(asyncio.run(aiohttp_part(total, rounds))))
+    if 2 in parts:
+        seconds, rounds = (0.5, 4) if args.quick else (2.0, 8)
+        print("\n".join(asyncio.run(websockets_part(seconds, rounds))))
+
+
+if __name__ == "__main__":
+    main()
