@@ -5,9 +5,10 @@ Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2]``.
 1. aiohttp: requests/s of a bare ``aiohttp.ClientSession`` against the same
    session with ``tracker.aiohttp_trace()`` in its ``trace_configs``, against
    the embedded exchange (its own process, 127.0.0.1), one request at a time and
-   20 in flight. Rounds alternate the two (ABAB...), each round sends the same
-   requests; the ratio is traced/bare per round, its median reported with the
-   range. Goal: ratio >= 0.95.
+   20 in flight. Many short rounds alternate the two (AB BA AB ...), each round
+   sends the same requests; the ratio is traced/bare of adjacent rounds, its
+   median reported with the range, and the client's CPU per request (process
+   time: the exchange runs in another process). Goal: ratio >= 0.95.
 2. websockets: messages/s a bot's ``async for raw in ws: json.loads(raw)`` loop
    takes from a stream served faster than it can read (``ws_stream_server.py``,
    the stream of ``bench_websocket.py`` part 4), with a bare
@@ -37,17 +38,20 @@ from pytest_axiomperf.exchange import ExchangeSimulator
 HERE = Path(__file__).resolve().parent
 
 
-async def drive(request: Callable[[int], Awaitable[None]], total: int, in_flight: int) -> float:
-    """Send ``total`` requests, ``in_flight`` at a time: requests per second."""
+async def drive(
+    request: Callable[[int], Awaitable[None]], total: int, in_flight: int
+) -> tuple[float, float]:
+    """Send ``total`` requests, ``in_flight`` at a time: (requests/s, client CPU us/request)."""
     counter = iter(range(total))
 
     async def worker() -> None:
         for i in counter:
             await request(i)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(in_flight)))
-    return total / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return total / wall, cpu / total * 1e6
 
 
 def session(headers: dict[str, str], traces: list[aiohttp.TraceConfig]) -> aiohttp.ClientSession:
@@ -60,7 +64,10 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
     lines.append(
         f"   {total} GET /balance/{{address}} per round, {rounds} rounds each, interleaved"
     )
-    lines.append("   in flight   bare req/s   traced req/s   ratio (median)   ratio range")
+    lines.append(
+        "   in flight   bare req/s   traced req/s   ratio (median)   ratio range   "
+        "CPU us/req bare  traced"
+    )
     with ExchangeSimulator() as exchange:
         headers = {"Authorization": f"Bearer {exchange.token}"}
         base = exchange.base_url
@@ -82,18 +89,20 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
                 # Warm both pools and the exchange before timing.
                 await drive(getter(bare), 200, in_flight)
                 await drive(getter(traced), 200, in_flight)
-                bare_rates: list[float] = []
-                traced_rates: list[float] = []
+                bare_runs: list[tuple[float, float]] = []
+                traced_runs: list[tuple[float, float]] = []
                 for r in range(rounds):
-                    pair = [(bare, bare_rates), (traced, traced_rates)]
-                    for s, rates in pair if r % 2 == 0 else pair[::-1]:
-                        rates.append(await drive(getter(s), total, in_flight))
-                ratios = [t / b for t, b in zip(traced_rates, bare_rates, strict=True)]
+                    pair = [(bare, bare_runs), (traced, traced_runs)]
+                    for s, runs in pair if r % 2 == 0 else pair[::-1]:
+                        runs.append(await drive(getter(s), total, in_flight))
+                ratios = [t[0] / b[0] for t, b in zip(traced_runs, bare_runs, strict=True)]
                 lines.append(
-                    f"   {in_flight:>9}   {statistics.median(bare_rates):>10,.0f}   "
-                    f"{statistics.median(traced_rates):>12,.0f}   "
+                    f"   {in_flight:>9}   {statistics.median(r[0] for r in bare_runs):>10,.0f}   "
+                    f"{statistics.median(r[0] for r in traced_runs):>12,.0f}   "
                     f"{statistics.median(ratios):>14.3f}   "
-                    f"{min(ratios):.3f}-{max(ratios):.3f}"
+                    f"{min(ratios):.3f}-{max(ratios):.3f}   "
+                    f"{statistics.median(r[1] for r in bare_runs):>15.1f}  "
+                    f"{statistics.median(r[1] for r in traced_runs):>6.1f}"
                 )
         finally:
             await bare.close()
@@ -168,7 +177,7 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     print(f"bench_instruments.py, {stamp}, Python {sys.version.split()[0]}")
     if 1 in parts:
-        total, rounds = (300, 4) if args.quick else (2000, 8)
+        total, rounds = (300, 4) if args.quick else (500, 30)
         print("\n".join(asyncio.run(aiohttp_part(total, rounds))))
     if 2 in parts:
         seconds, rounds = (0.5, 4) if args.quick else (2.0, 8)

@@ -19,6 +19,9 @@ from pytest_axiomperf.timeline import Timeline
 
 if TYPE_CHECKING:  # the instruments import their libraries only when used
     import aiohttp
+    import httpx
+
+    from pytest_axiomperf.instruments.httpx import AsyncTimedTransport, TimedTransport
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -364,6 +367,30 @@ class PerformanceTracker:
         if order_routes is not None:
             options["order_routes"] = order_routes
         return trace_config(self, **options)
+
+    def httpx_transport(
+        self,
+        transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,
+        *,
+        sync: bool = False,
+        routes: Iterable[str] | None = None,
+        order_routes: Iterable[str] | None = None,
+    ) -> AsyncTimedTransport | TimedTransport:
+        """An httpx transport recording each request here, as ``axiom_client`` does.
+
+        ``httpx.AsyncClient(transport=tracker.httpx_transport())``; around the bot's
+        own transport: ``tracker.httpx_transport(httpx.AsyncHTTPTransport(retries=2))``;
+        for a ``httpx.Client``: ``tracker.httpx_transport(sync=True)`` (or a sync
+        transport). See :mod:`pytest_axiomperf.instruments.httpx`.
+        """
+        from pytest_axiomperf.instruments.httpx import transport as timed
+
+        options: dict[str, Iterable[str]] = {}
+        if routes is not None:
+            options["routes"] = routes
+        if order_routes is not None:
+            options["order_routes"] = order_routes
+        return timed(self, transport, sync=sync, **options)
 
     # -- reading ---------------------------------------------------------------
 
