@@ -9,12 +9,12 @@ Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2]``.
    sends the same requests; the ratio is traced/bare of adjacent rounds, its
    median reported with the range, and the client's CPU per request (process
    time: the exchange runs in another process). Goal: ratio >= 0.95.
-2. websockets: messages/s a bot's ``async for raw in ws: json.loads(raw)`` loop
-   takes from a stream served faster than it can read (``ws_stream_server.py``,
-   the stream of ``bench_websocket.py`` part 4), with a bare
-   ``websockets.asyncio.client.connect`` against ``tracker.websockets_connect()``
-   timing delivery from each message's ``timestamp``. Interleaved rounds,
-   median ratio. Goal: ratio >= 0.9.
+2. websockets: messages/s a bot's ``json.loads(await ws.recv())`` loop takes
+   from the stream of ``bench_websocket.py`` part 4 (recorded from the exchange,
+   served by ``ws_stream_server.py`` faster than any consumer reads), with a
+   bare ``websockets.asyncio.client.connect`` against
+   ``tracker.websockets_connect()`` timing delivery from each message's
+   ``timestamp``. Alternating rounds, median ratio. Goal: ratio >= 0.9.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -112,60 +115,60 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
     return lines
 
 
-async def read_stream(
-    connect: Callable[..., object], url: str, seconds: float
-) -> tuple[float, int]:
-    """A bot's loop: ``async for raw in ws: json.loads(raw)`` for ``seconds``; msgs/s."""
-    count = 0
-    async with connect(url, proxy=None, max_size=None) as ws:  # type: ignore[attr-defined]
-        started = time.perf_counter()
-        deadline = started + seconds
-        async for raw in ws:
-            json.loads(raw)
-            count += 1
-            if count % 256 == 0 and time.perf_counter() >= deadline:
-                break
-        elapsed = time.perf_counter() - started
-    return count / elapsed, count
+async def stream_loop(connect: Callable[..., Any], url: str) -> float:
+    """A bot's loop, ``json.loads(await ws.recv())``, on the recorded stream: msgs/s."""
+    import bench_websocket as bw
+
+    async with connect(url, **bw.STREAM_OPTIONS) as ws:
+        for _ in range(bw.STREAM_WARMUP):
+            await ws.recv()
+        start = bw.clocks()
+        for _ in range(bw.STREAM_MESSAGES):
+            json.loads(await ws.recv())
+        return bw.rate(start, bw.STREAM_MESSAGES)[0]  # type: ignore[no-any-return]
 
 
-async def websockets_part(seconds: float, rounds: int) -> list[str]:
+async def websockets_part(rounds: int) -> list[str]:
+    import bench_websocket as bw
     from websockets.asyncio.client import connect
 
-    lines = ["2. websockets: a bare connect() vs tracker.websockets_connect(timestamp=...)"]
-    lines.append(f"   a bot's `async for` loop, {seconds:g} s a round, {rounds} rounds, ABAB")
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "ws_stream_server.py")],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        tracker = PerformanceTracker("bench")
-        timed = tracker.websockets_connect(timestamp="timestamp")
-        bare_rates: list[float] = []
-        timed_rates: list[float] = []
-        await read_stream(connect, url, 0.5)  # warm
-        for r in range(rounds):
-            pair = [(connect, bare_rates), (timed, timed_rates)]
-            for c, rates in pair if r % 2 == 0 else pair[::-1]:
-                rates.append((await read_stream(c, url, seconds))[0])
-        ratios = [t / b for t, b in zip(timed_rates, bare_rates, strict=True)]
-        lines.append("   bare msg/s   instrumented msg/s   ratio (median)   ratio range")
-        lines.append(
-            f"   {statistics.median(bare_rates):>10,.0f}   "
-            f"{statistics.median(timed_rates):>18,.0f}   "
-            f"{statistics.median(ratios):>14.3f}   {min(ratios):.3f}-{max(ratios):.3f}"
+    tracker = PerformanceTracker("bench")
+    measured = tracker.websockets_connect(timestamp="timestamp")
+    with ExchangeSimulator() as exchange, tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "stream.bin")
+        await bw.record_stream(exchange, path)
+        server = subprocess.Popen(
+            [sys.executable, str(HERE / "ws_stream_server.py"), path],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        delivered = tracker.stats("websocket_latency", "delivery").count
-        lines.append(f"   (delivery latency recorded for {delivered:,} messages)")
-    finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
-    return lines
+        try:
+            assert server.stdout is not None
+            url = f"ws://127.0.0.1:{server.stdout.readline().strip()}/"
+            bare_rates: list[float] = []
+            measured_rates: list[float] = []
+            for r in range(rounds):
+                pair = [(connect, bare_rates), (measured, measured_rates)]
+                for c, rates in pair if r % 2 == 0 else pair[::-1]:
+                    rates.append(await stream_loop(c, url))
+        finally:
+            assert server.stdin is not None
+            server.stdin.close()
+            server.wait(10)
+            if server.stdout is not None:
+                server.stdout.close()
+    ratios = [m / b for m, b in zip(measured_rates, bare_rates, strict=True)]
+    return [
+        "2. websockets: a bot's json.loads(await ws.recv()) loop on bench_websocket.py's "
+        "recorded stream (part 4)",
+        f"   {bw.STREAM_MESSAGES} messages timed per round, {rounds} rounds, AB BA ...",
+        "   bare msg/s   measured msg/s   ratio (median)   ratio range",
+        f"   {statistics.median(bare_rates):>10,.0f}   {statistics.median(measured_rates):>14,.0f}"
+        f"   {statistics.median(ratios):>14.3f}   {min(ratios):.3f}-{max(ratios):.3f}",
+        f"   (delivery latency recorded for "
+        f"{tracker.stats('websocket_latency', 'delivery').count:,} messages)",
+    ]
 
 
 def main() -> None:
@@ -180,8 +183,7 @@ def main() -> None:
         total, rounds = (300, 4) if args.quick else (500, 30)
         print("\n".join(asyncio.run(aiohttp_part(total, rounds))))
     if 2 in parts:
-        seconds, rounds = (0.5, 4) if args.quick else (2.0, 8)
-        print("\n".join(asyncio.run(websockets_part(seconds, rounds))))
+        print("\n".join(asyncio.run(websockets_part(4 if args.quick else 20))))
 
 
 if __name__ == "__main__":

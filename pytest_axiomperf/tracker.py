@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the instruments import their libraries only when used
     import httpx
 
     from pytest_axiomperf.instruments.httpx import AsyncTimedTransport, TimedTransport
+    from pytest_axiomperf.instruments.websockets import InstrumentedConnect, Timestamp
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -391,6 +392,22 @@ class PerformanceTracker:
         if order_routes is not None:
             options["order_routes"] = order_routes
         return timed(self, transport, sync=sync, **options)
+
+    def websockets_connect(
+        self, timestamp: str | Timestamp | None = "timestamp"
+    ) -> InstrumentedConnect:
+        """A drop-in for ``websockets.asyncio.client.connect`` measuring the bot's feed here.
+
+        ``async with connect(url) as ws`` / ``async for raw in ws`` stay as they are;
+        delivery latency (``websocket_latency`` tag ``"delivery"``) is timed from
+        each message's ``timestamp`` field (a field name, or a function of the raw
+        message returning epoch seconds or None; None: no delivery latency), with
+        ping round trips, message rate, reconnect gaps and invalid frames. See
+        :mod:`pytest_axiomperf.instruments.websockets`.
+        """
+        from pytest_axiomperf.instruments.websockets import InstrumentedConnect
+
+        return InstrumentedConnect(self, timestamp=timestamp)
 
     # -- reading ---------------------------------------------------------------
 
