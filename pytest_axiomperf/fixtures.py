@@ -127,6 +127,45 @@ def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
         client.close_blocking()
 
 
+def _sdk_module() -> Any:
+    try:
+        from pytest_axiomperf.instruments import sdk
+    except ImportError as exc:
+        raise AxiomPerfError(
+            f"axiom_sdk needs the axiomtradeapi SDK ({exc.name} is missing): "
+            "pip install 'pytest-axiomperf[sdk]'"
+        ) from None
+    return sdk
+
+
+@pytest.fixture
+def axiom_sdk(
+    axiom_target: Target,
+    axiom_tracker: PerformanceTracker,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    """The axiomtradeapi SDK's own ``AxiomTradeClient`` on the venue under test.
+
+    Its REST calls are timed into ``axiom_tracker`` by route; every request that
+    would leave the machine is refused (``RefusedRequest``, counted and warned
+    about); its token is the venue's and never refreshed. Its saved tokens live
+    in the test's ``tmp_path``. See :mod:`pytest_axiomperf.instruments.sdk`.
+    """
+    return _sdk_module().sdk_client(
+        axiom_target, axiom_tracker, tmp_path / "axiomtradeapi", monkeypatch.setattr
+    )
+
+
+@pytest.fixture
+def axiom_sdk_ws(axiom_sdk: Any, axiom_target: Target, axiom_tracker: PerformanceTracker) -> Any:
+    """The SDK's WebSocket client (``axiom_sdk.get_websocket_client()``), not yet started,
+    on the venue under test: no pre-flight requests, no fallback clusters; each room
+    push's delivery latency in ``axiom_tracker`` (``websocket_latency``, tagged by room).
+    """
+    return _sdk_module().sdk_websocket(axiom_sdk, axiom_target, axiom_tracker)
+
+
 @pytest.fixture
 def axiom_respx(request: pytest.FixtureRequest) -> Iterator[ExchangeRouter]:
     """A respx router serving the exchange's REST API to httpx clients, recording latency.
