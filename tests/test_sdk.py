@@ -1,11 +1,10 @@
-"""The real axiomtradeapi SDK against the embedded exchange, set up as the README says.
+"""The real axiomtradeapi SDK against the embedded exchange, through ``axiom_sdk``/``axiom_sdk_ws``.
 
-The README's fixtures and example test are run verbatim in a user project
-(pytester subprocess), beside stricter checks of this file. No test may reach
-a real host: the subprocess runs with every proxy variable pointing at a
-loopback port that refuses connections (``NO_PROXY`` keeps the exchange
-reachable), and the README's fixtures redirect or switch off every call of the
-SDK to AxiomTrade's hosts.
+The README's example test is run verbatim in a user project (pytester
+subprocess), beside stricter checks of this file. No test may reach a real
+host: the subprocess runs with every proxy variable pointing at a loopback port
+that refuses connections (``NO_PROXY`` keeps the exchange reachable), and the
+fixtures redirect or refuse every call of the SDK to AxiomTrade's hosts.
 """
 
 from __future__ import annotations
@@ -121,28 +120,28 @@ def untimed(content):
     return {k: v for k, v in content.items() if k != "created_at"}
 
 
-def test_batched_balance_is_the_exchanges(sdk_client, axiom_exchange, axiom_tracker):
+def test_batched_balance_is_the_exchanges(axiom_sdk, axiom_exchange, axiom_tracker):
     keys = ["Wallet1", "Wallet2", "Wallet3"]
     expected = {key: exchange_get(axiom_exchange, f"/balance/{key}")["sol"] for key in keys}
-    assert sdk_client.get_batched_sol_balance(keys) == expected
-    assert sdk_client.get_sol_balance("Wallet2") == expected["Wallet2"]
+    assert axiom_sdk.get_batched_sol_balance(keys) == expected
+    assert axiom_sdk.get_sol_balance("Wallet2") == expected["Wallet2"]
     assert axiom_tracker.tags("api_response_times") == ["POST /api/batched-sol-balance"]
 
 
-def test_data_calls(sdk_client, axiom_exchange):
-    for call in (sdk_client.get_pair_info, sdk_client.get_pair_stats,
-                 sdk_client.get_token_info_by_pair, sdk_client.get_last_transaction):
+def test_data_calls(axiom_sdk, axiom_exchange):
+    for call in (axiom_sdk.get_pair_info, axiom_sdk.get_pair_stats,
+                 axiom_sdk.get_token_info_by_pair, axiom_sdk.get_last_transaction):
         assert call("Pair1")["pairAddress"] == "Pair1"
-    assert sdk_client.get_pair_info("Pair1") == exchange_get(
+    assert axiom_sdk.get_pair_info("Pair1") == exchange_get(
         axiom_exchange, "/pair-info?pairAddress=Pair1"
     )
-    assert sdk_client.get_meme_open_positions("Wallet1")["positions"]
-    assert sdk_client.get_user_portfolio()["balanceSol"] > 0
-    assert sdk_client.get_token_balance("Wallet1", MINT) >= 0
+    assert axiom_sdk.get_meme_open_positions("Wallet1")["positions"]
+    assert axiom_sdk.get_user_portfolio()["balanceSol"] > 0
+    assert axiom_sdk.get_token_balance("Wallet1", MINT) >= 0
 
 
 @pytest.mark.asyncio
-async def test_callbacks_get_the_exchanges_data(sdk_ws, axiom_exchange, axiom_tracker):
+async def test_callbacks_get_the_exchanges_data(axiom_sdk_ws, axiom_exchange, axiom_tracker):
     axiom_exchange.configure(push_rate=50)
     pairs, trades, users = asyncio.Queue(), asyncio.Queue(), asyncio.Queue()
 
@@ -150,17 +149,17 @@ async def test_callbacks_get_the_exchanges_data(sdk_ws, axiom_exchange, axiom_tr
         for item in items:
             pairs.put_nowait(item)
 
-    assert await sdk_ws.subscribe_new_tokens(on_new_pairs)
-    assert await sdk_ws.subscribe_wallet_transactions("Wallet7", trades.put)
-    assert await sdk_ws.subscribe_active_users(users.put, token_address=MINT)
-    listener = asyncio.create_task(sdk_ws.start())
+    assert await axiom_sdk_ws.subscribe_new_tokens(on_new_pairs)
+    assert await axiom_sdk_ws.subscribe_wallet_transactions("Wallet7", trades.put)
+    assert await axiom_sdk_ws.subscribe_active_users(users.put, token_address=MINT)
+    listener = asyncio.create_task(axiom_sdk_ws.start())
     try:
         got_pairs = [await asyncio.wait_for(pairs.get(), 5) for _ in range(3)]
         got_trades = [await asyncio.wait_for(trades.get(), 5) for _ in range(3)]
         got_users = [await asyncio.wait_for(users.get(), 5) for _ in range(2)]
     finally:
         listener.cancel()
-        await sdk_ws.close()
+        await axiom_sdk_ws.close()
     heard_pairs = await room_contents(axiom_exchange, "new_pairs", 3)
     heard_trades = await room_contents(axiom_exchange, "v:Wallet7", 3)
     assert [untimed(p) for p in got_pairs] == [untimed(p) for p in heard_pairs]
@@ -210,18 +209,16 @@ def test_sdk_refresh_rotates_against_the_exchange(axiom_exchange, tmp_path, monk
 
 
 def test_sdk_against_the_exchange(pytester: pytest.Pytester, proxy_trap: ProxyTrap) -> None:
-    """The README's setup and example, then balances, data calls, callbacks and refresh."""
+    """The README's example (no conftest), then balances, data calls, callbacks and refresh."""
     examples = readme_examples()
-    assert set(examples) == {"conftest.py", "test_bot.py"}, "README sdk-example blocks changed"
+    assert set(examples) == {"test_bot.py"}, "README sdk-example blocks changed"
     pytester.makeini(INI)
-    pytester.makepyfile(
-        conftest=examples["conftest.py"], test_bot=examples["test_bot.py"], test_strict=STRICT
-    )
+    pytester.makepyfile(test_bot=examples["test_bot.py"], test_strict=STRICT)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "--axiom-perf", "-v", timeout=120
     )
     result.assert_outcomes(passed=6)
-    # The report shows the SDK's calls, timed by the README's fixtures.
+    # The report shows the SDK's calls, timed by axiom_sdk and axiom_sdk_ws.
     result.stdout.fnmatch_lines(
         ["*API Response Times*", "*POST /api/batched-sol-balance*", "*WebSocket Latency*"]
     )
@@ -231,7 +228,7 @@ def test_sdk_against_the_exchange(pytester: pytest.Pytester, proxy_trap: ProxyTr
 def test_the_trap_catches_an_unpatched_sdk(
     pytester: pytest.Pytester, proxy_trap: ProxyTrap
 ) -> None:
-    """Without the README's patches the SDK goes for real hosts: the trap sees it, not them."""
+    """Without the fixtures the SDK goes for real hosts: the trap sees it, not them."""
     pytester.makeini(INI)
     pytester.makepyfile(test_unpatched=UNPATCHED)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120)

@@ -20,18 +20,14 @@ from tests.test_sdk import STRICT, ProxyTrap
 #: The proxy variables at a trap that records and refuses (as in test_sdk.py).
 proxy_trap = test_sdk.proxy_trap
 
-FIXTURE_TESTS = STRICT.replace("sdk_client", "axiom_sdk").replace("sdk_ws", "axiom_sdk_ws")
-
-
-@pytest.mark.parametrize("mode", ["strict", "auto"])
-def test_the_sdks_calls_and_callbacks(
-    pytester: pytest.Pytester, proxy_trap: ProxyTrap, mode: str
+def test_the_sdks_calls_and_callbacks_in_auto_mode(
+    pytester: pytest.Pytester, proxy_trap: ProxyTrap
 ) -> None:
-    """Balances, data calls, room callbacks and refresh, with no conftest at all."""
+    """Balances, data calls, room callbacks and refresh (test_sdk.py runs them in strict mode)."""
     pytester.makeini(
-        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
     )
-    pytester.makepyfile(test_sdk_bot=FIXTURE_TESTS)
+    pytester.makepyfile(test_sdk_bot=STRICT)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--axiom-perf", timeout=120)
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*API Response Times*", "*WebSocket Latency*"])
