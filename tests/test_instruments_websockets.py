@@ -178,9 +178,16 @@ def test_the_bots_close_is_no_outage() -> None:
             async with connect(url, proxy=None) as ws:
                 for _ in range(3):
                     await ws.recv()
+            stats = connect.stats
+            assert (stats.messages, stats.timed, stats.disconnects) == (3, 0, 0)
+            # Leaving on an error closes with code 1011: still the bot's own close.
+            with pytest.raises(RuntimeError):
+                async with connect(url, proxy=None) as ws:
+                    await ws.recv()
+                    raise RuntimeError("the bot's own bug")
+            assert (stats.connections, stats.disconnects) == (2, 0)
         finally:
             server.close()  # type: ignore[attr-defined]
-        assert (connect.stats.messages, connect.stats.timed, connect.stats.disconnects) == (3, 0, 0)
 
     asyncio.run(main())
     assert tracker.errors == {}

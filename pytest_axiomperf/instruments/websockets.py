@@ -170,18 +170,17 @@ class _Feed:
         self._window_start = now
         self._window_messages = 0
 
-    def closed(self, connection: ClientConnection) -> None:
+    def closed(self, connection: ClientConnection, closing_by_bot: bool) -> None:
         now = time.perf_counter()
         if now - self._window_start >= 0.1:  # a shorter last window would be noise
             self._flush(now)
-        protocol = connection.protocol
-        sent, received = protocol.close_sent, protocol.close_rcvd
+        sent = connection.protocol.close_sent
         if sent is not None and sent.code in _INVALID_FRAME_CODES:
             self.stats.invalid_frames += 1
             self.tracker.record_error(ERR_INVALID_FRAME)
-        # The bot closing its own connection is no outage; anything else is.
-        mine = sent is not None and received is not None and not protocol.close_rcvd_then_sent
-        if mine and sent is not None and sent.code in (1000, 1001):
+        # The bot closing its own connection (close(), or leaving ``async with``) is no
+        # outage; anything else (the server, the network, a keepalive timeout) is.
+        if closing_by_bot:
             return
         self.stats.disconnects += 1
         self.tracker.record_error(ERR_DISCONNECT)
@@ -195,6 +194,7 @@ class _MeasuredConnection(ClientConnection):
     """A ``ClientConnection`` noting what it hands the bot; its feed is set per ``connect``."""
 
     _axiom_feed: _Feed
+    _axiom_closing = False
 
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         await super().handshake(*args, **kwargs)
@@ -218,9 +218,14 @@ class _MeasuredConnection(ClientConnection):
         waiter.add_done_callback(answered)
         return waiter
 
+    async def close(self, *args: Any, **kwargs: Any) -> None:
+        # websockets' own failures (protocol errors, keepalive timeouts) do not come here.
+        self._axiom_closing = True
+        await super().close(*args, **kwargs)
+
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        self._axiom_feed.closed(self)
+        self._axiom_feed.closed(self, self._axiom_closing)
 
 
 class InstrumentedConnect:
