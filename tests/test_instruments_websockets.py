@@ -10,7 +10,6 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from pytest_axiomperf import PerformanceTracker
-from pytest_axiomperf.instruments.websockets import field_reader
 from tests.conftest import Standalone
 
 BOT = """
@@ -185,6 +184,7 @@ def test_the_bots_close_is_no_outage() -> None:
                 async with connect(url, proxy=None) as ws:
                     await ws.recv()
                     raise RuntimeError("the bot's own bug")
+            stats = connect.stats  # a snapshot: read it again
             assert (stats.connections, stats.disconnects) == (2, 0)
         finally:
             server.close()  # type: ignore[attr-defined]
@@ -195,26 +195,30 @@ def test_the_bots_close_is_no_outage() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"),
+    ("template", "scale", "timed"),
     [
-        ('{"timestamp": 1796540923.5}', 1796540923.5),
-        ('{"timestamp":1796540923500}', 1796540923.5),
-        ('{"type":"x","timestamp" : "1796540923500000"}', 1796540923.5),
-        ('{"timestamp": 1796540923500000000}', 1796540923.5),
-        ('{"timestamp": "2026-12-06T07:00:00Z"}', None),
-        ('{"price": 1}', None),
-        ('{"timestamp": {"s": 1}}', None),
-        ('{"type": "x", "timestamp": 1796540923.5, "price": 2}', 1796540923.5),
+        ('{{"timestamp": {t}}}', 1, True),
+        ('{{"timestamp":{t}}}', 1e3, True),
+        ('{{"type":"x","timestamp" : "{t}"}}', 1e6, True),
+        ('{{"timestamp": {t}, "price": 2}}', 1e9, True),
+        ('{{"timestamp": "2026-12-06T07:00:00Z", "t": {t}}}', 1, False),
+        ('{{"price": {t}}}', 1, False),
+        ('{{"timestamp": {{"s": {t}}}}}', 1, False),
+        ('{{"timestamp": -Infinity, "t": {t}}}', 1, False),
     ],
 )
-def test_field_reader(text: str, seconds: float | None) -> None:
-    """Seconds, ms, us and ns by magnitude; text that is not a number gives nothing."""
-    from pytest_axiomperf.instruments.websockets import _seconds
+def test_timestamp_field(template: str, scale: float, timed: bool) -> None:
+    """Seconds, ms, us and ns by magnitude, quoted or not; anything else is not timed."""
+    from pytest_axiomperf.instruments.websockets import _Feed
 
-    read = field_reader("timestamp")
-    for message in (text, text.encode()):
-        found = read(message)
-        assert (found if found is None else _seconds(found)) == seconds
+    tracker = PerformanceTracker()
+    feed = _Feed(tracker, "timestamp")
+    sent = (time.time() - 0.2) * scale
+    feed.message(template.format(t=int(sent) if scale > 1 else sent).encode(), True)
+    delivery = tracker.stats("websocket_latency", "delivery")
+    assert delivery.count == timed
+    if timed:
+        assert 0.19 <= delivery.min < 5
 
 
 def test_bad_timestamp_argument() -> None:
