@@ -1,20 +1,26 @@
 """What the instruments for a bot's own clients cost the bot.
 
-Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2]``.
+Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2,3]``.
 
 1. aiohttp: requests/s of a bare ``aiohttp.ClientSession`` against the same
    session with ``tracker.aiohttp_trace()`` in its ``trace_configs``, against
    the embedded exchange (its own process, 127.0.0.1), one request at a time and
-   20 in flight. Many short rounds alternate the two (AB BA AB ...), each round
-   sends the same requests; the ratio is traced/bare of adjacent rounds, its
-   median reported with the range, and the client's CPU per request (process
-   time: the exchange runs in another process). Goal: ratio >= 0.95.
+   20 in flight; a third session has an empty ``aiohttp.TraceConfig()``: what
+   aiohttp's tracing costs before any receiver runs. Many short rounds, the
+   order rotated each round, each round sending the same requests; the ratio is
+   to the bare session's round of the same rotation, its median reported with
+   the range, and the client's CPU per request (process time: the exchange runs
+   in another process). Goal: ratio >= 0.95.
 2. websockets: messages/s a bot's ``json.loads(await ws.recv())`` loop takes
    from the stream of ``bench_websocket.py`` part 4 (recorded from the exchange,
    served by ``ws_stream_server.py`` faster than any consumer reads), with a
    bare ``websockets.asyncio.client.connect`` against
    ``tracker.websockets_connect()`` timing delivery from each message's
    ``timestamp``. Alternating rounds, median ratio. Goal: ratio >= 0.9.
+3. The axiomtradeapi SDK fixtures (needs ``pip install -e ".[sdk]"``): with the
+   exchange's latency set to 50 ms, the p50 of ``axiom_sdk``'s balance call and
+   of ``axiom_sdk_ws``'s ``new_pairs`` pushes, as recorded in ``axiom_tracker``
+   (a pytest run in a subprocess). Goal: within +5 ms of 50 ms.
 """
 
 from __future__ import annotations
@@ -62,21 +68,41 @@ def session(headers: dict[str, str], traces: list[aiohttp.TraceConfig]) -> aioht
     return aiohttp.ClientSession(connector=connector, headers=headers, trace_configs=traces)
 
 
+def row(in_flight: int, runs: dict[str, list[tuple[float, float]]]) -> str:
+    """One line of part 1: rates, ratios to the bare session's rounds, CPU per request."""
+
+    def med(name: str, i: int) -> float:
+        return statistics.median(run[i] for run in runs[name])
+
+    def ratio(name: str) -> str:
+        got = [m[0] / b[0] for m, b in zip(runs[name], runs["bare"], strict=True)]
+        return f"{statistics.median(got):.3f} [{min(got):.2f}-{max(got):.2f}]"
+
+    return (
+        f"   {in_flight:>9}   {med('bare', 0):>10,.0f}   {med('empty', 0):>11,.0f}"
+        f"  {ratio('empty'):<18}  {med('traced', 0):>12,.0f}  {ratio('traced'):<18}"
+        f"  {med('bare', 1):>8.1f}  {med('empty', 1):>5.1f}  {med('traced', 1):>6.1f}"
+    )
+
+
 async def aiohttp_part(total: int, rounds: int) -> list[str]:
-    lines = ["1. aiohttp: a bare ClientSession vs the same with tracker.aiohttp_trace()"]
-    lines.append(
-        f"   {total} GET /balance/{{address}} per round, {rounds} rounds each, interleaved"
-    )
-    lines.append(
-        "   in flight   bare req/s   traced req/s   ratio (median)   ratio range   "
-        "CPU us/req bare  traced"
-    )
+    lines = [
+        "1. aiohttp: a bare ClientSession, the same with an empty aiohttp.TraceConfig()",
+        "   (aiohttp's own tracing machinery, no receivers), and with tracker.aiohttp_trace()",
+        f"   {total} GET /balance/{{address}} per round, {rounds} rounds, order rotated;",
+        "   ratio: to the bare round of the same rotation, median [range]; CPU: us/request",
+        "   in flight   bare req/s   empty req/s  ratio               traced req/s  ratio"
+        "               CPU bare  empty  traced",
+    ]
     with ExchangeSimulator() as exchange:
         headers = {"Authorization": f"Bearer {exchange.token}"}
         base = exchange.base_url
         tracker = PerformanceTracker("bench")
-        bare = session(headers, [])
-        traced = session(headers, [tracker.aiohttp_trace()])
+        sessions = {
+            "bare": session(headers, []),
+            "empty": session(headers, [aiohttp.TraceConfig()]),
+            "traced": session(headers, [tracker.aiohttp_trace()]),
+        }
 
         def getter(s: aiohttp.ClientSession) -> Callable[[int], Awaitable[None]]:
             async def get(i: int) -> None:
@@ -89,27 +115,19 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
 
         try:
             for in_flight in (1, 20):
-                # Warm both pools and the exchange before timing.
-                await drive(getter(bare), 200, in_flight)
-                await drive(getter(traced), 200, in_flight)
-                bare_runs: list[tuple[float, float]] = []
-                traced_runs: list[tuple[float, float]] = []
+                for s in sessions.values():  # warm every pool and the exchange
+                    await drive(getter(s), 200, in_flight)
+                runs: dict[str, list[tuple[float, float]]] = {name: [] for name in sessions}
+                names = list(sessions)
                 for r in range(rounds):
-                    pair = [(bare, bare_runs), (traced, traced_runs)]
-                    for s, runs in pair if r % 2 == 0 else pair[::-1]:
-                        runs.append(await drive(getter(s), total, in_flight))
-                ratios = [t[0] / b[0] for t, b in zip(traced_runs, bare_runs, strict=True)]
-                lines.append(
-                    f"   {in_flight:>9}   {statistics.median(r[0] for r in bare_runs):>10,.0f}   "
-                    f"{statistics.median(r[0] for r in traced_runs):>12,.0f}   "
-                    f"{statistics.median(ratios):>14.3f}   "
-                    f"{min(ratios):.3f}-{max(ratios):.3f}   "
-                    f"{statistics.median(r[1] for r in bare_runs):>15.1f}  "
-                    f"{statistics.median(r[1] for r in traced_runs):>6.1f}"
-                )
+                    shift = r % len(names)
+                    for name in names[shift:] + names[:shift]:
+                        runs[name].append(await drive(getter(sessions[name]), total, in_flight))
+
+                lines.append(row(in_flight, runs))
         finally:
-            await bare.close()
-            await traced.close()
+            for s in sessions.values():
+                await s.close()
         recorded = tracker.stats("api_response_times", "GET /balance/{address}").count
         lines.append(f"   (the trace recorded {recorded:,} requests: every traced one)")
     return lines
@@ -176,10 +194,74 @@ async def websockets_part(rounds: int) -> list[str]:
     ]
 
 
+SDK_TEST = """
+import asyncio
+import json
+
+import pytest
+
+
+@pytest.mark.asyncio
+async def test_sdk_latency(axiom_sdk, axiom_sdk_ws, axiom_exchange, axiom_tracker):
+    axiom_exchange.configure(latency=0.05, push_rate=20)
+    for _ in range(40):
+        axiom_sdk.get_batched_sol_balance(["Wallet1", "Wallet2"])
+    pairs = asyncio.Queue()
+
+    async def on_new_pairs(items):
+        for item in items:
+            pairs.put_nowait(item)
+
+    assert await axiom_sdk_ws.subscribe_new_tokens(on_new_pairs)
+    listener = asyncio.create_task(axiom_sdk_ws.start())
+    try:
+        for _ in range(60):
+            await asyncio.wait_for(pairs.get(), 5)
+    finally:
+        listener.cancel()
+        await axiom_sdk_ws.close()
+    rest = axiom_tracker.stats("api_response_times", "POST /api/batched-sol-balance")
+    push = axiom_tracker.stats("websocket_latency", "new_pairs")
+    print("\\nSDK-RESULT", json.dumps({"rest": rest.to_dict(), "push": push.to_dict()}))
+"""
+
+
+def sdk_part() -> list[str]:
+    """Part 3: the SDK fixtures' timing against the exchange's injected 50 ms."""
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, "test_sdk_latency.py").write_text(SDK_TEST)
+        Path(folder, "pytest.ini").write_text("[pytest]\nasyncio_mode = strict\n")
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    found = [line for line in done.stdout.splitlines() if line.startswith("SDK-RESULT ")]
+    if done.returncode != 0 or not found:
+        return ["3. SDK fixtures: the run failed", done.stdout[-2000:]]
+    data = json.loads(found[0].split(" ", 1)[1])
+    lines = [
+        "3. SDK fixtures: axiom_exchange.configure(latency=0.05); goal: p50 within +5 ms",
+        "   series                                         n       p50       p95   p50 - 50ms",
+    ]
+    for name, key in (
+        ("axiom_sdk get_batched_sol_balance (REST)", "rest"),
+        ("axiom_sdk_ws new_pairs pushes (delivery)", "push"),
+    ):
+        st = data[key]
+        lines.append(
+            f"   {name:<44} {st['count']:>4} {st['p50'] * 1e3:>7.2f}ms {st['p95'] * 1e3:>7.2f}ms"
+            f" {(st['p50'] - 0.05) * 1e3:>+9.2f}ms"
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter rounds")
-    parser.add_argument("--parts", default="1,2", help="which parts to run, e.g. 1 or 1,2")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1 or 1,3")
     args = parser.parse_args()
     parts = {int(p) for p in args.parts.split(",")}
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -189,6 +271,8 @@ def main() -> None:
         print("\n".join(asyncio.run(aiohttp_part(total, rounds))))
     if 2 in parts:
         print("\n".join(asyncio.run(websockets_part(4 if args.quick else 20))))
+    if 3 in parts:
+        print("\n".join(sdk_part()))
 
 
 if __name__ == "__main__":

@@ -3,17 +3,20 @@
 ``connect = tracker.websockets_connect(timestamp="timestamp")`` is a drop-in
 for ``websockets.asyncio.client.connect``: ``async with connect(url) as ws``,
 ``ws = await connect(url)`` and ``async for ws in connect(url)`` (reconnecting)
-give the bot an ordinary ``ClientConnection``, a subclass that notes each
-message ``recv()`` (and so ``async for raw in ws``) hands to the bot:
+give the bot an ordinary ``ClientConnection`` (a subclass) that notes each
+message as it arrives, before it joins the queue ``recv()`` reads; the bot's
+reads themselves are untouched:
 
-- ``websocket_latency`` tag ``"delivery"``: the message's receive time (the
-  moment the bot gets it) minus the time it carries: the first
-  ``"timestamp": <number>`` found in the text (epoch seconds; milliseconds,
-  microseconds and nanoseconds recognised by magnitude), or what a function
-  given as ``timestamp`` returns for the raw message (epoch seconds, or None).
-  Found by a string search rather than a second JSON parse, so a field of that
-  name in a nested object counts too: give a function when that matters.
-  Both clocks must agree (same host, or NTP);
+- ``websocket_latency`` tag ``"delivery"``: the message's arrival time minus
+  the time it carries (as ``axiom_ws`` times delivery: to the reader taking the
+  message off the socket), read from the first ``"timestamp": <number>`` in
+  its text (epoch seconds; milliseconds, microseconds and nanoseconds told
+  apart by magnitude; quoted or not), or returned by a function given as
+  ``timestamp`` for the message as ``recv()`` would give it (epoch seconds, or
+  None). The field is found by a string search, not a second JSON parse, so a
+  field of that name in a nested object counts too: give a function when that
+  matters. Both clocks must agree (same host, or NTP). A fragmented message is
+  not timed;
 - ``websocket_latency`` tag ``"ping"``: each ping's round trip (the bot's own
   ``await ws.ping()`` and websockets' keepalive pings);
 - ``websocket_message_rate`` (msg/s): one sample per second of messages
@@ -24,8 +27,8 @@ message ``recv()`` (and so ``async for raw in ws``) hands to the bot:
 - ``"WebSocket invalid frame"`` in the errors when websockets closed the
   connection over a frame it refused (protocol error, invalid UTF-8, too big).
 
-``connect.stats`` counts messages, timed messages, disconnects, invalid
-frames. ``recv_streaming`` (fragments as they arrive) is not measured.
+``connect.stats`` (a snapshot) counts messages, timed messages, connections,
+disconnects, invalid frames.
 """
 
 from __future__ import annotations
