@@ -3,49 +3,19 @@
 `Target` is what the ``axiom_target`` fixture gives: ``--axiom-base-url`` /
 ``--axiom-ws-url`` with ``$AXIOM_AUTH_TOKEN`` when given, else the embedded
 exchange. Its repr, and every line the plugin prints about it, shows the URLs
-without credentials (`redact_url`) and never the token.
+without credentials (`safe_url`: no user, password or query) and never the
+token; ``headers()`` carries it as a `Secret`, whose repr is ``'<redacted>'``.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
 from pytest_axiomperf.errors import AxiomPerfError
+from pytest_axiomperf.redact import bearer, remember, remember_url, safe_url
 
-__all__ = ["EMBEDDED", "Target", "describe_settings", "redact_url"]
+__all__ = ["EMBEDDED", "Target", "describe_settings"]
 
 #: What the report header calls the embedded exchange.
 EMBEDDED = "the embedded exchange"
-
-# Query parameters whose value may be a credential (``?token=...``, ``?api_key=...``).
-_SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "auth", "sig", "session")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its user info and credential-like query values replaced by ``***``.
-
-    ``https://bot:pw@api.example.com/v1?token=abc&limit=5`` becomes
-    ``https://***@api.example.com/v1?token=***&limit=5``.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:  # an unparsable URL is shown as its scheme only
-        return url.split(":", 1)[0] + "://***" if "://" in url else "***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + (f"[{host}]" if ":" in host else host)
-        if port is not None:
-            netloc += f":{port}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if any(w in k.lower() for w in _SECRET_WORDS) else v) for k, v in pairs],
-            safe="*",
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 class Target:
@@ -72,6 +42,10 @@ class Target:
         self._ws_url = ws_url.rstrip("/") if ws_url else None
         self._token = token
         self._embedded = embedded
+        # Whatever shows them by accident (a log record, a failure) has them redacted.
+        remember(token)
+        remember_url(base_url)
+        remember_url(ws_url)
 
     @property
     def embedded(self) -> bool:
@@ -104,8 +78,9 @@ class Target:
         return self._token
 
     def headers(self) -> dict[str, str]:
-        """``{"Authorization": "Bearer <token>"}``, or ``{}`` without a token."""
-        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        """``{"Authorization": "Bearer <token>"}`` (a `Secret`: its repr is redacted), or
+        ``{}`` without a token."""
+        return {"Authorization": bearer(self._token)} if self._token else {}
 
     def cookies(self) -> dict[str, str]:
         """AxiomTrade's cookie for the token (``auth-access-token``), or ``{}`` without one."""
@@ -117,14 +92,14 @@ class Target:
             return EMBEDDED
         shown = []
         if self._base_url is not None:
-            shown.append(f"REST {redact_url(self._base_url)}")
+            shown.append(f"REST {safe_url(self._base_url)}")
         if self._ws_url is not None:
-            shown.append(f"WS {redact_url(self._ws_url)}")
+            shown.append(f"WS {safe_url(self._ws_url)}")
         return ", ".join(shown)
 
     def __repr__(self) -> str:
-        base = None if self._base_url is None else redact_url(self._base_url)
-        ws = None if self._ws_url is None else redact_url(self._ws_url)
+        base = None if self._base_url is None else safe_url(self._base_url)
+        ws = None if self._ws_url is None else safe_url(self._ws_url)
         token = "<set>" if self._token else None
         kind = ", embedded" if self._embedded else ""
         return f"Target(base_url={base!r}, ws_url={ws!r}, token={token}{kind})"
@@ -135,6 +110,6 @@ def describe_settings(base_url: str | None, ws_url: str | None) -> str:
     if base_url is None and ws_url is None:
         return EMBEDDED
     parts = []
-    parts.append(f"REST {redact_url(base_url)}" if base_url else f"REST {EMBEDDED}")
-    parts.append(f"WS {redact_url(ws_url)}" if ws_url else f"WS {EMBEDDED}")
+    parts.append(f"REST {safe_url(base_url)}" if base_url else f"REST {EMBEDDED}")
+    parts.append(f"WS {safe_url(ws_url)}" if ws_url else f"WS {EMBEDDED}")
     return ", ".join(parts)

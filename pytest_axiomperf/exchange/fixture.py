@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_axiomperf.exchange.simulator import ExchangeSimulator
-from pytest_axiomperf.target import redact_url
+from pytest_axiomperf.redact import safe_url
 
 #: The exchange a test used, so its profile can be stored with the test's results.
 EXCHANGE_KEY = pytest.StashKey[ExchangeSimulator]()
@@ -21,7 +21,7 @@ EXCHANGE_KEY = pytest.StashKey[ExchangeSimulator]()
 def configure_elsewhere(base_url: str | None, ws_url: str | None) -> str | None:
     """What ``axiom_exchange.configure`` warns when the run tests another venue, else None."""
     given = [
-        f"{flag}={redact_url(url)}"
+        f"{flag}={safe_url(url)}"
         for flag, url in (("--axiom-base-url", base_url), ("--axiom-ws-url", ws_url))
         if url is not None
     ]

@@ -38,7 +38,8 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from pytest_axiomperf.client import RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError, AxiomPerfWarning
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
-from pytest_axiomperf.target import Target, redact_url
+from pytest_axiomperf.redact import safe_url
+from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
     ORDER_EXECUTION_TIMES,
@@ -129,7 +130,7 @@ class _RefuseAdapter(BaseAdapter):
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
         message = (
-            f"axiom_sdk refused {request.method} {redact_url(request.url or '')}: it would "
+            f"axiom_sdk refused {request.method} {safe_url(request.url or '')}: it would "
             f"leave this machine (the venue under test is {self._venue})"
         )
         self._tracker.record_error(ERR_REFUSED)
@@ -148,7 +149,7 @@ class _Guard:
         self._venue = (venue.scheme, venue.hostname, venue.port)
         self._base = target.base_url
         self.venue = _VenueAdapter(tracker, direct=_is_loopback(venue.hostname or ""))
-        self.refuse = _RefuseAdapter(tracker, redact_url(target.base_url))
+        self.refuse = _RefuseAdapter(tracker, safe_url(target.base_url))
 
     def install(self, setattr_: Setattr) -> None:
         original = requests.Session.get_adapter
