@@ -6,7 +6,8 @@ Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2,3]``.
    session with ``tracker.aiohttp_trace()`` in its ``trace_configs``, against
    the embedded exchange (its own process, 127.0.0.1), one request at a time and
    20 in flight; a third session has an empty ``aiohttp.TraceConfig()``: what
-   aiohttp's tracing costs before any receiver runs. Many short rounds, the
+   aiohttp's tracing costs before any receiver runs; a fourth has
+   ``tracker.aiohttp_middleware()`` instead of the trace. Many short rounds, the
    order rotated each round, each round sending the same requests; the ratio is
    to the bare session's round of the same rotation, its median reported with
    the range, and the client's CPU per request (process time: the exchange runs
@@ -65,9 +66,13 @@ async def drive(
     return total / wall, cpu / total * 1e6
 
 
-def session(headers: dict[str, str], traces: list[aiohttp.TraceConfig]) -> aiohttp.ClientSession:
+def session(
+    headers: dict[str, str], traces: list[aiohttp.TraceConfig], middlewares: Any = ()
+) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=100, limit_per_host=50, keepalive_timeout=60)
-    return aiohttp.ClientSession(connector=connector, headers=headers, trace_configs=traces)
+    return aiohttp.ClientSession(
+        connector=connector, headers=headers, trace_configs=traces, middlewares=middlewares
+    )
 
 
 def row(in_flight: int, runs: dict[str, list[tuple[float, float]]]) -> str:
@@ -83,18 +88,21 @@ def row(in_flight: int, runs: dict[str, list[tuple[float, float]]]) -> str:
     return (
         f"   {in_flight:>9}   {med('bare', 0):>10,.0f}   {med('empty', 0):>11,.0f}"
         f"  {ratio('empty'):<18}  {med('traced', 0):>12,.0f}  {ratio('traced'):<18}"
+        f"  {med('middleware', 0):>10,.0f}  {ratio('middleware'):<18}"
         f"  {med('bare', 1):>8.1f}  {med('empty', 1):>5.1f}  {med('traced', 1):>6.1f}"
+        f"  {med('middleware', 1):>6.1f}"
     )
 
 
 async def aiohttp_part(total: int, rounds: int) -> list[str]:
     lines = [
         "1. aiohttp: a bare ClientSession, the same with an empty aiohttp.TraceConfig()",
-        "   (aiohttp's own tracing machinery, no receivers), and with tracker.aiohttp_trace()",
+        "   (aiohttp's own tracing machinery, no receivers), with tracker.aiohttp_trace(),",
+        "   and with tracker.aiohttp_middleware() (mw)",
         f"   {total} GET /balance/{{address}} per round, {rounds} rounds, order rotated;",
         "   ratio: to the bare round of the same rotation, median [range]; CPU: us/request",
         "   in flight   bare req/s   empty req/s  ratio               traced req/s  ratio"
-        "               CPU bare  empty  traced",
+        "               mw req/s    ratio               CPU bare  empty  traced      mw",
     ]
     with ExchangeSimulator() as exchange:
         headers = {"Authorization": f"Bearer {exchange.token}"}
@@ -104,6 +112,7 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
             "bare": session(headers, []),
             "empty": session(headers, [aiohttp.TraceConfig()]),
             "traced": session(headers, [tracker.aiohttp_trace()]),
+            "middleware": session(headers, [], [tracker.aiohttp_middleware()]),
         }
 
         def getter(s: aiohttp.ClientSession) -> Callable[[int], Awaitable[None]]:
@@ -131,7 +140,9 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
             for s in sessions.values():
                 await s.close()
         recorded = tracker.stats("api_response_times", "GET /balance/{address}").count
-        lines.append(f"   (the trace recorded {recorded:,} requests: every traced one)")
+        lines.append(
+            f"   (trace and middleware recorded {recorded:,} requests: every one they saw)"
+        )
     return lines
 
 

@@ -481,6 +481,10 @@ class _RouteSeries:
                 series = self._throughput = self._tracker.live_series(NETWORK_THROUGHPUT, self._tag)
             series.record(throughput)
 
+    def record_ttfb(self, ttfb: float) -> None:
+        """Record a time to first byte alone (an instrument that cannot see the phases)."""
+        self._tracker.live_series(HTTP_TTFB_TIMES, self._tag).record(ttfb)
+
     def record_phases(self, connect: float, dns: float, ttfb: float) -> None:
         """Record one attempt's connect, DNS and time-to-first-byte durations."""
         phases = self._phases

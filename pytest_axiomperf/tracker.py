@@ -369,6 +369,24 @@ class PerformanceTracker:
             options["order_routes"] = order_routes
         return trace_config(self, **options)
 
+    def aiohttp_middleware(
+        self, *, routes: Iterable[str] | None = None, order_routes: Iterable[str] | None = None
+    ) -> Callable[[Any, Any], Awaitable[Any]]:
+        """An aiohttp client middleware (3.12+) recording a session's requests here.
+
+        ``aiohttp.ClientSession(middlewares=[tracker.aiohttp_middleware()])``: what
+        :meth:`aiohttp_trace` records except the connect and DNS phases, without
+        the cost of aiohttp's tracing (``benchmarks/RESULTS.md``).
+        """
+        from pytest_axiomperf.instruments.aiohttp import middleware
+
+        options: dict[str, Iterable[str]] = {}
+        if routes is not None:
+            options["routes"] = routes
+        if order_routes is not None:
+            options["order_routes"] = order_routes
+        return middleware(self, **options)
+
     def httpx_transport(
         self,
         transport: httpx.AsyncBaseTransport | httpx.BaseTransport | None = None,

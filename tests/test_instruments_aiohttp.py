@@ -214,3 +214,38 @@ def test_receivers_appended_by_the_user_still_run(standalone_exchange: Standalon
     asyncio.run(main())
     assert seen == ["200"]
     assert tracker.stats("api_response_times", "GET /health").count == 1
+
+
+def test_middleware_records_without_the_phases(standalone_exchange: Standalone) -> None:
+    """aiohttp_middleware(): route tags, orders, TTFB, status errors, timeouts; no phases."""
+    tracker = PerformanceTracker("bot")
+    silent = socket.create_server(("127.0.0.1", 0))
+
+    async def main() -> None:
+        headers = {"Authorization": f"Bearer {standalone_exchange.token}"}
+        async with aiohttp.ClientSession(
+            standalone_exchange.base_url,
+            headers=headers,
+            middlewares=[tracker.aiohttp_middleware(routes=["/balance/{wallet}", "/orders"])],
+        ) as session:
+            for i in range(3):
+                async with session.get(f"/balance/So1wallet{i}") as response:
+                    await response.json()
+            async with session.post("/orders", json={"token": "SOL", "side": "buy", "amount": 1}):
+                pass
+            async with session.get("/orders/unknown") as response:
+                assert response.status == 404
+            with pytest.raises(asyncio.TimeoutError):
+                url = f"http://127.0.0.1:{silent.getsockname()[1]}/health"
+                await session.get(url, timeout=aiohttp.ClientTimeout(total=0.2))
+
+    try:
+        asyncio.run(main())
+    finally:
+        silent.close()
+    assert tracker.stats("api_response_times", "GET /balance/{wallet}").count == 3
+    assert tracker.stats("http_ttfb_times", "GET /balance/{wallet}").count == 3
+    assert tracker.tags("order_execution_times") == ["POST /orders"]
+    assert tracker.stats("api_response_times", "GET /health").min >= 0.19
+    assert tracker.errors == {"HTTP 4xx": 1, "TimeoutError": 1}
+    assert "http_connect_times" not in tracker.metrics()
