@@ -84,7 +84,9 @@ def test_a_bots_session_is_recorded(pytester: pytest.Pytester, mode: str) -> Non
     pytester.makepyfile(bot=BOT, test_bot=_user_tests(mode))
     result = pytester.runpytest("--axiom-perf")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["*PASS*api_response_times*GET /balance/{wallet}*"])
+    result.stdout.fnmatch_lines(
+        ["*budgets: api_response_times[[]GET /balance/{wallet}[]] p95 * <= 2.00s*"]
+    )
 
 
 def test_budgets_see_the_traced_latency(user_project: pytest.Pytester) -> None:

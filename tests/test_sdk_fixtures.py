@@ -28,7 +28,9 @@ def test_the_sdks_calls_and_callbacks_in_auto_mode(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
     )
     pytester.makepyfile(test_sdk_bot=STRICT)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--axiom-perf", timeout=120)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--axiom-perf", "-v", timeout=120
+    )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(["*API Response Times*", "*WebSocket Latency*"])
     assert proxy_trap.attempts == []
