@@ -452,6 +452,8 @@ def compare_metric(
     *,
     old_rounds: Mapping[int, float] | None = None,
     new_rounds: Mapping[int, float] | None = None,
+    old_medians: Mapping[int, float] | None = None,
+    new_medians: Mapping[int, float] | None = None,
     paired: bool = False,
 ) -> MetricComparison:
     """Compare one latency metric, or one tag of it (see the module docstring for the rules).
@@ -478,8 +480,9 @@ def compare_metric(
             tag,
         )
     if old_rounds and new_rounds and len(old_rounds) >= 2 and len(new_rounds) >= 2:
+        rounds = (old_rounds, new_rounds, old_medians or {}, new_medians or {})
         return _compare_rounds(
-            nodeid, metric, tag, old_n, new_n, old_rounds, new_rounds, paired,
+            nodeid, metric, tag, old_n, new_n, rounds, paired,
             threshold, noise_floor, ROUND_ALPHA if alpha is None else alpha,
         )  # fmt: skip
     return _compare_samples(
@@ -551,77 +554,112 @@ def _compare_samples(
 _EPSILON = 1e-9
 
 
+@dataclass(frozen=True)
+class _Shift:
+    """One statistic's rounds compared: typical change (percent) and the rank test."""
+
+    olds: tuple[float, ...]
+    news: tuple[float, ...]
+    change: float
+    p_greater: float
+    p_less: float
+    smallest: float  # the smallest p-value these rounds can give
+
+    @property
+    def worse(self) -> bool:
+        return self.change >= 0
+
+    @property
+    def p_value(self) -> float:
+        return self.p_greater if self.worse else self.p_less
+
+
+def _shift(old: Mapping[int, float], new: Mapping[int, float], paired: bool) -> _Shift:
+    if paired:
+        keys = sorted(old.keys() & new.keys())
+        olds, news = tuple(old[k] for k in keys), tuple(new[k] for k in keys)
+        logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
+        change = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
+        p_greater, p_less = roundstats.wilcoxon_signed_rank(logs)
+        return _Shift(olds, news, change, p_greater, p_less, roundstats.min_p_paired(len(logs)))
+    olds = tuple(old[k] for k in sorted(old))
+    news = tuple(new[k] for k in sorted(new))
+    ratio = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
+    p_greater, p_less = roundstats.mann_whitney_rounds(olds, news)
+    smallest = roundstats.min_p_unpaired(len(olds), len(news))
+    return _Shift(olds, news, (ratio - 1) * 100.0, p_greater, p_less, smallest)
+
+
 def _compare_rounds(
     nodeid: str,
     metric: str,
     tag: str | None,
     old_n: int,
     new_n: int,
-    old_rounds: Mapping[int, float],
-    new_rounds: Mapping[int, float],
+    rounds: tuple[
+        Mapping[int, float], Mapping[int, float], Mapping[int, float], Mapping[int, float]
+    ],
     paired: bool,
     threshold: float,
     noise_floor: float,
     alpha: float,
 ) -> MetricComparison:
-    """Rounds on both sides: the typical round's p95 change, and an exact rank test."""
-    if paired:
-        keys = sorted(old_rounds.keys() & new_rounds.keys())
-        olds = tuple(old_rounds[k] for k in keys)
-        news = tuple(new_rounds[k] for k in keys)
-        logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
-        change = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
-        p_greater, p_less = roundstats.wilcoxon_signed_rank(logs)
-        smallest = roundstats.min_p_paired(len(logs))
-        evidence, need = PAIRED, "5 paired rounds"
-    else:
-        olds = tuple(old_rounds[k] for k in sorted(old_rounds))
-        news = tuple(new_rounds[k] for k in sorted(new_rounds))
-        change = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
-        change = (change - 1) * 100.0
-        p_greater, p_less = roundstats.mann_whitney_rounds(olds, news)
-        smallest = roundstats.min_p_unpaired(len(olds), len(news))
-        evidence, need = ROUNDS, "4 rounds a side"
-    old_p95 = roundstats.median(olds) if olds else None
-    new_p95 = roundstats.median(news) if news else None
-    worse = change >= 0
-    p_value = p_greater if worse else p_less
+    """Rounds on both sides: the typical round's p95 and median, each with an exact rank test
+    at ``alpha / 2`` (a regression of the tail or of the body, see the module docstring)."""
+    old_p95s, new_p95s, old_p50s, new_p50s = rounds
+    tail = _shift(old_p95s, new_p95s, paired)
+    body = _shift(old_p50s, new_p50s, paired) if old_p50s and new_p50s else None
+    level = alpha / 2 if body is not None else alpha
+    evidence, need = (PAIRED, "5 paired rounds") if paired else (ROUNDS, "4 rounds a side")
+    count = f"{len(tail.olds)} pairs" if paired else f"{len(tail.olds)} and {len(tail.news)} rounds"
+    old_p95 = roundstats.median(tail.olds) if tail.olds else None
+    new_p95 = roundstats.median(tail.news) if tail.news else None
 
     def result(status: str, p: float | None, reason: str) -> MetricComparison:
         return MetricComparison(
-            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p, reason, tag,
-            evidence, olds, news,
+            nodeid, metric, status, old_n, new_n, old_p95, new_p95, tail.change, p, reason, tag,
+            evidence, tail.olds, tail.news,
         )  # fmt: skip
 
-    rounds = f"{len(olds)} and {len(news)} rounds" if not paired else f"{len(olds)} pairs"
-    if smallest >= alpha:
+    if tail.smallest >= level:
         return result(
             INSUFFICIENT,
             None,
-            f"{rounds} cannot reach p < {alpha:.2g} (the smallest p they can give is "
-            f"{smallest:.2g}): measure at least {need}",
+            f"{count} cannot reach p < {level:.2g} (the smallest p they can give is "
+            f"{tail.smallest:.2g}): measure at least {need}",
         )
-    diff_ms = abs((new_p95 or 0.0) - (old_p95 or 0.0)) * 1e3
-    beyond_pct = abs(change) > threshold
-    beyond_floor = diff_ms > noise_floor
-    significant = p_value < alpha
-    typical = "typical round p95"
-    if beyond_pct and beyond_floor and significant:
-        return result(
-            REGRESSION if worse else IMPROVEMENT,
-            p_value,
-            _verdict_reason(worse, change, typical, p_value) + f" across {rounds}",
+
+    def moved(shift: _Shift, worse: bool) -> bool:
+        diff_ms = abs(roundstats.median(shift.news) - roundstats.median(shift.olds)) * 1e3
+        return (
+            shift.worse == worse
+            and abs(shift.change) > threshold
+            and diff_ms > noise_floor
+            and shift.p_value < level
         )
-    if not beyond_pct:
-        why = f"{typical} {change:+.3g}%, within the {threshold:g}% threshold"
-    elif not beyond_floor:
-        why = f"{typical} change {diff_ms:.3g}ms within the {noise_floor:g}ms noise floor"
-    else:
-        why = (
-            f"{typical} {change:+.3g}%, but the rounds disagree "
-            f"(p={p_value:.2g} >= {alpha:.2g} across {rounds})"
-        )
-    return result(UNCHANGED, p_value, why)
+
+    named = [("typical round p95", tail)] + ([("typical round median", body)] if body else [])
+    for worse, status in ((True, REGRESSION), (False, IMPROVEMENT)):
+        hits = [(what, shift) for what, shift in named if moved(shift, worse)]
+        if hits:
+            reason = "; ".join(
+                _verdict_reason(worse, shift.change, what, shift.p_value) for what, shift in hits
+            )
+            return result(status, hits[0][1].p_value, f"{reason} across {count}")
+    parts = []
+    for what, shift in named:
+        if abs(shift.change) <= threshold:
+            parts.append(f"{what} {shift.change:+.3g}%")
+        else:
+            parts.append(
+                f"{what} {shift.change:+.3g}% but the rounds disagree (p={shift.p_value:.2g})"
+            )
+    return result(
+        UNCHANGED,
+        tail.p_value,
+        f"{', '.join(parts)}: within the {threshold:g}% threshold or not significant at "
+        f"{level:.2g} across {count}",
+    )
 
 
 def _pct(old: float, new: float) -> float | None:
@@ -777,6 +815,8 @@ class _Sides:
             alpha,
             old_rounds=old_rounds,
             new_rounds=new_rounds,
+            old_medians=roundstats.round_values(self.was.rounds, metric, tag, "p50"),
+            new_medians=roundstats.round_values(self.now.rounds, metric, tag, "p50"),
             paired=self.paired,
         )
 

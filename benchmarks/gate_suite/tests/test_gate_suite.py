@@ -19,7 +19,7 @@ async def test_order_path(axiom_client, axiom_tracker):
     # The bot's own work (about 3 ms) dominates the loopback round trip inside the span.
     for _ in range(150):
         async with axiom_tracker.measure("order_path"):
-            signal = gatebot.decide(gatebot.UPDATE, passes=1400)
+            signal = gatebot.decide(gatebot.UPDATE, passes=1500)
             order = await axiom_client.post(
                 "/orders", json={"token": "SOL", "side": signal, "amount": 1}
             )
