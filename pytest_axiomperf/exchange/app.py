@@ -40,29 +40,29 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
-import random
 import time
-import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from pytest_axiomperf.errors import ConfigError
-from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, AccessTokens
+from pytest_axiomperf.exchange import axiom
+from pytest_axiomperf.exchange.core import (
+    STATE,
+    ExchangeState,
+    WsSession,
+    error_response,
+    read_json,
+)
 from pytest_axiomperf.exchange.data import (
     MAX_BODY,
     TOKENS,
     Answer,
-    OrderBook,
     Token,
     balance,
-    digest,
-    error_body,
     holdings,
 )
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
@@ -86,64 +86,6 @@ _CONTROL_PREFIX = "/_control/"
 _MAX_SUBSCRIPTIONS = 1_000
 
 
-WsHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
-
-
-@dataclass
-class ExchangeState:
-    """Everything one exchange instance holds; reached as ``app[STATE]``."""
-
-    token: str
-    control_secret: str | None
-    model: FaultModel
-    ws_handlers: dict[str, WsHandler] = field(default_factory=dict)
-    # Messages of AxiomTrade's room protocol, dispatched on "action" (see axiom.py).
-    ws_actions: dict[str, WsHandler] = field(default_factory=dict)
-    orders: OrderBook = field(default_factory=OrderBook)
-    websockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
-    # Transports of the connections that have had a request: they paid connect_latency.
-    # Weak, so a closed connection leaves; kept across profiles, as open connections are.
-    connections: weakref.WeakSet[asyncio.BaseTransport] = field(default_factory=weakref.WeakSet)
-    # Routes served without injected faults (the WebSocket handshake: pushes have their own).
-    fault_free_paths: set[str] = field(default_factory=lambda: {"/ws"})
-    # Routes that check credentials themselves (the token refresh takes a refresh token).
-    auth_free_paths: set[str] = field(default_factory=set)
-    # Converts the event loop's monotonic clock to epoch seconds.
-    wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
-    tokens: AccessTokens = field(init=False)
-
-    def __post_init__(self) -> None:
-        """Accept the exchange's own token as access and refresh token too."""
-        self.tokens = AccessTokens(self.token)
-
-    def refusal(self, request: web.Request) -> str | None:
-        """None when the request is authorized, else why it is not.
-
-        Accepted: ``Authorization: Bearer <token>`` with the exchange's token, or
-        the ``auth-access-token`` cookie holding a valid access token (auth.py).
-        """
-        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            presented.strip().encode(), self.token.encode()
-        ):
-            return None
-        cookie = request.cookies.get(ACCESS_COOKIE)
-        if cookie:
-            return self.tokens.check_access(cookie, time.time())
-        return "missing or wrong bearer token"
-
-    def apply(self, profile: ExchangeProfile) -> None:
-        """Put `profile` in force from now on."""
-        self.model = FaultModel(profile, asyncio.get_running_loop().time())
-
-
-STATE: web.AppKey[ExchangeState] = web.AppKey("axiom_exchange_state", ExchangeState)
-
-
-def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(status, message), status=status, headers=headers)
-
-
 def _answer(answer: Answer) -> web.Response:
     status, body = answer
     return web.json_response(body, status=status)
@@ -161,7 +103,7 @@ async def _gateway(
         await _handshake(request, state)
         refusal = None if request.path in state.auth_free_paths else state.refusal(request)
         if refusal is not None:
-            return _error(401, refusal, {"WWW-Authenticate": "Bearer"})
+            return error_response(401, refusal, {"WWW-Authenticate": "Bearer"})
         if request.path in state.fault_free_paths:
             return await handler(request)
         return await _with_faults(request, handler, state)
@@ -170,10 +112,10 @@ async def _gateway(
         # aiohttp's default text only repeats the reason; a specific one (413's sizes) helps.
         text = exc.text or ""
         detail = exc.reason if text.startswith(f"{exc.status}:") or not text else text
-        return _error(exc.status, detail, headers)
+        return error_response(exc.status, detail, headers)
     except Exception:
         _log.exception("exchange: unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal error")
+        return error_response(500, "internal error")
 
 
 async def _handshake(request: web.Request, state: ExchangeState) -> None:
@@ -209,11 +151,11 @@ async def _with_faults(
         await asyncio.sleep(delay)
     response: web.StreamResponse
     if retry_after:
-        response = _error(
+        response = error_response(
             429, "rate limit exceeded", {"Retry-After": str(max(1, math.ceil(retry_after)))}
         )
     elif failed:
-        response = _error(500, "injected error (error_rate)")
+        response = error_response(500, "injected error (error_rate)")
     else:
         response = await handler(request)
     if model.profile.latency or model.profile.jitter:
@@ -234,162 +176,12 @@ async def _tokens(request: web.Request) -> web.Response:
     return _answer(holdings(request.match_info["address"]))
 
 
-async def _read_json(request: web.Request) -> tuple[Any, web.Response | None]:
-    """The request's JSON body, or a 400 response saying why it is not JSON."""
-    raw = await request.read()
-    try:
-        return json.loads(raw), None
-    except ValueError as exc:
-        return None, _error(400, f"body is not valid JSON: {exc}")
-
-
 async def _create_order(request: web.Request) -> web.Response:
     return _answer(request.app[STATE].orders.create(await request.read()))
 
 
 async def _get_order(request: web.Request) -> web.Response:
     return _answer(request.app[STATE].orders.get(request.match_info["order_id"]))
-
-
-class WsSession:
-    """One WebSocket connection: sends, counts messages, runs its token streams."""
-
-    def __init__(self, ws: web.WebSocketResponse, state: ExchangeState) -> None:
-        """Wrap a prepared `ws` of the exchange holding `state`."""
-        self.ws = ws
-        self.state = state
-        self.sent = 0
-        self.streams: dict[str, asyncio.Task[None]] = {}
-        # Joined rooms of the room protocol; None for a room that pushes nothing.
-        self.rooms: dict[str, asyncio.Task[None] | None] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def send(self, payload: dict[str, Any]) -> bool:
-        """Send one message; False once the connection is closed.
-
-        Applies ``ws_disconnect_every``: the N-th message sent is followed by a close.
-        """
-        if self.ws.closed:
-            return False
-        try:
-            await self.ws.send_str(json.dumps(payload))
-        except ConnectionError:
-            return False
-        self.sent += 1
-        every = self.state.model.profile.ws_disconnect_every
-        if every and self.sent % every == 0:
-            await self.ws.close(code=WSCloseCode.GOING_AWAY, message=b"ws_disconnect_every")
-            return False
-        return True
-
-    async def reply(self, payload: dict[str, Any]) -> None:
-        """Send a reply after the injected stall and delay, without blocking the reader."""
-        model = self.state.model
-        wait = model.stall_remaining(asyncio.get_running_loop().time()) + model.delay()
-        if not wait:
-            await self.send(payload)
-            return
-
-        async def later() -> None:
-            await asyncio.sleep(wait)
-            await self.send(payload)
-
-        self.spawn(later())
-
-    async def error(self, message: str) -> None:
-        """Tell the client its message was refused; the connection stays open."""
-        await self.send({"type": "error", "error": message})
-
-    def spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
-        """Run `coro` for this connection; cancelled when the connection ends."""
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def close(self) -> None:
-        """Cancel the connection's streams and pending replies."""
-        for task in list(self._tasks):
-            task.cancel()
-        self.streams.clear()
-        self.rooms.clear()
-
-    async def handle_text(self, data: str) -> None:
-        """Dispatch one text message on its ``type`` (or its ``action``: room protocol)."""
-        try:
-            message = json.loads(data)
-        except ValueError as exc:
-            await self.error(f"message is not valid JSON: {exc}")
-            return
-        if not isinstance(message, dict):
-            await self.error("message must be a JSON object with a 'type'")
-            return
-        if "type" not in message and "action" in message:
-            action = message["action"]
-            on_action = self.state.ws_actions.get(action) if isinstance(action, str) else None
-            if on_action is None:
-                known = ", ".join(sorted(self.state.ws_actions))
-                await self.error(f"unknown action {action!r}; known: {known}")
-                return
-            await on_action(self, message)
-            return
-        kind = message.get("type")
-        handler = self.state.ws_handlers.get(kind) if isinstance(kind, str) else None
-        if handler is None:
-            known = ", ".join(sorted(self.state.ws_handlers))
-            await self.error(f"unknown message type {kind!r}; known: {known}")
-            return
-        await handler(self, message)
-
-    async def stream(self, token: str) -> None:
-        """Push ``token_update`` messages for `token`, scheduled at absolute times."""
-        seed = digest("price", token)
-        rng = random.Random(seed)
-        base = TOKENS[token].price if token in TOKENS else 0.001 + (seed % 100_000) / 1_000
-        price = base
-
-        def update(seq: int, intended: float) -> dict[str, Any]:
-            nonlocal price
-            price = max(base * 0.01, price * (1.0 + rng.gauss(0.0, 0.001)))
-            return {
-                "type": "token_update",
-                "token": token,
-                "price": round(price, 9),
-                "volume": round(rng.uniform(0.0, 1_000.0), 3),
-                "timestamp": intended,
-                "seq": seq,
-            }
-
-        await self.pace(update)
-
-    async def pace(self, build: Callable[[int, float], dict[str, Any]]) -> None:
-        """Send ``build(seq, intended)`` at ``push_rate`` until the connection ends.
-
-        Messages are scheduled at absolute times; `intended` is the time (epoch
-        seconds) the server intended to send message number `seq` (from 1),
-        before injected delays and stalls, so clients measure delivery latency
-        without coordinated omission.
-        """
-        loop = asyncio.get_running_loop()
-        intended = loop.time()
-        last_send = intended
-        seq = 0
-        while True:
-            model = self.state.model
-            # FIFO like a network link: a short delay never overtakes a longer one.
-            send_at = max(intended + model.delay(), last_send)
-            send_at += model.stall_remaining(send_at)
-            wait = send_at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            elif seq % 64 == 0:
-                # Behind schedule: still let the reader and other connections run.
-                await asyncio.sleep(0)
-            last_send = send_at
-            seq += 1
-            if not await self.send(build(seq, intended + self.state.wall_offset)):
-                return
-            intended += 1.0 / model.profile.push_rate
 
 
 def _token_list(message: dict[str, Any], *, required: bool) -> list[str] | None:
@@ -457,10 +249,10 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
 def _control_allowed(request: web.Request) -> web.Response | None:
     secret = request.app[STATE].control_secret
     if secret is None:
-        return _error(404, "control routes are disabled")
+        return error_response(404, "control routes are disabled")
     presented = request.headers.get(CONTROL_HEADER, "")
     if not hmac.compare_digest(presented.encode(), secret.encode()):
-        return _error(403, "wrong control secret")
+        return error_response(403, "wrong control secret")
     return None
 
 
@@ -475,15 +267,15 @@ async def _control_set_profile(request: web.Request) -> web.Response:
     refused = _control_allowed(request)
     if refused is not None:
         return refused
-    body, problem = await _read_json(request)
+    body, problem = await read_json(request)
     if problem is not None:
         return problem
     if not isinstance(body, dict):
-        return _error(400, "profile must be a JSON object")
+        return error_response(400, "profile must be a JSON object")
     try:
         profile = ExchangeProfile.from_dict(body)
     except (ConfigError, TypeError) as exc:
-        return _error(400, str(exc))
+        return error_response(400, str(exc))
     state = request.app[STATE]
     state.apply(profile)
     return web.json_response(profile.to_dict())
@@ -533,9 +325,6 @@ def create_app(
         {"subscribe": _ws_subscribe, "unsubscribe": _ws_unsubscribe, "ping": _ws_ping}
     )
     app[STATE] = state
-    # Imported here: axiom.py builds on this module's WsSession and helpers.
-    from pytest_axiomperf.exchange import axiom
-
     axiom.install(app)
 
     async def start_clock(app: web.Application) -> None:

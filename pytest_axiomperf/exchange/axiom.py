@@ -68,8 +68,8 @@ from typing import Any, TypeGuard
 
 from aiohttp import web
 
-from pytest_axiomperf.exchange.app import STATE, WsSession, _error, _read_json
 from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, REFRESH_COOKIE
+from pytest_axiomperf.exchange.core import STATE, WsSession, error_response, read_json
 from pytest_axiomperf.exchange.data import ADDRESS, BY_MINT, TOKENS, digest, lamports
 
 __all__ = ["install", "room_feed"]
@@ -256,11 +256,11 @@ async def _leave(session: WsSession, message: dict[str, Any]) -> None:
 
 
 async def _object_body(request: web.Request) -> tuple[dict[str, Any], web.Response | None]:
-    body, problem = await _read_json(request)
+    body, problem = await read_json(request)
     if problem is not None:
         return {}, problem
     if not isinstance(body, dict):
-        return {}, _error(400, "body must be a JSON object")
+        return {}, error_response(400, "body must be a JSON object")
     return body, None
 
 
@@ -278,7 +278,7 @@ async def _batched_sol_balance(request: web.Request) -> web.Response:
         or len(keys) > _MAX_KEYS
         or not all(_is_address(key) for key in keys)
     ):
-        return _error(
+        return error_response(
             400, f"publicKeys must be a list of at most {_MAX_KEYS} addresses (1-64 letters/digits)"
         )
     balances = {}
@@ -294,7 +294,9 @@ async def _token_balance(request: web.Request) -> web.Response:
         return problem
     wallet, mint = body.get("publicKey"), body.get("tokenMint")
     if not _is_address(wallet) or not _is_address(mint):
-        return _error(400, "publicKey and tokenMint must be addresses (1-64 letters/digits)")
+        return error_response(
+            400, "publicKey and tokenMint must be addresses (1-64 letters/digits)"
+        )
     token = BY_MINT.get(mint)
     decimals = token.decimals if token is not None else 6
     raw = digest(f"token-balance:{mint}", wallet) % (10**6 * 10**decimals)
@@ -319,7 +321,7 @@ async def _send_transaction(request: web.Request) -> web.Response:
     except (binascii.Error, ValueError):
         raw = b""
     if not raw:
-        return _error(400, "signedTransaction must be a non-empty base64 string")
+        return error_response(400, "signedTransaction must be a non-empty base64 string")
     signature = _base58(hashlib.sha512(raw).digest())
     return web.json_response({"success": True, "signature": signature})
 
@@ -327,7 +329,9 @@ async def _send_transaction(request: web.Request) -> web.Response:
 def _query_address(request: web.Request, name: str) -> tuple[str, web.Response | None]:
     value = request.query.get(name, "")
     if not ADDRESS.fullmatch(value):
-        return "", _error(400, f"query parameter {name} must be an address (1-64 letters/digits)")
+        return "", error_response(
+            400, f"query parameter {name} must be an address (1-64 letters/digits)"
+        )
     return value, None
 
 
@@ -474,7 +478,9 @@ async def _server_time(request: web.Request) -> web.Response:
 async def _refresh_access_token(request: web.Request) -> web.Response:
     state = request.app[STATE]
     if not state.tokens.valid_refresh(request.cookies.get(REFRESH_COOKIE, "")):
-        return _error(401, "missing or unknown refresh token", {"WWW-Authenticate": "Bearer"})
+        return error_response(
+            401, "missing or unknown refresh token", {"WWW-Authenticate": "Bearer"}
+        )
     ttl = state.model.profile.access_token_ttl
     token, expires = state.tokens.issue(time.time(), ttl, request.cookies.get(ACCESS_COOKIE))
     response = web.json_response({"accessToken": token, "expiresAt": expires})
