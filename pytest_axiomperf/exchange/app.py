@@ -51,9 +51,11 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pytest_axiomperf.errors import ConfigError
 from pytest_axiomperf.exchange import axiom
 from pytest_axiomperf.exchange.core import (
+    ARRIVED,
     STATE,
     ExchangeState,
     WsSession,
+    arrival,
     error_response,
     read_json,
 )
@@ -65,7 +67,9 @@ from pytest_axiomperf.exchange.data import (
     balance,
     holdings,
 )
+from pytest_axiomperf.exchange.director import ScenarioDirector
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
+from pytest_axiomperf.exchange.scenario import Scenario
 
 __all__ = [
     "CONTROL_HEADER",
@@ -101,6 +105,7 @@ async def _gateway(
         if request.path.startswith(_CONTROL_PREFIX):
             return await handler(request)
         await _handshake(request, state)
+        request[ARRIVED] = asyncio.get_running_loop().time()
         refusal = None if request.path in state.auth_free_paths else state.refusal(request)
         if refusal is not None:
             return error_response(401, refusal, {"WWW-Authenticate": "Bearer"})
@@ -177,7 +182,11 @@ async def _tokens(request: web.Request) -> web.Response:
 
 
 async def _create_order(request: web.Request) -> web.Response:
-    return _answer(request.app[STATE].orders.create(await request.read()))
+    state = request.app[STATE]
+    status, order = state.orders.create(await request.read())
+    if status == 201 and state.director is not None:
+        state.director.order([order["token"], order["mint"]], arrival(request))
+    return _answer((status, order))
 
 
 async def _get_order(request: web.Request) -> web.Response:
@@ -281,11 +290,54 @@ async def _control_set_profile(request: web.Request) -> web.Response:
     return web.json_response(profile.to_dict())
 
 
+async def _control_start_scenario(request: web.Request) -> web.Response:
+    refused = _control_allowed(request)
+    if refused is not None:
+        return refused
+    body, problem = await read_json(request)
+    if problem is not None:
+        return problem
+    if not isinstance(body, dict):
+        return error_response(400, "scenario must be a JSON object")
+    try:
+        scenario = Scenario.from_dict(body)
+    except (ConfigError, TypeError) as exc:
+        return error_response(400, str(exc))
+    state = request.app[STATE]
+    _end_scenario(state)
+    start = asyncio.get_running_loop().time() + scenario.delay
+    director = ScenarioDirector(state, scenario, start)
+    state.director = director
+    director.begin()
+    return web.json_response({"events": len(director.timeline), "duration": scenario.duration})
+
+
+async def _control_reactions(request: web.Request) -> web.Response:
+    """The scenario's reaction summary so far; ``?end=1`` also ends the scenario."""
+    refused = _control_allowed(request)
+    if refused is not None:
+        return refused
+    state = request.app[STATE]
+    if not isinstance(state.director, ScenarioDirector):
+        return web.json_response({})
+    summary = state.director.summary()
+    if request.query.get("end"):
+        _end_scenario(state)
+    return web.json_response(summary)
+
+
+def _end_scenario(state: ExchangeState) -> None:
+    if isinstance(state.director, ScenarioDirector):
+        state.director.stop()
+    state.director = None
+
+
 async def _control_reset(request: web.Request) -> web.Response:
     refused = _control_allowed(request)
     if refused is not None:
         return refused
     state = request.app[STATE]
+    _end_scenario(state)
     state.apply(ExchangeProfile())
     state.orders.clear()
     state.tokens.clear()
@@ -293,6 +345,7 @@ async def _control_reset(request: web.Request) -> web.Response:
 
 
 async def _close_websockets(app: web.Application) -> None:
+    _end_scenario(app[STATE])
     # Without this, runner cleanup waits for connected clients (see PITFALLS.md).
     await asyncio.gather(
         *(
@@ -345,6 +398,8 @@ def create_app(
             web.get(_CONTROL_PREFIX + "profile", _control_get_profile),
             web.post(_CONTROL_PREFIX + "profile", _control_set_profile),
             web.post(_CONTROL_PREFIX + "reset", _control_reset),
+            web.post(_CONTROL_PREFIX + "scenario", _control_start_scenario),
+            web.get(_CONTROL_PREFIX + "reactions", _control_reactions),
         ]
     )
     return app

@@ -69,10 +69,10 @@ from typing import Any, TypeGuard
 from aiohttp import web
 
 from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, REFRESH_COOKIE
-from pytest_axiomperf.exchange.core import STATE, WsSession, error_response, read_json
-from pytest_axiomperf.exchange.data import ADDRESS, BY_MINT, TOKENS, digest, lamports
+from pytest_axiomperf.exchange.core import STATE, WsSession, arrival, error_response, read_json
+from pytest_axiomperf.exchange.data import ADDRESS, BY_MINT, TOKENS, Token, digest, lamports
 
-__all__ = ["install", "room_feed"]
+__all__ = ["install", "listed_token", "new_pairs_feed", "price_content", "room_feed"]
 
 _ROOM = re.compile(r"[!-~]{1,128}")  # printable ASCII, no spaces
 _MINT = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,44}")
@@ -120,8 +120,9 @@ def _base_price(mint: str) -> float:
     return 1e-8 + (digest("price", mint) % 100_000) * 1e-9
 
 
-def _new_pairs() -> Content:
-    rng = _rng("new_pairs")
+def new_pairs_feed(name: str = "new_pairs") -> Content:
+    """The ``new_pairs`` room's content builder: each call a new pair, seeded by `name`."""
+    rng = _rng(name)
 
     def content(seq: int, emitted_at: float) -> dict[str, Any]:
         ticker = "".join(rng.choice(_SYLLABLES) for _ in range(rng.randint(1, 3))).upper()[:10]
@@ -161,6 +162,25 @@ def _prices(mint: str) -> Content:
         }
 
     return content
+
+
+def listed_token(content: dict[str, Any]) -> Token:
+    """The token a ``new_pairs`` content lists, as ``POST /orders`` trades it (by mint)."""
+    price = content["initial_liquidity_sol"] / content["initial_liquidity_token"] * _SOL_USD
+    return Token(content["token_ticker"], content["token_address"], content["decimals"], price)
+
+
+def price_content(mint: str, factor: float, emitted_at: float) -> dict[str, Any]:
+    """A price room's content with the token's price at `factor` times its base price."""
+    price = _base_price(mint) * factor
+    return {
+        "mint": mint,
+        "price_sol": price,
+        "price_usd": round(price * _SOL_USD, 12),
+        "volume_sol": 0.0,
+        "market_cap_sol": round(price * _SUPPLY, 3),
+        "updated_at": _iso(emitted_at),
+    }
 
 
 def _wallet_transactions(wallet: str) -> Content:
@@ -203,7 +223,7 @@ def _active_users(mint: str, *, wrapped: bool) -> Content:
 def room_feed(room: str) -> Content | None:
     """The content builder of a room that pushes, or None for a silent room."""
     if room == "new_pairs":
-        return _new_pairs()
+        return new_pairs_feed()
     prefix, rest = room[:2], room[2:]
     if prefix == "v:" and ADDRESS.fullmatch(rest):
         return _wallet_transactions(rest)
@@ -229,15 +249,22 @@ async def _join(session: WsSession, message: dict[str, Any]) -> None:
     if len(session.rooms) >= _MAX_ROOMS:
         await session.error(f"at most {_MAX_ROOMS} rooms per connection")
         return
-    feed = room_feed(room)
+    director = session.state.director
+    feed = None if director is not None and director.owns(room) else room_feed(room)
     if feed is None:
         session.rooms[room] = None
         return
 
+    orders = session.state.orders
+
     def push(seq: int, emitted_at: float) -> dict[str, Any]:
+        content = feed(seq, emitted_at)
+        if room == "new_pairs":
+            # A new pair can be ordered (by its mint) as soon as it is announced.
+            orders.list_token(listed_token(content))
         return {
             "room": room,
-            "content": feed(seq, emitted_at),
+            "content": content,
             "emitted_at": emitted_at,
             "seq": seq,
         }
@@ -322,6 +349,9 @@ async def _send_transaction(request: web.Request) -> web.Response:
         raw = b""
     if not raw:
         return error_response(400, "signedTransaction must be a non-empty base64 string")
+    director = request.app[STATE].director
+    if director is not None:
+        director.transaction(raw, arrival(request))
     signature = _base58(hashlib.sha512(raw).digest())
     return web.json_response({"success": True, "signature": signature})
 

@@ -16,7 +16,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
@@ -24,9 +24,35 @@ from pytest_axiomperf.exchange.auth import ACCESS_COOKIE, AccessTokens
 from pytest_axiomperf.exchange.data import TOKENS, OrderBook, digest, error_body
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
 
-__all__ = ["STATE", "ExchangeState", "WsHandler", "WsSession", "error_response", "read_json"]
+__all__ = [
+    "ARRIVED",
+    "STATE",
+    "Director",
+    "ExchangeState",
+    "WsHandler",
+    "WsSession",
+    "arrival",
+    "error_response",
+    "read_json",
+]
 
 WsHandler = Callable[["WsSession", dict[str, Any]], Awaitable[None]]
+
+
+class Director(Protocol):
+    """The scenario in force (director.py), as the protocols see it."""
+
+    def owns(self, room: str) -> bool:
+        """Whether the scenario alone feeds `room` (its own pacing must stay silent)."""
+
+    def next_push(self, after: float) -> float | None:
+        """The price streams' next push time after `after` (loop time); None: push_rate."""
+
+    def order(self, names: list[str], arrived: float) -> None:
+        """An accepted order naming `names` arrived at `arrived` (loop time)."""
+
+    def transaction(self, raw: bytes, arrived: float) -> None:
+        """A raw transaction arrived at `arrived` (loop time)."""
 
 
 @dataclass
@@ -51,6 +77,10 @@ class ExchangeState:
     # Converts the event loop's monotonic clock to epoch seconds.
     wall_offset: float = field(default_factory=lambda: time.time() - time.monotonic())
     tokens: AccessTokens = field(init=False)
+    # Open WebSocket sessions, which scenario events are broadcast to.
+    sessions: weakref.WeakSet[WsSession] = field(default_factory=weakref.WeakSet)
+    # The scenario in force (axiom_exchange.scenario), None when none is.
+    director: Director | None = None
 
     def __post_init__(self) -> None:
         """Accept the exchange's own token as access and refresh token too."""
@@ -78,6 +108,15 @@ class ExchangeState:
 
 
 STATE: web.AppKey[ExchangeState] = web.AppKey("axiom_exchange_state", ExchangeState)
+
+ARRIVED = "axiom_arrived"
+"""Key of a request's arrival time (loop time, after its connection's handshakes)."""
+
+
+def arrival(request: web.Request) -> float:
+    """When `request` arrived at the exchange (loop time): orders' reaction clock."""
+    arrived = request.get(ARRIVED)
+    return arrived if isinstance(arrived, float) else asyncio.get_running_loop().time()
 
 
 def error_response(
@@ -107,6 +146,12 @@ class WsSession:
         # Joined rooms of the room protocol; None for a room that pushes nothing.
         self.rooms: dict[str, asyncio.Task[None] | None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        state.sessions.add(self)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended."""
+        return self.ws.closed
 
     async def send(self, payload: dict[str, Any]) -> bool:
         """Send one message; False once the connection is closed.
@@ -233,4 +278,8 @@ class WsSession:
             seq += 1
             if not await self.send(build(seq, intended + self.state.wall_offset)):
                 return
-            intended += 1.0 / model.profile.push_rate
+            director = self.state.director
+            scheduled = None if director is None else director.next_push(intended)
+            intended = (
+                scheduled if scheduled is not None else intended + 1.0 / model.profile.push_rate
+            )

@@ -140,6 +140,8 @@ class OrderBook:
         self.limit = limit
         self._orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._seq = 0
+        #: Tokens listed while the exchange runs (new pairs), by mint; the newest `limit`.
+        self.listed: OrderedDict[str, Token] = OrderedDict()
 
     def __len__(self) -> int:
         """Orders remembered."""
@@ -149,6 +151,13 @@ class OrderBook:
         """Forget every order and restart the ids."""
         self._orders.clear()
         self._seq = 0
+        self.listed.clear()
+
+    def list_token(self, token: Token) -> None:
+        """Make a newly listed `token` tradable (by its mint)."""
+        self.listed[token.mint] = token
+        if len(self.listed) > self.limit:
+            self.listed.popitem(last=False)
 
     def create(self, raw: bytes | str) -> Answer:
         """``POST /orders`` with the raw request body: 201 and the filled order, or 400."""
@@ -159,7 +168,11 @@ class OrderBook:
         if not isinstance(body, dict):
             return 400, error_body(400, "body must be a JSON object")
         name = body.get("token")
-        token = (TOKENS.get(name) or BY_MINT.get(name)) if isinstance(name, str) else None
+        token = (
+            (TOKENS.get(name) or BY_MINT.get(name) or self.listed.get(name))
+            if isinstance(name, str)
+            else None
+        )
         if token is None:
             return 400, error_body(400, f"unknown token {name!r}; known: {', '.join(TOKENS)}")
         side = body.get("side")
@@ -176,6 +189,7 @@ class OrderBook:
             "id": f"ord-{self._seq:08d}",
             "status": "filled",
             "token": token.symbol,
+            "mint": token.mint,
             "side": side,
             "amount": amount,
             "price": price,

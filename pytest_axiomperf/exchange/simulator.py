@@ -29,6 +29,7 @@ from typing import IO, Any
 
 from pytest_axiomperf.errors import AxiomPerfWarning, ConfigError, ExchangeError
 from pytest_axiomperf.exchange.models import ExchangeProfile
+from pytest_axiomperf.exchange.scenario import Scenario
 
 __all__ = ["ExchangeSimulator"]
 
@@ -74,6 +75,7 @@ class ExchangeSimulator:
         self._configured: dict[str, Any] | None = None
         #: When the run tests another venue (``--axiom-base-url``): what `configure` warns.
         self.elsewhere: str | None = None
+        self._scenario: Scenario | None = None
 
     def __repr__(self) -> str:
         """Show where it serves; never the token."""
@@ -288,6 +290,63 @@ class ExchangeSimulator:
         """
         self._control("POST", "reset", {})
         self._configured = None
+        self._scenario = None
+
+    def scenario(
+        self,
+        *,
+        listings: object = None,
+        pushes: object = None,
+        events: object = None,
+        seed: int = 0,
+        delay: float = 0.0,
+        answer_within: float = 1.0,
+        speed: float = 1.0,
+    ) -> Scenario:
+        """Play a scenario on the exchange, starting `delay` seconds from now; returns it.
+
+        `listings` and `pushes` are arrival-process stages (one or a list:
+        ``constant``, ``poisson``, ``bursts``, ``ramp`` from
+        `pytest_axiomperf.exchange.scenario`), `events` scheduled events
+        (``listing(at)``, ``price_spike(at, token, percent)``); `seed` makes it
+        reproducible; `answer_within` is how long an event waits for the order
+        answering it before it counts as missed; `speed` divides every time.
+        Everything is validated here, before the exchange does anything: a bad
+        argument raises ConfigError naming it. A new scenario replaces the one in
+        force; `reset` (after every test) ends it. Its reaction times are read with
+        `reactions`; under pytest they reach the test's tracker by themselves.
+        """
+        plan = Scenario.build(
+            listings=listings,
+            pushes=pushes,
+            events=events,
+            seed=seed,
+            delay=delay,
+            answer_within=answer_within,
+            speed=speed,
+        )
+        self._control("POST", "scenario", plan.to_dict())
+        self._scenario = plan
+        return plan
+
+    @property
+    def active_scenario(self) -> Scenario | None:
+        """The scenario last started through this handle and not yet ended; no I/O."""
+        return self._scenario
+
+    def reactions(self, *, end: bool = False) -> dict[str, Any]:
+        """The scenario's reaction summary so far (``{}`` without a scenario); `end`
+        also ends the scenario.
+
+        Keys: ``reactions`` (seconds per event kind, the venue's clock), ``missed``,
+        ``pending``, ``unheard`` (counts per kind), ``lateness`` (how late the exchange
+        emitted: p50/p99/max seconds), ``scheduled``, ``emitted``, ``orders``,
+        ``answer_within``, ``elapsed``, ``duration`` and ``scenario``.
+        """
+        summary = self._control("GET", "reactions?end=1" if end else "reactions", None)
+        if end:
+            self._scenario = None
+        return summary
 
     @property
     def configured(self) -> dict[str, Any] | None:
