@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pytest_axiomperf.errors import MarkerError
+from pytest_axiomperf.reaction import REACTION_LATENCY, missed_events
 from pytest_axiomperf.report.text import fmt_against, fmt_distribution
 from pytest_axiomperf.tracker import DEFAULT_UNITS, SECONDS, PerformanceTracker
 
@@ -69,10 +70,13 @@ class LatencyBudget:
     metric: str | None = None
     tag: str | None = None
     min_samples: int = 1
+    max_missed: int | None = None
 
     def describe(self) -> str:
         """``p95<=150.00ms`` style summary for reports."""
         parts = [f"{s}<={fmt_against(b, b)[1]}" for s, b in self.bounds]
+        if self.max_missed is not None:
+            parts.append(f"missed<={self.max_missed}")
         scope = self.metric or "all latency metrics"
         if self.tag:
             scope += f"[{self.tag}]"
@@ -118,9 +122,11 @@ def latency_budget(
     metric: str | None = None,
     tag: str | None = None,
     min_samples: int = 1,
+    max_missed: int | None = None,
 ) -> LatencyBudget:
     """Latency bounds (seconds, or text with a unit such as "150ms") for the test's latency
-    metrics, or only `metric`, or one `tag` of it; fewer than `min_samples` samples fails."""
+    metrics, or only `metric`, or one `tag` of it; fewer than `min_samples` samples fails;
+    with metric="reaction_latency", `max_missed` bounds the scenario events left unanswered."""
     given = {"p50": p50, "p90": p90, "p95": p95, "p99": p99, "mean": mean, "max": max}
     bounds = []
     for name, value in given.items():
@@ -130,8 +136,17 @@ def latency_budget(
             bounds.append((name, parse_duration(value)))
         except ValueError as exc:
             raise ValueError(f"{name}: {exc}") from None
-    if not bounds:
-        raise ValueError("no bound given (give at least one of p50, p90, p95, p99, mean, max)")
+    if max_missed is not None:
+        if isinstance(max_missed, bool) or not isinstance(max_missed, int) or max_missed < 0:
+            raise ValueError(f"max_missed={max_missed!r} must be an integer >= 0")
+        if metric != REACTION_LATENCY:
+            raise ValueError(
+                f"max_missed counts missed market events: it needs metric={REACTION_LATENCY!r}"
+            )
+    if not bounds and max_missed is None:
+        raise ValueError(
+            "no bound given (give at least one of p50, p90, p95, p99, mean, max, or max_missed)"
+        )
     if metric is not None and (not isinstance(metric, str) or not metric):
         raise ValueError(f"metric={metric!r} must be a metric name")
     if metric in DEFAULT_UNITS:
@@ -143,7 +158,7 @@ def latency_budget(
         raise ValueError(f"tag={tag!r} must be a non-empty string")
     if isinstance(min_samples, bool) or not isinstance(min_samples, int) or min_samples < 1:
         raise ValueError(f"min_samples={min_samples!r} must be an integer >= 1")
-    return LatencyBudget(tuple(bounds), metric, tag, min_samples)
+    return LatencyBudget(tuple(bounds), metric, tag, min_samples, max_missed)
 
 
 def memory_budget(*, growth_mb: float | None = None, peak_mb: float | None = None) -> MemoryBudget:
@@ -296,8 +311,13 @@ class Verdict:
         if self.statistic == "samples":
             what = self.detail or f"{self.scope}: {self.n} samples recorded"
             return f"{what}; the budget needs at least {int(self.bound)} (min_samples)"
-        shown, bound = fmt_against(self.observed, self.bound, self.unit)
         op = "<=" if self.passed else ">"
+        if self.statistic == "missed":
+            return (
+                f"{self.scope} missed = {self.observed:.0f} {op} {self.bound:.0f} events "
+                f"(events no order answered within answer_within; {self.n} answered)"
+            )
+        shown, bound = fmt_against(self.observed, self.bound, self.unit)
         if self.statistic.startswith("min"):
             op = ">=" if self.passed else "<"
         extra = f"; {self.detail}" if self.detail else ""
@@ -365,6 +385,21 @@ def check_latency(budget: LatencyBudget, tracker: PerformanceTracker) -> list[Ve
             )
         ]
     verdicts = []
+    if budget.max_missed is not None:
+        missed = missed_events(tracker, budget.tag)
+        verdicts.append(
+            Verdict(
+                "latency",
+                REACTION_LATENCY,
+                budget.tag,
+                "missed",
+                float(budget.max_missed),
+                float(missed),
+                tracker.stats(REACTION_LATENCY, budget.tag).count,
+                missed <= budget.max_missed,
+                "events",
+            )
+        )
     for metric in metrics:
         unit = tracker.unit(metric)
         if unit != SECONDS:

@@ -53,11 +53,13 @@ from pytest_axiomperf.settings import Settings, add_options
 from pytest_axiomperf.target import describe_settings
 from pytest_axiomperf.tracker import PerformanceTracker
 
-#: Modules holding the plugin's fixtures (redact: hooks), registered as plugins of their own.
+#: Modules holding the plugin's fixtures (redact, reaction: hooks), registered as plugins of
+#: their own.
 FIXTURE_MODULES = (
     "pytest_axiomperf.fixtures",
     "pytest_axiomperf.exchange.fixture",
     "pytest_axiomperf.redact",
+    "pytest_axiomperf.reaction",
 )
 
 PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
