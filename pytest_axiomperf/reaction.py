@@ -63,7 +63,10 @@ def record_reactions(tracker: PerformanceTracker, summary: Mapping[str, Any]) ->
     for kind, count in summary.get("missed", {}).items():
         tracker.record_error(missed_key(kind), count)
     kinds = sorted(
-        set(reactions) | set(summary.get("missed", {})) | set(summary.get("pending", {}))
+        set(reactions)
+        | set(summary.get("missed", {}))
+        | set(summary.get("pending", {}))
+        | set(summary.get("unheard", {}))
     )
     rows = []
     for kind in kinds or ["(none)"]:

@@ -307,7 +307,7 @@ async def _control_start_scenario(request: web.Request) -> web.Response:
     _end_scenario(state)
     start = asyncio.get_running_loop().time() + scenario.delay
     director = ScenarioDirector(state, scenario, start)
-    state.director = director
+    state.direct(director)
     director.begin()
     return web.json_response({"events": len(director.timeline), "duration": scenario.duration})
 
@@ -329,7 +329,7 @@ async def _control_reactions(request: web.Request) -> web.Response:
 def _end_scenario(state: ExchangeState) -> None:
     if isinstance(state.director, ScenarioDirector):
         state.director.stop()
-    state.director = None
+        state.direct(None)
 
 
 async def _control_reset(request: web.Request) -> web.Response:

@@ -79,8 +79,10 @@ class ExchangeState:
     tokens: AccessTokens = field(init=False)
     # Open WebSocket sessions, which scenario events are broadcast to.
     sessions: weakref.WeakSet[WsSession] = field(default_factory=weakref.WeakSet)
-    # The scenario in force (axiom_exchange.scenario), None when none is.
+    # The scenario in force (axiom_exchange.scenario), None when none is: set with `direct`.
     director: Director | None = None
+    # Set (and replaced) when the scenario in force changes: paced streams re-plan.
+    replanned: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         """Accept the exchange's own token as access and refresh token too."""
@@ -101,6 +103,12 @@ class ExchangeState:
         if cookie:
             return self.tokens.check_access(cookie, time.time())
         return "missing or wrong bearer token"
+
+    def direct(self, director: Director | None) -> None:
+        """Put `director`'s scenario in force (None: none); paced streams follow it at once."""
+        self.director = director
+        self.replanned.set()
+        self.replanned = asyncio.Event()
 
     def apply(self, profile: ExchangeProfile) -> None:
         """Put `profile` in force from now on."""
@@ -251,6 +259,18 @@ class WsSession:
 
         await self.pace(update)
 
+    async def _replanned_during(self, wait: float) -> bool:
+        """Sleep `wait` seconds; True (early) when the scenario in force changed."""
+        if wait < 0.05:
+            # Short waits (the usual push_rate) stay cheap plain sleeps.
+            await asyncio.sleep(wait)
+            return False
+        try:
+            await asyncio.wait_for(self.state.replanned.wait(), wait)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
     async def pace(self, build: Callable[[int, float], dict[str, Any]]) -> None:
         """Send ``build(seq, intended)`` at ``push_rate`` until the connection ends.
 
@@ -262,6 +282,7 @@ class WsSession:
         loop = asyncio.get_running_loop()
         intended = loop.time()
         last_send = intended
+        sent = intended  # the intended time of the last message sent
         seq = 0
         while True:
             model = self.state.model
@@ -270,7 +291,11 @@ class WsSession:
             send_at += model.stall_remaining(send_at)
             wait = send_at - loop.time()
             if wait > 0:
-                await asyncio.sleep(wait)
+                if await self._replanned_during(wait):
+                    director = self.state.director
+                    scheduled = None if director is None else director.next_push(sent)
+                    intended = scheduled if scheduled is not None else intended
+                    continue
             elif seq % 64 == 0:
                 # Behind schedule: still let the reader and other connections run.
                 await asyncio.sleep(0)
@@ -278,6 +303,7 @@ class WsSession:
             seq += 1
             if not await self.send(build(seq, intended + self.state.wall_offset)):
                 return
+            sent = intended
             director = self.state.director
             scheduled = None if director is None else director.next_push(intended)
             intended = (

@@ -129,6 +129,7 @@ class ScenarioDirector:
             "content": content,
             "emitted_at": at + self.state.wall_offset,
             "seq": number,
+            "event": "listing",
         }
         listeners = [
             (s, push) for s in list(self.state.sessions) if _NEW_PAIRS in s.rooms and not s.closed
@@ -154,7 +155,13 @@ class ScenarioDirector:
             mint = keys[-1]
             if mint in session.rooms:
                 content = axiom.price_content(mint, factor, wall)
-                push = {"room": mint, "content": content, "emitted_at": wall, "seq": number}
+                push = {
+                    "room": mint,
+                    "content": content,
+                    "emitted_at": wall,
+                    "seq": number,
+                    "event": "price_spike",
+                }
                 listeners.append((session, push))
         emitted = asyncio.get_running_loop().time()
         await self._broadcast(listeners)

@@ -1,0 +1,337 @@
+"""Scenarios on the embedded exchange and reaction times measured by it.
+
+Each user file runs in a pytester subprocess against the real exchange; the
+user's bot (a stand-in answering after an injected delay) joins the feeds and
+orders over REST or ``/api/send-transaction``. Timing assertions rely only on
+injected, generous differences.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from pytest_axiomperf.errors import ConfigError
+from pytest_axiomperf.exchange.scenario import (
+    Scenario,
+    bursts,
+    constant,
+    listing,
+    poisson,
+    price_spike,
+    ramp,
+)
+
+BOT = '''
+import asyncio
+import base64
+import json
+
+import aiohttp
+from websockets.asyncio.client import connect
+
+from pytest_axiomperf.exchange.reactions import b58decode
+
+
+class Bot:
+    """Answers each scenario event after `delay` s (except every `skip`-th), recording pushes."""
+
+    def __init__(self, exchange, *, delay=0.0, skip=0, rooms=("new_pairs",), tokens=(),
+                 via="orders"):
+        self.exchange, self.delay, self.skip, self.via = exchange, delay, skip, via
+        self.rooms, self.tokens = rooms, tokens
+        self.seen = []
+        self.updates = []
+        self._tasks = set()
+
+    async def __aenter__(self):
+        # One paced push at the join (before the pong, dropped), then none for 100 s:
+        # everything after it is the scenario's.
+        self.exchange.configure(push_rate=0.01)
+        headers = {"Authorization": f"Bearer {self.exchange.token}"}
+        self.http = aiohttp.ClientSession(headers=headers)
+        self.ws = await connect(self.exchange.ws_url, additional_headers=headers, proxy=None)
+        for room in self.rooms:
+            await self.ws.send(json.dumps({"action": "join", "room": room}))
+        if self.tokens:
+            await self.ws.send(json.dumps({"type": "subscribe", "tokens": list(self.tokens)}))
+        # Handled in order: the pong says the joins are in force.
+        await self.ws.send(json.dumps({"type": "ping", "timestamp": 0}))
+        while json.loads(await asyncio.wait_for(self.ws.recv(), 5)).get("type") != "pong":
+            pass
+        self.reader = asyncio.ensure_future(self._read())
+        return self
+
+    async def __aexit__(self, *exc):
+        self.reader.cancel()
+        for task in list(self._tasks):
+            await task
+        await self.ws.close()
+        await self.http.close()
+
+    async def run(self, seconds):
+        await asyncio.sleep(seconds)
+
+    async def _read(self):
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            token = None
+            if msg.get("event") == "listing":
+                token = msg["content"]["token_address"]
+            elif msg.get("event") == "price_spike":
+                token = msg.get("token") or msg["room"]
+            elif msg.get("type") == "token_update":
+                self.updates.append(msg)
+            if token is None:
+                continue
+            self.seen.append(msg)
+            if self.skip and len(self.seen) % self.skip == 0:
+                continue
+            task = asyncio.ensure_future(self._answer(token))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, token):
+        await asyncio.sleep(self.delay)
+        base = self.exchange.base_url
+        if self.via == "orders":
+            body = {"token": token, "side": "buy", "amount": 1}
+            async with self.http.post(base + "/orders", json=body) as response:
+                assert response.status == 201, await response.text()
+        else:
+            mint = b58decode(token) if len(token) > 30 else token.encode()
+            tx = base64.b64encode(b"header" + mint + b"signature").decode()
+            async with self.http.post(base + "/api/send-transaction",
+                                      json={"signedTransaction": tx}) as response:
+                assert response.status == 200, await response.text()
+'''
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+
+def _run(pytester: pytest.Pytester, source: str, *args: str) -> pytest.RunResult:
+    pytester.makeini(INI)
+    pytester.makepyfile(bot=BOT, test_user=source)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=120)
+
+
+REACTIONS = """
+import pytest
+from bot import Bot
+from pytest_axiomperf.exchange.scenario import constant, listing, price_spike
+
+LISTINGS = dict(listings=constant(rate=20, duration=0.5), answer_within=0.3, seed=1)
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", tag="listing", p50="2s", min_samples=10,
+                            max_missed=0)
+async def test_answered_listings_pass(axiom_exchange):
+    async with Bot(axiom_exchange, delay=0.01) as bot:
+        plan = axiom_exchange.scenario(**LISTINGS)
+        await bot.run(plan.duration + 0.5)
+    assert len(bot.seen) == 10
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", p50="5ms")
+async def test_slow_bot_breaks_the_reaction_budget(axiom_exchange):
+    async with Bot(axiom_exchange, delay=0.1) as bot:
+        plan = axiom_exchange.scenario(**LISTINGS)
+        await bot.run(plan.duration + 0.5)
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", max_missed=0)
+async def test_missed_listings_break_max_missed(axiom_exchange):
+    async with Bot(axiom_exchange, skip=2) as bot:
+        plan = axiom_exchange.scenario(**LISTINGS)
+        await bot.run(plan.duration + 0.6)
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", max_missed=5, min_samples=5)
+async def test_misses_within_max_missed_pass(axiom_exchange):
+    async with Bot(axiom_exchange, skip=2) as bot:
+        plan = axiom_exchange.scenario(**LISTINGS)
+        await bot.run(plan.duration + 0.6)
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", tag="price_spike", p99="2s",
+                            min_samples=2, max_missed=0)
+async def test_price_spikes_answered_by_transactions(axiom_exchange):
+    events = [price_spike(0.1, "SOL", 5.0), price_spike(0.3, "BONK", -20.0)]
+    async with Bot(axiom_exchange, rooms=(), tokens=("SOL", "BONK"), via="tx") as bot:
+        plan = axiom_exchange.scenario(events=events, answer_within=0.5)
+        await bot.run(plan.duration + 0.3)
+    assert [m["token"] for m in bot.seen] == ["SOL", "BONK"]
+    assert bot.seen[0]["price"] == pytest.approx(150.0 * 1.05)
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", tag="price_spike", min_samples=1,
+                            p99="2s", max_missed=0)
+async def test_price_spike_in_the_mint_room_answered_by_an_order(axiom_exchange):
+    mint = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
+    async with Bot(axiom_exchange, rooms=(mint,)) as bot:
+        plan = axiom_exchange.scenario(events=[price_spike(0.1, mint, 50)])
+        await bot.run(plan.duration + 0.3)
+    assert [m["room"] for m in bot.seen] == [mint]
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", p99="1s")
+async def test_nobody_listening_is_no_sample_not_a_pass(axiom_exchange):
+    plan = axiom_exchange.scenario(events=[listing(0.0)])
+    import asyncio
+    await asyncio.sleep(plan.duration + 0.1)
+"""
+
+
+def test_reaction_latency_budgets_and_missed_events(pytester: pytest.Pytester) -> None:
+    """Venue-measured reactions reach the budget; missed events are counted and bounded."""
+    result = _run(pytester, REACTIONS, "--axiom-perf", "-rf")
+    result.assert_outcomes(passed=4, failed=3)
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED*test_missed_listings_break_max_missed",
+            "*FAIL latency*reaction_latency missed = 5 > 0 events*",
+            "FAILED*test_nobody_listening_is_no_sample_not_a_pass",
+            "*FAIL latency*reaction_latency: 0 samples recorded*",
+            "FAILED*test_slow_bot_breaks_the_reaction_budget",
+            "*FAIL latency*reaction_latency p50 = *ms > 5.00ms*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_missed_listings_break_max_missed",
+            "*Scenario reactions (10 of 10 events emitted*",
+            "*event*answered*missed*pending*unheard*",
+            "*listing*5*5*0*0*",
+            "*::test_nobody_listening_is_no_sample_not_a_pass",
+            "*Scenario reactions (1 of 1 events emitted*",
+            "*event*answered*missed*pending*unheard*",
+            "*listing*0*0*0*1*-*-*",
+        ]
+    )
+
+
+KINDS = """
+import asyncio
+import pytest
+from bot import Bot
+from pytest_axiomperf.exchange.scenario import Scenario, bursts, constant, listing, poisson, ramp
+
+STAGES = {
+    "constant": constant(rate=40, duration=0.5),
+    "poisson": poisson(rate=40, duration=0.5),
+    "bursts": bursts(rate=100, duration=0.6, on=0.1, off=0.2),
+    "ramp": ramp(rate=10, end_rate=80, duration=0.5),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STAGES))
+async def test_listings_follow_the_schedule(axiom_exchange, kind):
+    async with Bot(axiom_exchange) as bot:
+        plan = axiom_exchange.scenario(listings=STAGES[kind], events=[listing(0.05)], seed=7)
+        await bot.run(plan.duration + 0.3)
+    expected = [t for t, _ in plan.schedule()]
+    got = [m["emitted_at"] for m in bot.seen]
+    assert len(got) == len(expected) > 5
+    # The exchange plays the schedule's times exactly (intended times; lateness is its own).
+    start = got[0] - expected[0]
+    assert max(abs(g - start - e) for g, e in zip(got, expected)) < 1e-6
+    assert [m["seq"] for m in bot.seen] == list(range(1, len(expected) + 1))
+
+
+async def test_pushes_follow_the_push_schedule(axiom_exchange):
+    async with Bot(axiom_exchange, rooms=(), tokens=("SOL",)) as bot:
+        plan = axiom_exchange.scenario(pushes=bursts(rate=200, duration=0.5, on=0.05, off=0.2),
+                                       delay=0.2)
+        await bot.run(plan.duration + 0.4)
+    times = [u["timestamp"] for u in bot.updates]
+    scheduled = plan.push_times()
+    assert len(times) == len(scheduled) == 20
+    start = times[0] - scheduled[0]
+    assert max(abs(t - start - s) for t, s in zip(times, scheduled)) < 1e-6
+    # Inside a burst pushes are 5 ms apart; between bursts 0.2 s of silence.
+    assert round(scheduled[10] - scheduled[9], 4) == 0.205
+"""
+
+
+def test_every_scenario_kind_is_played_on_schedule(pytester: pytest.Pytester) -> None:
+    """constant, Poisson, bursts and ramps of listings, a scheduled listing, pushes in bursts."""
+    _run(pytester, KINDS).assert_outcomes(passed=5)
+
+
+BAD = """
+import re
+
+import pytest
+from pytest_axiomperf.errors import ConfigError
+from pytest_axiomperf.exchange.scenario import constant, poisson
+
+
+@pytest.mark.parametrize("kwargs, culprit", [
+    (dict(listings=constant(rate=0, duration=1)), "listings[0]: rate must be > 0"),
+    (dict(listings=constant(rate=-5, duration=1)), "listings[0]: rate must be > 0"),
+    (dict(events=[{"kind": "rug_pull", "at": 1}]), "events[0]: unknown event kind 'rug_pull'"),
+    (dict(listings=[constant(1, 2), poisson(1, 1, start=1)]),
+     "listings[1] starts at 1 s, before listings[0] ends (2 s)"),
+    (dict(listings=constant(1, 1), speed=0), "speed must be > 0"),
+    (dict(), "nothing to do"),
+])
+def test_bad_scenarios_name_the_culprit(axiom_exchange, kwargs, culprit):
+    with pytest.raises(ConfigError, match=re.escape(culprit)):
+        axiom_exchange.scenario(**kwargs)
+    assert axiom_exchange.active_scenario is None
+
+
+@pytest.mark.latency_budget(metric="api_response_times", max_missed=0)
+def test_max_missed_needs_the_reaction_metric():
+    pass
+"""
+
+
+def test_bad_input_is_refused_before_anything_runs(pytester: pytest.Pytester) -> None:
+    result = _run(pytester, BAD, "--axiom-perf")
+    result.stdout.fnmatch_lines(
+        ["*test_max_missed_needs_the_reaction_metric*max_missed counts missed market events*"]
+    )
+    assert result.ret != 0
+    pytester.makepyfile(test_user=BAD.split("@pytest.mark.latency_budget")[0])
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", timeout=120).assert_outcomes(passed=6)
+
+
+def test_schedules_are_seeded_and_reproducible() -> None:
+    def times(seed: int) -> list[float]:
+        plan = Scenario.build(listings=poisson(50, 2.0), seed=seed)
+        return [t for t, _ in plan.schedule()]
+
+    assert times(3) == times(3) and times(3) != times(4)
+    assert 60 < len(times(3)) < 140  # 100 expected; a seeded draw, not a timing
+    assert [t for t, _ in Scenario.build(listings=constant(4, 1)).schedule()] == [
+        0.0,
+        0.25,
+        0.5,
+        0.75,
+    ]
+    ramped = [t for t, _ in Scenario.build(listings=ramp(10, 90, 1.0)).schedule()]
+    assert len(ramped) == 50 and ramped[1] - ramped[0] > ramped[-1] - ramped[-2]
+    burst = Scenario.build(listings=bursts(10, 2.0, on=0.5, off=0.5)).schedule()
+    assert all(t % 1.0 < 0.5 for t, _ in burst) and len(burst) == 10
+    fast = Scenario.build(listings=constant(4, 1), events=[listing(2.0)], speed=2)
+    assert [t for t, _ in fast.schedule()][-1] == 1.0 and fast.duration == 1.0
+    assert math.isclose(Scenario.build(events=[price_spike(1, "SOL", 5)]).duration, 1.0)
+
+
+def test_scenarios_round_trip_as_json() -> None:
+    plan = Scenario.build(
+        listings=[constant(5, 1), bursts(10, 1, on=0.1, off=0.1, start=2)],
+        pushes=ramp(1, 2, 1),
+        events=[listing(0.5), price_spike(0.7, "SOL", -3)],
+        seed=9,
+    )
+    assert Scenario.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    with pytest.raises(ConfigError, match="unknown option"):
+        Scenario.from_dict({"listing": []})
