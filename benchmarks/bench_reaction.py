@@ -1,0 +1,125 @@
+"""Benchmark: accuracy of reaction_latency, the venue-measured reaction time.
+
+Run: ``python benchmarks/bench_reaction.py [--seconds S] [--rounds N]``. The
+exchange runs in its own process; a bot stand-in in this process joins
+``new_pairs`` and answers each listing exactly `d` seconds after it received
+it (an absolute deadline from the receive time, then ``POST /orders`` over one
+pooled session). The scenario lists 100 new pairs per second (constant). The
+exchange measures each reaction from the announcement's emission to the
+order's arrival, so it holds `d` plus the push's delivery, the bot's timer
+overshoot and the order's trip. Goal: p50 within +2 ms of d, p99 within +5 ms.
+
+Rounds of each `d` are interleaved; the load average is printed with each
+round, because the machine may be shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+
+import aiohttp
+from websockets.asyncio.client import connect
+
+from pytest_axiomperf.exchange import ExchangeSimulator
+from pytest_axiomperf.exchange.reactions import percentile
+from pytest_axiomperf.exchange.scenario import constant
+
+RATE = 100.0
+DELAYS = (0.010, 0.050)
+
+
+async def one_round(exchange: ExchangeSimulator, delay: float, seconds: float) -> dict[str, float]:
+    headers = {"Authorization": f"Bearer {exchange.token}"}
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+    # The bot's own view of the pieces, to explain the venue's figure: the push's delivery
+    # (receive time minus the intended emission, both epoch clocks of this machine), the
+    # timer's overshoot past the deadline, and the order's round trip.
+    delivery: list[float] = []
+    overshoot: list[float] = []
+    round_trip: list[float] = []
+    async with aiohttp.ClientSession(headers=headers) as http:
+        # Warm the pooled connections, as a running bot has them.
+        await asyncio.gather(*(http.get(f"{exchange.base_url}/health") for _ in range(8)))
+
+        async def answer(mint: str, deadline: float) -> None:
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            sent = loop.time()
+            overshoot.append(sent - deadline)
+            body = {"token": mint, "side": "buy", "amount": 1}
+            async with http.post(f"{exchange.base_url}/orders", json=body) as response:
+                assert response.status == 201
+            round_trip.append(loop.time() - sent)
+
+        async with connect(exchange.ws_url, additional_headers=headers, proxy=None) as ws:
+            await ws.send(json.dumps({"action": "join", "room": "new_pairs"}))
+            await ws.send(json.dumps({"type": "ping", "timestamp": 0}))
+            while json.loads(await ws.recv()).get("type") != "pong":
+                pass
+            plan = exchange.scenario(listings=constant(RATE, seconds), answer_within=1.0)
+            end = loop.time() + plan.duration + 0.3
+            while loop.time() < end:
+                try:
+                    raw = await asyncio.wait_for(ws.recv(), max(0.01, end - loop.time()))
+                except TimeoutError:
+                    break
+                received = loop.time()
+                push = json.loads(raw)
+                if push.get("event") == "listing":
+                    delivery.append(time.time() - push["emitted_at"])
+                    task = asyncio.create_task(
+                        answer(push["content"]["token_address"], received + delay)
+                    )
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(list(tasks), timeout=5)
+    await asyncio.sleep(0.1)
+    summary = exchange.reactions(end=True)
+    samples = summary["reactions"].get("listing", [])
+    missed = sum(summary["missed"].values())
+    return {
+        "n": len(samples),
+        "missed": missed,
+        "p50": percentile(samples, 0.5),
+        "p99": percentile(samples, 0.99),
+        "late_p99": summary["lateness"]["p99"],
+        "delivery": percentile(delivery, 0.5),
+        "overshoot": percentile(overshoot, 0.5),
+        "rtt": percentile(round_trip, 0.5),
+        "load": os.getloadavg()[0],
+    }
+
+
+async def main(seconds: float, rounds: int) -> None:
+    with ExchangeSimulator() as exchange:
+        exchange.configure(push_rate=0.01)  # new_pairs carries the scenario's listings only
+        print(f"reaction_latency accuracy: {RATE:g} listings/s for {seconds:g} s per round")
+        print(
+            f"{'d':>6} {'round':>5} {'n':>5} {'missed':>6} {'p50':>9} {'p50-d':>8} "
+            f"{'p99':>9} {'p99-d':>8} {'lateness p99':>13} | bot-side p50: {'delivery':>8} "
+            f"{'timer':>7} {'order rtt':>9} {'load1':>6}"
+        )
+        for index in range(rounds):
+            for delay in DELAYS:
+                row = await one_round(exchange, delay, seconds)
+                print(
+                    f"{delay * 1e3:5.0f}ms {index + 1:>5} {row['n']:>5.0f} {row['missed']:>6.0f} "
+                    f"{row['p50'] * 1e3:7.2f}ms {(row['p50'] - delay) * 1e3:+6.2f}ms "
+                    f"{row['p99'] * 1e3:7.2f}ms {(row['p99'] - delay) * 1e3:+6.2f}ms "
+                    f"{row['late_p99'] * 1e3:11.2f}ms |{'':>14}{row['delivery'] * 1e3:7.2f}ms "
+                    f"{row['overshoot'] * 1e3:5.2f}ms {row['rtt'] * 1e3:7.2f}ms {row['load']:6.2f}"
+                )
+        print(f"goal: p50 - d <= +2 ms, p99 - d <= +5 ms ({time.strftime('%Y-%m-%d %H:%M')})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    options = parser.parse_args()
+    asyncio.run(main(options.seconds, options.rounds))
