@@ -356,7 +356,7 @@ def test_markers_are_documented(user_project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [
             "@pytest.mark.latency_budget(p50=None, p90=None, p95=None, p99=None, mean=None, "
-            "max=None, metric=None, tag=None, min_samples=1): *",
+            "max=None, metric=None, tag=None, min_samples=1, max_missed=None): *",
             "@pytest.mark.memory_budget(growth_mb=None, peak_mb=None): *",
             "@pytest.mark.throughput_budget(min_rps=None, max_error_rate=None, "
             "max_dropped=None): *",
