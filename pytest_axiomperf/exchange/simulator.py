@@ -253,6 +253,7 @@ class ExchangeSimulator:
             self._stderr.close()
             self._stderr = None
         self._base_url = self._ws_url = None
+        self._scenario = None
 
     def configure(
         self,
