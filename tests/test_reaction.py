@@ -335,3 +335,48 @@ def test_scenarios_round_trip_as_json() -> None:
     assert Scenario.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
     with pytest.raises(ConfigError, match="unknown option"):
         Scenario.from_dict({"listing": []})
+
+
+LATE = """
+import asyncio
+import json
+
+from websockets.asyncio.client import connect
+
+from pytest_axiomperf.exchange.scenario import constant
+
+
+async def test_a_scenario_faster_than_the_exchange(axiom_exchange):
+    axiom_exchange.configure(push_rate=0.01)
+    headers = {"Authorization": f"Bearer {axiom_exchange.token}"}
+    async with connect(axiom_exchange.ws_url, additional_headers=headers, proxy=None,
+                       max_queue=None) as ws:
+        await ws.send(json.dumps({"action": "join", "room": "new_pairs"}))
+        await ws.send(json.dumps({"type": "ping", "timestamp": 0}))
+        while json.loads(await ws.recv()).get("type") != "pong":
+            pass
+        # 10,000 listings in 0.1 s: more than the exchange can emit in that time.
+        plan = axiom_exchange.scenario(listings=constant(rate=100_000, duration=0.1))
+        stamps = []
+        while len(stamps) < 10_000:
+            push = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if push.get("event") == "listing":
+                stamps.append(push["emitted_at"])
+    # The schedule is kept, not stretched: each push carries its intended time.
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert max(abs(g - 1e-5) for g in gaps) < 1e-6
+    assert plan.duration == 0.1
+"""
+
+
+def test_an_exchange_that_cannot_keep_up_says_so(pytester: pytest.Pytester) -> None:
+    """Its lateness is reported (table, warning); the events keep their intended times."""
+    result = _run(pytester, LATE, "--axiom-perf")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*the exchange emitted scenario events late (p99 *ms, max *ms): it could not keep "
+            "up with the scenario on this machine*",
+            "*Scenario reactions (10000 of 10000 events emitted; exchange lateness p99 *",
+        ]
+    )
