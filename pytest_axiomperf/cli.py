@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from pytest_axiomperf import record
 from pytest_axiomperf.ab import DEFAULT_ROUNDS, ABError, ABRun, write_outputs
 from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--keep", type=Path, metavar="DIR", help="keep each round's results and pytest output here"
     )
+    record.add_parser(sub)
     return parser
 
 
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "ab":
             return _run_ab(args, passed)
+        if args.command == "record":
+            return record.run(args)
         if args.command == "compare":
             old, new = load_results(args.old), load_results(args.new, role="results")
             comparison = compare(

@@ -9,6 +9,10 @@ recorded with its lateness), to every session that listens:
   with its mint) at once.
 - ``price_spike``: a ``token_update`` to subscribers of the token (by symbol
   or mint), and a price push to sessions that joined its mint's room.
+- a replayed message: to the sessions in its room (a room push, whose
+  ``emitted_at`` becomes the replay's time), subscribed to its token (a
+  ``token_update``, whose ``timestamp`` does), else to every session. A
+  replayed new pair in ``new_pairs`` is a ``listing`` event like the others.
 
 Orders arriving (``POST /orders``, ``POST /api/send-transaction``) are matched
 against the events in `pytest_axiomperf.exchange.reactions`.
@@ -24,7 +28,7 @@ from typing import Any
 from pytest_axiomperf.exchange import axiom
 from pytest_axiomperf.exchange.axiom import listed_token
 from pytest_axiomperf.exchange.core import ExchangeState, WsSession
-from pytest_axiomperf.exchange.data import BY_MINT, TOKENS
+from pytest_axiomperf.exchange.data import BY_MINT, TOKENS, Token
 from pytest_axiomperf.exchange.reactions import ReactionLedger
 from pytest_axiomperf.exchange.scenario import Event, Scenario
 
@@ -43,30 +47,38 @@ class ScenarioDirector:
         self.start = start
         self.timeline = [(start + t, event) for t, event in scenario.schedule()]
         self.pushes = [start + t for t in scenario.push_times()]
+        self.feed = [(start + t, message) for t, message in scenario.replayed()]
+        # The rooms this scenario alone feeds: their own pacing stays silent meanwhile.
+        self.rooms = {_NEW_PAIRS} | {
+            m["room"] for _, m in self.feed if isinstance(m.get("room"), str)
+        }
         self.ledger = ReactionLedger(scenario.answer_within)
         self._content = axiom.new_pairs_feed(f"scenario:{scenario.seed}")
         self._rng = random.Random(f"spike:{scenario.seed}")
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def begin(self) -> None:
         """Start playing in the running loop; the ``new_pairs`` room becomes the scenario's."""
         for session in list(self.state.sessions):
-            task = session.rooms.get(_NEW_PAIRS)
-            if task is not None:
-                task.cancel()
-                session.rooms[_NEW_PAIRS] = None
-        self._task = asyncio.ensure_future(self._run())
+            for room in self.rooms:
+                task = session.rooms.get(room)
+                if task is not None:
+                    task.cancel()
+                    session.rooms[room] = None
+        self._tasks = [asyncio.ensure_future(self._run())]
+        if self.feed:
+            self._tasks.append(asyncio.ensure_future(self._replay()))
 
     def stop(self) -> None:
         """Stop emitting (the ledger stays readable)."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
 
     # -- the Director protocol (core.py) ---------------------------------------------
 
     def owns(self, room: str) -> bool:
-        """The scenario alone feeds ``new_pairs``."""
-        return room == _NEW_PAIRS
+        """The scenario alone feeds ``new_pairs`` and the rooms of its replayed feed."""
+        return room in self.rooms
 
     def next_push(self, after: float) -> float | None:
         """The next scheduled push after `after`, or None past the schedule (or without one)."""
@@ -93,7 +105,8 @@ class ScenarioDirector:
     def summary(self) -> dict[str, Any]:
         """The ledger's summary now, with the scenario's plan."""
         loop = asyncio.get_running_loop()
-        data = self.ledger.summary(loop.time(), len(self.timeline))
+        replayed = sum(1 for _, m in self.feed if _listed_mint(m) is not None)
+        data = self.ledger.summary(loop.time(), len(self.timeline) + replayed)
         data["scenario"] = self.scenario.to_dict()
         data["elapsed"] = loop.time() - self.start
         data["duration"] = self.scenario.duration
@@ -112,6 +125,33 @@ class ScenarioDirector:
                 await self._listing(number, at)
             else:
                 await self._spike(number, at, event)
+
+    async def _replay(self) -> None:
+        loop = asyncio.get_running_loop()
+        for number, (at, message) in enumerate(self.feed, 1):
+            wait = at - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif number % 64 == 0:
+                await asyncio.sleep(0)
+            payload = dict(message)
+            wall = at + self.state.wall_offset
+            room = payload.get("room")
+            sessions = [s for s in list(self.state.sessions) if not s.closed]
+            if isinstance(room, str):
+                if "emitted_at" in payload:
+                    payload["emitted_at"] = wall
+                sessions = [s for s in sessions if room in s.rooms]
+            elif payload.get("type") == "token_update":
+                payload["timestamp"] = wall
+                sessions = [s for s in sessions if payload.get("token") in s.streams]
+            mint = _listed_mint(payload)
+            if mint is not None:
+                self.state.orders.list_token(_replayed_token(payload["content"], mint))
+            emitted = loop.time()
+            await self._broadcast([(s, payload) for s in sessions])
+            if mint is not None:
+                self.ledger.emitted("listing", (mint,), at, emitted, len(sessions))
 
     @staticmethod
     async def _broadcast(sessions: list[tuple[WsSession, dict[str, Any]]]) -> None:
@@ -180,3 +220,20 @@ def _token_update(
         "seq": number,
         "event": "price_spike",
     }
+
+
+def _listed_mint(message: dict[str, Any]) -> str | None:
+    """The mint of a new pair pushed in ``new_pairs``, else None."""
+    content = message.get("content")
+    if message.get("room") != _NEW_PAIRS or not isinstance(content, dict):
+        return None
+    mint = content.get("token_address")
+    return mint if isinstance(mint, str) and 0 < len(mint) <= 128 else None
+
+
+def _replayed_token(content: dict[str, Any], mint: str) -> Token:
+    """A recorded new pair as a tradable token (a plain one when its fields are unusual)."""
+    try:
+        return axiom.listed_token(content)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return Token(str(content.get("token_ticker") or "NEW")[:16], mint, 6, 1e-6)

@@ -11,6 +11,8 @@ the same seed. Times are seconds from the scenario's start.
   and the room protocol's price rooms) instead of the profile's ``push_rate``.
 - ``events``: scheduled events: `listing` (a new pair at ``at``) and
   `price_spike` (the price of ``token`` moves by ``percent`` at ``at``).
+- ``replay``: a recorded feed (`read_feed`: JSONL, one ``{"t": seconds,
+  "message": {...}}`` per line, ``t`` never going back) played again.
 
 Arrival processes (each one stage, laid end to end unless given a ``start``):
 `constant` (evenly spaced), `poisson` (exponential gaps), `bursts` (``rate``
@@ -20,10 +22,12 @@ moves linearly from ``rate`` to ``end_rate``).
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pytest_axiomperf.errors import ConfigError
@@ -40,6 +44,7 @@ __all__ = [
     "poisson",
     "price_spike",
     "ramp",
+    "read_feed",
 ]
 
 PROCESSES = ("constant", "poisson", "bursts", "ramp")
@@ -221,6 +226,49 @@ def price_spike(at: float, token: str, percent: float) -> Event:
     return Event("price_spike", at, token, percent)
 
 
+def read_feed(path: str | Path) -> list[tuple[float, dict[str, Any]]]:
+    """The messages of a recorded feed with their times (seconds from its start).
+
+    Each line is ``{"t": seconds, "message": {...}}`` (``axiomperf record``
+    writes them); blank lines are skipped. A file that is not JSONL, a line
+    without a time, or a time going back is a ConfigError naming the line.
+    """
+    where = f"scenario: replay {str(path)!r}"
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read it: {exc}") from None
+    feed: list[tuple[float, dict[str, Any]]] = []
+    last = 0.0
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise ConfigError(f"{where}: line {number} is not JSON: {exc}") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("message"), dict):
+            raise ConfigError(
+                f'{where}: line {number} must be {{"t": seconds, "message": {{...}}}}'
+            )
+        t = entry.get("t")
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise ConfigError(f'{where}: line {number} has no time ("t": seconds), got {t!r}')
+        if t < last or t < 0:
+            raise ConfigError(
+                f"{where}: line {number} goes back in time (t={t!r} after t={last!r})"
+            )
+        if t > MAX_DURATION or len(feed) >= MAX_EVENTS:
+            raise ConfigError(
+                f"{where}: line {number}: at most {MAX_EVENTS} messages over {MAX_DURATION:g} s"
+            )
+        last = float(t)
+        feed.append((last, entry["message"]))
+    if not feed:
+        raise ConfigError(f"{where}: no messages")
+    return feed
+
+
 def _stages(name: str, value: object) -> tuple[Stage, ...]:
     if value is None:
         return ()
@@ -287,6 +335,7 @@ class Scenario:
     delay: float = 0.0
     answer_within: float = 1.0
     speed: float = 1.0
+    replay: str | None = None
 
     @classmethod
     def build(
@@ -299,10 +348,16 @@ class Scenario:
         delay: float = 0.0,
         answer_within: float = 1.0,
         speed: float = 1.0,
+        replay: str | Path | None = None,
     ) -> Scenario:
         """Validate every argument; ConfigError names the first bad one."""
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"scenario: seed must be an integer, got {seed!r}")
+        if replay is not None:
+            if not isinstance(replay, (str, Path)):
+                raise ConfigError(f"scenario: replay must be a file path, got {replay!r}")
+            replay = str(Path(replay).resolve())
+            read_feed(replay)
         built = cls(
             _stages("listings", listings),
             _stages("pushes", pushes),
@@ -311,9 +366,10 @@ class Scenario:
             _number("options", "delay", delay, high=MAX_DURATION, zero=True),
             _number("options", "answer_within", answer_within, high=MAX_DURATION),
             _number("options", "speed", speed, high=1_000.0),
+            replay,
         )
-        if not (built.listings or built.pushes or built.events):
-            raise ConfigError("scenario: nothing to do: give listings, pushes or events")
+        if not (built.listings or built.pushes or built.events or built.replay):
+            raise ConfigError("scenario: nothing to do: give listings, pushes, events or replay")
         total = sum(s.expected() for s in built.listings + built.pushes) + len(built.events)
         if total > MAX_EVENTS:
             raise ConfigError(
@@ -324,7 +380,16 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
         """Rebuild from `to_dict` (unknown keys are a ConfigError)."""
-        known = {"listings", "pushes", "events", "seed", "delay", "answer_within", "speed"}
+        known = {
+            "listings",
+            "pushes",
+            "events",
+            "seed",
+            "delay",
+            "answer_within",
+            "speed",
+            "replay",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(
@@ -343,6 +408,7 @@ class Scenario:
             "delay": self.delay,
             "answer_within": self.answer_within,
             "speed": self.speed,
+            "replay": self.replay,
         }
 
     @property
@@ -350,6 +416,8 @@ class Scenario:
         """Seconds of scenario time from its start to its last stage's end or last event,
         divided by `speed` (wall-clock seconds); `delay` not included."""
         ends = [e.at for e in self.events]
+        if self.replay is not None:
+            ends.append(read_feed(self.replay)[-1][0])
         for stages in (self.listings, self.pushes):
             end = 0.0
             for stage in stages:
@@ -374,6 +442,12 @@ class Scenario:
         timeline.extend((e.at / self.speed, e) for e in self.events)
         timeline.sort(key=lambda pair: pair[0])
         return timeline
+
+    def replayed(self) -> list[tuple[float, dict[str, Any]]]:
+        """The replayed feed's messages at their wall-clock times (after `speed`)."""
+        if self.replay is None:
+            return []
+        return [(t / self.speed, message) for t, message in read_feed(self.replay)]
 
     def push_times(self) -> list[float]:
         """The price streams' push times (wall-clock seconds from the start); [] when the

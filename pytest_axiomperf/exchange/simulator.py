@@ -303,6 +303,7 @@ class ExchangeSimulator:
         delay: float = 0.0,
         answer_within: float = 1.0,
         speed: float = 1.0,
+        replay: str | os.PathLike[str] | None = None,
     ) -> Scenario:
         """Play a scenario on the exchange, starting `delay` seconds from now; returns it.
 
@@ -311,7 +312,9 @@ class ExchangeSimulator:
         `pytest_axiomperf.exchange.scenario`), `events` scheduled events
         (``listing(at)``, ``price_spike(at, token, percent)``); `seed` makes it
         reproducible; `answer_within` is how long an event waits for the order
-        answering it before it counts as missed; `speed` divides every time.
+        answering it before it counts as missed; `speed` divides every time;
+        `replay` plays a recorded feed again (JSONL of ``{"t", "message"}`` lines, as
+        ``axiomperf record`` writes them).
         Everything is validated here, before the exchange does anything: a bad
         argument raises ConfigError naming it. A new scenario replaces the one in
         force; `reset` (after every test) ends it. Its reaction times are read with
@@ -325,6 +328,7 @@ class ExchangeSimulator:
             delay=delay,
             answer_within=answer_within,
             speed=speed,
+            replay=None if replay is None else os.fspath(replay),
         )
         self._control("POST", "scenario", plan.to_dict())
         self._scenario = plan
