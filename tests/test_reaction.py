@@ -380,3 +380,85 @@ def test_an_exchange_that_cannot_keep_up_says_so(pytester: pytest.Pytester) -> N
             "*Scenario reactions (10000 of 10000 events emitted; exchange lateness p99 *",
         ]
     )
+
+
+REPLAY = """
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+from bot import Bot
+from pytest_axiomperf.exchange.scenario import constant, price_spike, read_feed
+from pytest_axiomperf.record import record_feed
+
+
+def record_cli(exchange, out, seconds):
+    env = dict(os.environ, AXIOM_AUTH_TOKEN=exchange.token)
+    main = "from pytest_axiomperf.cli import main; raise SystemExit(main())"
+    command = [sys.executable, "-c", main, "record", exchange.ws_url, "--out", str(out),
+               "--seconds", str(seconds), "--subscribe", "SOL"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_the_record_command(axiom_exchange, tmp_path):
+    axiom_exchange.configure(push_rate=50)
+    done = record_cli(axiom_exchange, tmp_path / "feed.jsonl", 0.5)
+    assert done.returncode == 0, done.stderr
+    assert "messages in 0.5 s written to" in done.stdout
+    feed = read_feed(tmp_path / "feed.jsonl")
+    assert len(feed) > 5 and all(m["type"] in ("subscribed", "token_update") for _, m in feed)
+    refused = record_cli(axiom_exchange, tmp_path / "x.jsonl", 0)
+    assert refused.returncode == 2 and "--seconds must be > 0" in refused.stderr
+
+
+@pytest.mark.latency_budget(metric="reaction_latency", tag="listing", max_missed=0,
+                            min_samples=20, p99="2s")
+async def test_record_then_replay_at_twice_the_speed(axiom_exchange, tmp_path):
+    axiom_exchange.configure(push_rate=0.01)
+    feed = tmp_path / "feed.jsonl"
+    recorder = asyncio.ensure_future(record_feed(
+        axiom_exchange.ws_url, feed, 1.5, rooms=["new_pairs"], tokens=["SOL"],
+        token=axiom_exchange.token))
+    axiom_exchange.scenario(listings=constant(rate=40, duration=0.5),
+                            events=[price_spike(0.2, "SOL", 10)], seed=3, delay=0.5)
+    assert await recorder > 20
+    recorded = read_feed(feed)
+    listings = [(t, m) for t, m in recorded if m.get("event") == "listing"]
+    assert len(listings) == 20
+    assert any(m.get("event") == "price_spike" for _, m in recorded)
+    axiom_exchange.reactions(end=True)  # the recording's scenario is over
+
+    async with Bot(axiom_exchange, tokens=("SOL",)) as bot:
+        plan = axiom_exchange.scenario(replay=feed, speed=2.0)
+        await bot.run(plan.duration + 0.4)
+    replayed = [m["emitted_at"] for m in bot.seen if m.get("event") == "listing"]
+    assert len(replayed) == 20
+    # Inter-arrival times are the recording's, halved.
+    want = [(b[0] - a[0]) / 2 for a, b in zip(listings, listings[1:])]
+    got = [b - a for a, b in zip(replayed, replayed[1:])]
+    assert max(abs(g - w) for g, w in zip(got, want)) < 1e-6
+    assert any(u.get("event") == "price_spike" for u in bot.seen)
+
+
+@pytest.mark.parametrize("text, culprit", [
+    ('{"t": 0, "message": {}}\\nnot json\\n', "line 2 is not JSON"),
+    ('{"message": {"a": 1}}\\n', "line 1 has no time"),
+    ('{"t": 1, "message": {}}\\n{"t": 0.5, "message": {}}\\n', "line 2 goes back in time"),
+    ('{"t": 1, "message": 5}\\n', "line 1 must be"),
+    ("", "no messages"),
+])
+def test_bad_feeds_name_the_line(axiom_exchange, tmp_path, text, culprit):
+    from pytest_axiomperf.errors import ConfigError
+    path = tmp_path / "feed.jsonl"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=culprit):
+        axiom_exchange.scenario(replay=path)
+"""
+
+
+def test_record_and_replay_round_trip(pytester: pytest.Pytester) -> None:
+    """axiomperf record captures the exchange's feed; replay keeps its timing at 2x."""
+    result = _run(pytester, REPLAY, "--axiom-perf")
+    result.assert_outcomes(passed=7)
