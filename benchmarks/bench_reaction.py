@@ -11,6 +11,15 @@ overshoot and the order's trip. Goal: p50 within +2 ms of d, p99 within +5 ms.
 
 Rounds of each `d` are interleaved; the load average is printed with each
 round, because the machine may be shared.
+
+Then two measures of the scenarios themselves, one subscriber each:
+
+- Burst: 2,000 listings in 1 s (constant 2,000/s); the exchange's own lateness
+  (actual emission minus intended time) and when the last push arrived. Goal:
+  held within 5 % of the schedule (the last emitted by 1.05 s).
+- Replay: a feed of 10,000 messages (Poisson, 1,000/s, written here) replayed
+  at 1x and 10x; the receive gaps against the recording's gaps / speed. Goal:
+  p99 of the difference within 1 ms at 1x, 0.5 ms at 10x.
 """
 
 from __future__ import annotations
@@ -19,7 +28,11 @@ import argparse
 import asyncio
 import json
 import os
+import random
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 from websockets.asyncio.client import connect
@@ -95,6 +108,79 @@ async def one_round(exchange: ExchangeSimulator, delay: float, seconds: float) -
     }
 
 
+async def _joined(exchange: ExchangeSimulator) -> Any:
+    headers = {"Authorization": f"Bearer {exchange.token}"}
+    ws = await connect(exchange.ws_url, additional_headers=headers, proxy=None, max_queue=None)
+    await ws.send(json.dumps({"action": "join", "room": "new_pairs"}))
+    await ws.send(json.dumps({"type": "ping", "timestamp": 0}))
+    while json.loads(await ws.recv()).get("type") != "pong":
+        pass
+    return ws
+
+
+async def burst(exchange: ExchangeSimulator) -> None:
+    ws = await _joined(exchange)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    exchange.scenario(listings=constant(2_000, 1.0), answer_within=0.001)
+    received = 0
+    while received < 2_000:
+        push = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        received += push.get("event") == "listing"
+    span = loop.time() - started
+    await ws.close()
+    late = exchange.reactions(end=True)["lateness"]
+    print(
+        f"burst 2,000 in 1 s: exchange lateness p50 {late['p50'] * 1e3:.2f} ms, "
+        f"p99 {late['p99'] * 1e3:.2f} ms, max {late['max'] * 1e3:.2f} ms; last push received "
+        f"{span:.3f} s after the scenario call (goal: max lateness <= 50 ms); "
+        f"load1 {os.getloadavg()[0]:.2f}"
+    )
+
+
+def _feed(path: Path, count: int) -> list[float]:
+    rng = random.Random(1)
+    t, times = 0.0, []
+    with path.open("w") as out:
+        for i in range(count):
+            t += rng.expovariate(1_000.0)
+            times.append(t)
+            message = {"room": "feed", "content": {"n": i}, "emitted_at": 0.0}
+            out.write(json.dumps({"t": round(t, 6), "message": message}) + "\n")
+    return [round(x, 6) for x in times]
+
+
+async def replay(exchange: ExchangeSimulator, path: Path, times: list[float]) -> None:
+    headers = {"Authorization": f"Bearer {exchange.token}"}
+    loop = asyncio.get_running_loop()
+    for speed in (1.0, 10.0):
+        async with connect(
+            exchange.ws_url, additional_headers=headers, proxy=None, max_queue=None
+        ) as ws:
+            await ws.send(json.dumps({"action": "join", "room": "feed"}))
+            await ws.send(json.dumps({"type": "ping", "timestamp": 0}))
+            while json.loads(await ws.recv()).get("type") != "pong":
+                pass
+            exchange.scenario(replay=path, speed=speed)
+            arrivals = []
+            while len(arrivals) < len(times):
+                push = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                if push.get("room") == "feed":
+                    arrivals.append(loop.time())
+        late = exchange.reactions(end=True)
+        errors = [
+            abs((b - a) - (tb - ta) / speed)
+            for a, b, ta, tb in zip(arrivals, arrivals[1:], times, times[1:], strict=False)
+        ]
+        print(
+            f"replay {len(times):,} messages at {speed:g}x: |receive gap - recorded gap| "
+            f"p50 {percentile(errors, 0.5) * 1e3:.3f} ms, p99 {percentile(errors, 0.99) * 1e3:.3f} "
+            f"ms, max {max(errors) * 1e3:.3f} ms (goal p99 <= {1.0 if speed == 1 else 0.5} ms); "
+            f"exchange lateness p99 {late['lateness']['p99'] * 1e3:.2f} ms; "
+            f"load1 {os.getloadavg()[0]:.2f}"
+        )
+
+
 async def main(seconds: float, rounds: int) -> None:
     with ExchangeSimulator() as exchange:
         exchange.configure(push_rate=0.01)  # new_pairs carries the scenario's listings only
@@ -115,6 +201,10 @@ async def main(seconds: float, rounds: int) -> None:
                     f"{row['overshoot'] * 1e3:5.2f}ms {row['rtt'] * 1e3:7.2f}ms {row['load']:6.2f}"
                 )
         print(f"goal: p50 - d <= +2 ms, p99 - d <= +5 ms ({time.strftime('%Y-%m-%d %H:%M')})")
+        await burst(exchange)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "feed.jsonl"
+            await replay(exchange, path, _feed(path, 10_000))
 
 
 if __name__ == "__main__":

@@ -269,7 +269,7 @@ import re
 
 import pytest
 from pytest_axiomperf.errors import ConfigError
-from pytest_axiomperf.exchange.scenario import constant, poisson
+from pytest_axiomperf.exchange.scenario import constant, listing, poisson
 
 
 @pytest.mark.parametrize("kwargs, culprit", [
@@ -280,6 +280,7 @@ from pytest_axiomperf.exchange.scenario import constant, poisson
      "listings[1] starts at 1 s, before listings[0] ends (2 s)"),
     (dict(listings=constant(1, 1), speed=0), "speed must be > 0"),
     (dict(), "nothing to do"),
+    (dict(events=[listing(i / 100) for i in range(3000)]), "3000 scheduled events are too many"),
 ])
 def test_bad_scenarios_name_the_culprit(axiom_exchange, kwargs, culprit):
     with pytest.raises(ConfigError, match=re.escape(culprit)):

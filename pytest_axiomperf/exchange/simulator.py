@@ -39,6 +39,8 @@ _CONTROL_SECRET_ENV = "AXIOM_EXCHANGE_CONTROL_SECRET"
 _CONTROL_HEADER = "X-Axiom-Control"
 _CONTROL_TIMEOUT = 5.0
 _STOP_TIMEOUT = 3.0
+# The exchange refuses control bodies over 64 KiB (its MAX_BODY): say so before sending.
+_MAX_SCENARIO_BYTES = 60_000
 
 
 class _Environment(dict[str, str]):
@@ -330,7 +332,13 @@ class ExchangeSimulator:
             speed=speed,
             replay=None if replay is None else os.fspath(replay),
         )
-        self._control("POST", "scenario", plan.to_dict())
+        body = plan.to_dict()
+        if len(json.dumps(body)) > _MAX_SCENARIO_BYTES:
+            raise ConfigError(
+                f"scenario: {len(plan.events)} scheduled events are too many to send at once: "
+                "use arrival processes (listings=...) or a replay file for long schedules"
+            )
+        self._control("POST", "scenario", body)
         self._scenario = plan
         return plan
 
