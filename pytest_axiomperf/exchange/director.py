@@ -152,6 +152,8 @@ class ScenarioDirector:
             await self._broadcast([(s, payload) for s in sessions])
             if mint is not None:
                 self.ledger.emitted("listing", (mint,), at, emitted, len(sessions))
+            else:
+                self.ledger.sent(at, emitted)
 
     @staticmethod
     async def _broadcast(sessions: list[tuple[WsSession, dict[str, Any]]]) -> None:

@@ -67,7 +67,13 @@ class ReactionLedger:
         self._open: dict[str, list[_Event]] = {}
         # The byte forms of each open key searched for in a raw transaction.
         self._needles: dict[str, tuple[bytes, ...]] = {}
+        # How late each message of the scenario left (events and replayed messages alike).
+        self._lateness: list[float] = []
         self.orders = 0
+
+    def sent(self, intended: float, emitted: float) -> None:
+        """A message of the scenario due at `intended` left at `emitted` (its lateness)."""
+        self._lateness.append(max(0.0, emitted - intended))
 
     def emitted(
         self, kind: str, keys: Iterable[str], intended: float, emitted: float, recipients: int
@@ -75,6 +81,7 @@ class ReactionLedger:
         """Record an event sent at `emitted` (scheduled for `intended`) to `recipients`."""
         event = _Event(len(self._events) + 1, kind, tuple(keys), intended, emitted, recipients)
         self._events.append(event)
+        self.sent(intended, emitted)
         if not recipients:
             return
         for key in event.keys:
@@ -125,15 +132,15 @@ class ReactionLedger:
         by the scenario's end.
 
         ``reactions``: seconds per event kind; ``missed``/``pending``/``unheard``: counts
-        per kind; ``lateness``: how late the exchange emitted (p50/p99/max seconds).
+        per kind; ``lateness``: how late the exchange emitted the scenario's messages
+        (p50/p99/max seconds, events and replayed messages), ``sent``: how many.
         """
         reactions: dict[str, list[float]] = {}
         missed: dict[str, int] = {}
         pending: dict[str, int] = {}
         unheard: dict[str, int] = {}
-        lateness = []
+        lateness = self._lateness
         for event in self._events:
-            lateness.append(max(0.0, event.emitted - event.intended))
             if not event.recipients:
                 unheard[event.kind] = unheard.get(event.kind, 0) + 1
             elif event.answered is not None:
@@ -145,6 +152,7 @@ class ReactionLedger:
         return {
             "scheduled": scheduled,
             "emitted": len(self._events),
+            "sent": len(lateness),
             "orders": self.orders,
             "answer_within": self.answer_within,
             "reactions": reactions,

@@ -353,7 +353,8 @@ class ExchangeSimulator:
 
         Keys: ``reactions`` (seconds per event kind, the venue's clock), ``missed``,
         ``pending``, ``unheard`` (counts per kind), ``lateness`` (how late the exchange
-        emitted: p50/p99/max seconds), ``scheduled``, ``emitted``, ``orders``,
+        emitted the scenario's messages: p50/p99/max seconds), ``scheduled`` and
+        ``emitted`` (events), ``sent`` (messages, replayed ones too), ``orders``,
         ``answer_within``, ``elapsed``, ``duration`` and ``scenario``.
         """
         summary = self._control("GET", "reactions?end=1" if end else "reactions", None)
