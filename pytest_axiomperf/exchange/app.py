@@ -305,11 +305,10 @@ async def _control_start_scenario(request: web.Request) -> web.Response:
         return error_response(400, str(exc))
     state = request.app[STATE]
     _end_scenario(state)
-    start = asyncio.get_running_loop().time() + scenario.delay
-    director = ScenarioDirector(state, scenario, start)
+    director = ScenarioDirector(state, scenario)
     state.direct(director)
     director.begin()
-    return web.json_response({"events": len(director.timeline), "duration": scenario.duration})
+    return web.json_response({"events": len(director.timeline), "duration": director.duration})
 
 
 async def _control_reactions(request: web.Request) -> web.Response:

@@ -38,16 +38,17 @@ _NEW_PAIRS = "new_pairs"
 
 
 class ScenarioDirector:
-    """Plays one scenario from `start` (the loop's time) on the exchange holding `state`."""
+    """Plays one scenario on the exchange holding `state`, from `begin` plus its delay."""
 
-    def __init__(self, state: ExchangeState, scenario: Scenario, start: float) -> None:
-        """Schedule everything; `run` plays it."""
+    def __init__(self, state: ExchangeState, scenario: Scenario) -> None:
+        """Build the schedule (times from the start); `begin` plays it."""
         self.state = state
         self.scenario = scenario
-        self.start = start
-        self.timeline = [(start + t, event) for t, event in scenario.schedule()]
-        self.pushes = [start + t for t in scenario.push_times()]
-        self.feed = [(start + t, message) for t, message in scenario.replayed()]
+        self.start = 0.0
+        self.timeline = scenario.schedule()
+        self.pushes = scenario.push_times()
+        self.feed = scenario.replayed()
+        self.duration = scenario.duration
         # The rooms this scenario alone feeds: their own pacing stays silent meanwhile.
         self.rooms = {_NEW_PAIRS} | {
             m["room"] for _, m in self.feed if isinstance(m.get("room"), str)
@@ -58,7 +59,12 @@ class ScenarioDirector:
         self._tasks: list[asyncio.Task[None]] = []
 
     def begin(self) -> None:
-        """Start playing in the running loop; the ``new_pairs`` room becomes the scenario's."""
+        """Start playing in the running loop, `delay` from now (the schedule is built
+        already, so building it makes nothing late); the scenario's rooms become its own."""
+        self.start = asyncio.get_running_loop().time() + self.scenario.delay
+        self.timeline = [(self.start + t, event) for t, event in self.timeline]
+        self.pushes = [self.start + t for t in self.pushes]
+        self.feed = [(self.start + t, message) for t, message in self.feed]
         for session in list(self.state.sessions):
             for room in self.rooms:
                 task = session.rooms.get(room)
@@ -109,7 +115,7 @@ class ScenarioDirector:
         data = self.ledger.summary(loop.time(), len(self.timeline) + replayed)
         data["scenario"] = self.scenario.to_dict()
         data["elapsed"] = loop.time() - self.start
-        data["duration"] = self.scenario.duration
+        data["duration"] = self.duration
         return data
 
     async def _run(self) -> None:
