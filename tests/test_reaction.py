@@ -464,3 +464,10 @@ def test_record_and_replay_round_trip(pytester: pytest.Pytester) -> None:
     """axiomperf record captures the exchange's feed; replay keeps its timing at 2x."""
     result = _run(pytester, REPLAY, "--axiom-perf")
     result.assert_outcomes(passed=7)
+
+
+def test_reactions_under_xdist(pytester: pytest.Pytester) -> None:
+    """Each worker's exchange times its own tests' reactions; budgets and misses as alone."""
+    result = _run(pytester, REACTIONS, "--axiom-perf", "-n", "2")
+    result.assert_outcomes(passed=4, failed=3)
+    result.stdout.fnmatch_lines(["*reaction_latency missed = 5 > 0 events*"])
