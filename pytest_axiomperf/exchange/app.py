@@ -365,7 +365,9 @@ def create_app(
 
     `token` is the bearer token every route requires; `profile` the initial
     latency/fault profile; `control_secret` enables the ``/_control/`` routes
-    (``GET``/``POST /_control/profile``, ``POST /_control/reset``) for callers
+    (``GET``/``POST /_control/profile``, ``POST /_control/reset``, ``POST
+    /_control/scenario`` with a scenario's JSON, ``GET /_control/reactions[?end=1]``
+    for its reaction summary: director.py) for callers
     sending it in the ``X-Axiom-Control`` header.
     """
     if not token:
