@@ -462,10 +462,13 @@ def _metric_cards(
         # with its ping round trips (those are rows of the metrics table).
         head = headline_tag(tracker, metric)
         hist = tracker.histogram(metric, head)
+        # Counts (samples, missed events) are no latency line on the plot.
         budgets = [
             v
             for v in result.verdicts
-            if v.metric == metric and v.statistic != "samples" and v.tag in (None, head)
+            if v.metric == metric
+            and v.statistic not in ("samples", "missed")
+            and v.tag in (None, head)
         ]
         if not hist.count or (not budgets and (hist.count <= 1 or hist.max == 0.0)):
             continue  # no information: folded in the metrics card's note
