@@ -42,6 +42,8 @@ def budget_cell(v: Verdict) -> str:
     """``api_response_times p95 12.30ms <= 100.00ms``: one budget, compactly."""
     if v.statistic == "samples":
         return f"{v.scope}: {v.n} samples < min_samples {int(v.bound)}"
+    if v.statistic == "missed":
+        return f"{v.scope} missed {v.observed:.0f} {'<=' if v.passed else '>'} {v.bound:.0f} events"
     if not math.isfinite(v.observed):
         return f"{v.scope} {v.statistic} - (n={v.n})"
     shown, bound = fmt_against(v.observed, v.bound, v.unit)
