@@ -165,6 +165,10 @@ class AxiomPerfPlugin:
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
         self._calibration: dict[str, Any] | None = None
+        # pytest-xdist controller: each finished worker's resource samples, by worker id.
+        self._worker_samples: dict[str, list[Any]] = {}
+        if self.enabled:
+            self.results  # noqa: B018 (made now: its runtime starts with the run)
 
     @functools.cached_property
     def results(self) -> SessionResults:
@@ -442,13 +446,15 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """pytest-xdist controller: merge a finished worker's resource samples.
+        """pytest-xdist controller: keep a finished worker's resource samples; the run's
+        totals are made from all of them at the end.
 
         Per-test results came earlier, on the reports, so a crashed worker loses none.
         """
-        data = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
-        if self.enabled and data is not None:
-            self.results.resources.merge(PerformanceTracker.from_dict(data))
+        samples = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
+        if self.enabled and samples is not None:
+            worker = getattr(node, "workerinput", {}).get("workerid", len(self._worker_samples))
+            self._worker_samples[str(worker)] = samples
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -459,11 +465,14 @@ class AxiomPerfPlugin:
         if self.is_worker:
             workeroutput = getattr(self.config, "workeroutput", None)
             if workeroutput is not None:
-                workeroutput[WORKER_RESOURCES] = self.results.resources.to_dict()
+                samples = self.sampler.samples if self.sampler is not None else []
+                workeroutput[WORKER_RESOURCES] = [list(sample) for sample in samples]
             return
         self.results.environment["calibration"] = calibration.best(
             self._calibration, calibration.calibrate()
         )
+        if self._worker_samples:
+            self._add_worker_totals()
         if self.baseline is not None:
             from pytest_axiomperf.baseline import attach, compare
 
@@ -489,6 +498,13 @@ class AxiomPerfPlugin:
                 if self.comparison.refused
                 else pytest.ExitCode.TESTS_FAILED
             )
+
+    def _add_worker_totals(self) -> None:
+        """The run's memory and CPU: the workers' samples added up, labelled as such."""
+        from pytest_axiomperf.sampler import record_run_totals
+
+        record_run_totals(self.results.resources, self._worker_samples)
+        self.results.workers = len(self._worker_samples)
 
     def _write_outputs(self, session: pytest.Session) -> None:
         """JSON, baseline, Markdown and HTML files; a path that fails fails the run (exit 4)."""

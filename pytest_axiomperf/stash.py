@@ -32,6 +32,7 @@ EXCHANGE_KEY: pytest.StashKey[ExchangeSimulator] = pytest.StashKey()
 #: The session's exchange, once the ``axiom_exchange`` fixture has started it.
 SESSION_EXCHANGE_KEY: pytest.StashKey[ExchangeSimulator] = pytest.StashKey()
 
+
 def get_plugin(config: pytest.Config) -> AxiomPerfPlugin:
     """The run's state object."""
     return config.stash[PLUGIN_KEY]
