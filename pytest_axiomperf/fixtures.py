@@ -120,6 +120,7 @@ def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
 
     base_url, token = _endpoint(request, get_plugin(request.config).settings.base_url, "rest")
     client = OptimizedClient(base_url, token=token, tracker=tracker_for(request.node))
+    request.node.stash.setdefault(_CLOSE_FIRST, []).append(client.close_blocking)
     try:
         yield client
     finally:
@@ -220,22 +221,24 @@ def axiom_ws(
 
     url, token = _endpoint(request, get_plugin(request.config).settings.ws_url, "ws")
     client = WebSocketClient(url, token=token, tracker=axiom_tracker)
-    request.node.stash.setdefault(_WS_CLIENTS, []).append(client)
+    request.node.stash.setdefault(_CLOSE_FIRST, []).append(client.close_from_sync)
     yield client
     client.close_from_sync()
 
 
-_WS_CLIENTS: pytest.StashKey[list[WebSocketClient]] = pytest.StashKey()
+#: The closers of the test's clients, called before any fixture is finalized.
+_CLOSE_FIRST: pytest.StashKey[list[Callable[[], None]]] = pytest.StashKey()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """Close the test's WebSocket clients before any fixture is finalized.
+    """Close the test's clients (WebSocket, aiohttp) before any fixture is finalized.
 
     pytest-asyncio closes a function-scoped event loop before the finalizers of
-    fixtures set up earlier run, and a connection can only be closed cleanly in
-    its own loop; here every loop is still open and none is running.
+    fixtures set up earlier run (before 1.0 without cancelling its tasks first),
+    and a connection can only be closed cleanly in its own loop; here every loop
+    is still open and none is running.
     """
-    for client in item.stash.get(_WS_CLIENTS, []):
-        client.close_from_sync()
+    for close in item.stash.get(_CLOSE_FIRST, []):
+        close()
     return (yield)
