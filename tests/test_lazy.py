@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -130,7 +131,7 @@ def test_a_profile_set_on_an_exchange_got_at_run_time_ends_with_the_test(
     user_project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
 
 
-def test_importing_the_package_is_cheap_and_its_names_resolve() -> None:
+def test_importing_the_package_is_cheap_and_its_names_resolve(tmp_path: Path) -> None:
     code = (
         "import sys, pytest_axiomperf as p\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), 'pytest' in sys.modules)\n"
@@ -138,7 +139,12 @@ def test_importing_the_package_is_cheap_and_its_names_resolve() -> None:
         "print(missing, set(p.__all__) <= set(dir(p)), p.OptimizedClient.__module__)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,  # the package as installed (or on PYTHONPATH), not the current directory
     ).stdout.splitlines()
     assert out == ["[] False", "[] True pytest_axiomperf.client"]
     with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
