@@ -45,20 +45,26 @@ from pathlib import Path
 ONE_TEST = "def test_one():\n    assert 1 + 1 == 2\n"
 
 SUITE = """
+import os
+
 import pytest
 
 ONE = "def test_inner():\\n    assert True\\n"
+# Pytester removes PYTEST_ADDOPTS from the inner runs' environment: pass ours on.
+INNER = os.environ.get("BENCH_INNER_ARGS", "").split()
 
 @pytest.mark.parametrize("i", range({calls}))
 def test_runs_pytest(pytester, i):
     pytester.makepyfile(test_inner=ONE)
-    pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", *INNER)
+    result.assert_outcomes(passed=1)
 """
 
 INI = "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
 
 
 def _env(tree: Path, addopts: str | None = None) -> dict[str, str]:
+    """The children's environment; ``addopts`` reaches the inner pytester runs too."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(tree), *filter(None, [env.get("PYTHONPATH")])])
     env.pop("PYTEST_ADDOPTS", None)
@@ -67,8 +73,9 @@ def _env(tree: Path, addopts: str | None = None) -> dict[str, str]:
     # are cached after the first run. Under PYTHONDONTWRITEBYTECODE=1 every run would
     # parse, rewrite and compile each imported module of every plugin again.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("BENCH_INNER_ARGS", None)
     if addopts is not None:
-        env["PYTEST_ADDOPTS"] = addopts
+        env["PYTEST_ADDOPTS"] = env["BENCH_INNER_ARGS"] = addopts
     return env
 
 
@@ -250,6 +257,7 @@ def main() -> None:
         help="a source tree to measure (repeat to interleave trees); default: this checkout",
     )
     parser.add_argument("--skip-suite", action="store_true", help="parts 1 and 3 only")
+    parser.add_argument("--suite-only", action="store_true", help="part 2 only")
     args = parser.parse_args()
     paths = [p.resolve() for p in args.tree or [Path(__file__).resolve().parent.parent]]
     trees = {path.name: path for path in paths}
@@ -262,8 +270,9 @@ def main() -> None:
             raise SystemExit(f"could not compile {tree / 'pytest_axiomperf'}")
         print(f"tree {tree.name}: {tree}")
     print(f"python {sys.version.split()[0]}, load average {os.getloadavg()}")
-    import_times(trees, args.rounds)
-    one_test_run(trees, args.rounds)
+    if not args.suite_only:
+        import_times(trees, args.rounds)
+        one_test_run(trees, args.rounds)
     if not args.skip_suite:
         pytester_suite(trees, args.suite_rounds, args.calls)
     print(f"load average at the end: {os.getloadavg()}")
