@@ -82,7 +82,13 @@ def test_performance_mode_imports_its_runtime_and_still_reports(
             axiom_tracker.record("api_response_times", 0.005)
         """
     )
-    result = user_project.runpytest_subprocess("--axiom-perf", "-s", "-p", "no:cacheprovider")
+    result = user_project.runpytest_subprocess(
+        "--axiom-perf",
+        "-s",
+        "-v",
+        "-p",
+        "no:cacheprovider",  # -v: the guide's report too
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [

@@ -126,7 +126,7 @@ def test_holds_memory(i):
 
 def test_resources_are_the_runs_totals_over_workers(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(BUSY)
-    common = ("--axiom-perf", "--axiom-perf-sample-interval=0.1")
+    common = ("--axiom-perf", "--axiom-perf-sample-interval=0.1", "-v")  # -v: the guide's report
     alone = user_project.runpytest_subprocess(*common, "--axiom-perf-json=serial.json", "-n", "0")
     alone.assert_outcomes(passed=2)
     result = user_project.runpytest_subprocess(*common, "--axiom-perf-json=xdist.json", "-n", "2")

@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from pytest_axiomperf.histogram import RELATIVE_ERROR
-from pytest_axiomperf.tracker import CPU_USAGE, MEMORY_USAGE
 
 
 class MetricStats(Protocol):
@@ -178,7 +177,7 @@ def render_guide_report(
             lines.append(f"{heading}: no samples")
             continue
         scope = ""
-        if workers and metric in (MEMORY_USAGE, CPU_USAGE):
+        if workers and metric in ("memory_usage", "cpu_usage"):  # the sampler's, summed
             scope = f", total of {workers} xdist worker{'s' if workers != 1 else ''}"
         lines.append(f"{heading} ({'' if head is None else head + ', '}n={stats.count}{scope}):")
         for label, attr in rows:
