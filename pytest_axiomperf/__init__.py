@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pytest_axiomperf.client import ApiResponse, OptimizedClient, RetryPolicy
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pytest_axiomperf.errors import (
     AxiomPerfError,
     BaselineError,
@@ -14,13 +16,16 @@ from pytest_axiomperf.errors import (
     MarkerError,
     WebSocketError,
 )
-from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
-from pytest_axiomperf.histogram import Histogram
-from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
-from pytest_axiomperf.memory import MemoryDiff, MemorySnapshots
-from pytest_axiomperf.redact import Secret
-from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
-from pytest_axiomperf.websocket import WebSocketClient
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.client import ApiResponse, OptimizedClient, RetryPolicy
+    from pytest_axiomperf.exchange import ExchangeProfile, ExchangeSimulator
+    from pytest_axiomperf.histogram import Histogram
+    from pytest_axiomperf.load import Lane, LoadGenerator, LoadResult
+    from pytest_axiomperf.memory import MemoryDiff, MemorySnapshots
+    from pytest_axiomperf.redact import Secret
+    from pytest_axiomperf.tracker import MetricStats, PerformanceTracker
+    from pytest_axiomperf.websocket import WebSocketClient
 
 __version__ = "0.1.0"
 
@@ -51,3 +56,37 @@ __all__ = [
     "WebSocketError",
     "__version__",
 ]
+
+# The pytest plugin lives in this package, so every pytest run of an environment with
+# pytest-axiomperf installed imports this module: the classes (and with them aiohttp,
+# websockets, psutil) are imported on first access, not here.
+_LAZY = {
+    "ApiResponse": "pytest_axiomperf.client",
+    "OptimizedClient": "pytest_axiomperf.client",
+    "RetryPolicy": "pytest_axiomperf.client",
+    "ExchangeProfile": "pytest_axiomperf.exchange.models",
+    "ExchangeSimulator": "pytest_axiomperf.exchange.simulator",
+    "Histogram": "pytest_axiomperf.histogram",
+    "Lane": "pytest_axiomperf.load",
+    "LoadGenerator": "pytest_axiomperf.load",
+    "LoadResult": "pytest_axiomperf.load",
+    "MemoryDiff": "pytest_axiomperf.memory",
+    "MemorySnapshots": "pytest_axiomperf.memory",
+    "MetricStats": "pytest_axiomperf.tracker",
+    "PerformanceTracker": "pytest_axiomperf.tracker",
+    "Secret": "pytest_axiomperf.redact",
+    "WebSocketClient": "pytest_axiomperf.websocket",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

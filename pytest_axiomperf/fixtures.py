@@ -1,5 +1,10 @@
 """The plugin's fixtures. Each is sync, so it works under any pytest-asyncio mode and
-loop scope; async resources are created lazily in the test's running loop."""
+loop scope; async resources are created lazily in the test's running loop.
+
+Every pytest run of an environment with the plugin installed registers this module:
+the clients (aiohttp, websockets), psutil and the exchange are imported in the body
+of the fixture that needs them, never here.
+"""
 
 from __future__ import annotations
 
@@ -10,23 +15,22 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf.client import OptimizedClient
 from pytest_axiomperf.errors import AxiomPerfError
-from pytest_axiomperf.memory import MemorySnapshots
+from pytest_axiomperf.stash import EXCHANGE_KEY, extra_for, get_plugin, tracker_for
 from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import PerformanceTracker
-from pytest_axiomperf.websocket import WebSocketClient
 
 if TYPE_CHECKING:
+    from pytest_axiomperf.client import OptimizedClient
     from pytest_axiomperf.load import LoadGenerator
+    from pytest_axiomperf.memory import MemorySnapshots
     from pytest_axiomperf.respx_api import ExchangeRouter
+    from pytest_axiomperf.websocket import WebSocketClient
 
 
 @pytest.fixture
 def axiom_tracker(request: pytest.FixtureRequest) -> PerformanceTracker:
     """The test's PerformanceTracker: budgets, the report and the JSON results read it."""
-    from pytest_axiomperf.plugin import tracker_for
-
     return tracker_for(request.node)
 
 
@@ -62,7 +66,6 @@ def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
     or the configured base URL (``--axiom-base-url``).
     """
     from pytest_axiomperf.load import LoadGenerator
-    from pytest_axiomperf.plugin import extra_for, get_plugin, tracker_for
 
     runs: list[dict[str, Any]] = extra_for(request.node).setdefault("load", [])
     return LoadGenerator(
@@ -82,7 +85,6 @@ def _endpoint(
     ``axiom_exchange``, so its results store the latency profile it ran under.
     """
     from pytest_axiomperf.exchange.fixture import exchange_for
-    from pytest_axiomperf.plugin import get_plugin
 
     if configured is not None:
         return configured, get_plugin(request.config).settings.auth_token
@@ -99,9 +101,6 @@ def axiom_target(request: pytest.FixtureRequest) -> Target:
     embedded exchange is then not started for it), else the embedded exchange. Its repr
     shows neither the token nor credentials in the URLs.
     """
-    from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
-    from pytest_axiomperf.plugin import get_plugin
-
     settings = get_plugin(request.config).settings
     if settings.base_url is not None or settings.ws_url is not None:
         return Target(settings.base_url, settings.ws_url, settings.auth_token)
@@ -117,10 +116,11 @@ def axiom_client(request: pytest.FixtureRequest) -> Iterator[OptimizedClient]:
     It opens lazily in the test's event loop, records every request into the
     test's tracker (``axiom_tracker``), and is closed in that loop at teardown.
     """
-    from pytest_axiomperf.plugin import get_plugin, tracker_for
+    from pytest_axiomperf.client import OptimizedClient
 
     base_url, token = _endpoint(request, get_plugin(request.config).settings.base_url, "rest")
     client = OptimizedClient(base_url, token=token, tracker=tracker_for(request.node))
+    request.node.stash.setdefault(_CLOSE_FIRST, []).append(client.close_blocking)
     try:
         yield client
     finally:
@@ -174,8 +174,6 @@ def axiom_respx(request: pytest.FixtureRequest) -> Iterator[ExchangeRouter]:
     ``--axiom-base-url`` when given, else ``axiom_respx.base_url``; requests need
     ``Authorization: Bearer <axiom_respx.token>`` like the real exchange.
     """
-    from pytest_axiomperf.plugin import get_plugin, tracker_for
-
     try:
         from pytest_axiomperf.respx_api import ExchangeRouter
     except ImportError as exc:
@@ -200,6 +198,8 @@ def axiom_memory() -> Iterator[MemorySnapshots]:
     ``await agrowth_per_iteration(fn)``. In performance mode the test body runs under
     tracemalloc (its latency is flagged); otherwise tracemalloc starts at the first
     snapshot. Tracing it started is stopped at teardown; anyone else's is left on."""
+    from pytest_axiomperf.memory import MemorySnapshots
+
     snapshots = MemorySnapshots()
     try:
         yield snapshots
@@ -217,26 +217,28 @@ def axiom_ws(
     It connects on its first ``await`` (in the test's running loop, whatever the
     pytest-asyncio mode and loop scope) and is closed at teardown in that loop.
     """
-    from pytest_axiomperf.plugin import get_plugin
+    from pytest_axiomperf.websocket import WebSocketClient
 
     url, token = _endpoint(request, get_plugin(request.config).settings.ws_url, "ws")
     client = WebSocketClient(url, token=token, tracker=axiom_tracker)
-    request.node.stash.setdefault(_WS_CLIENTS, []).append(client)
+    request.node.stash.setdefault(_CLOSE_FIRST, []).append(client.close_from_sync)
     yield client
     client.close_from_sync()
 
 
-_WS_CLIENTS = pytest.StashKey[list[WebSocketClient]]()
+#: The closers of the test's clients, called before any fixture is finalized.
+_CLOSE_FIRST: pytest.StashKey[list[Callable[[], None]]] = pytest.StashKey()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
-    """Close the test's WebSocket clients before any fixture is finalized.
+    """Close the test's clients (WebSocket, aiohttp) before any fixture is finalized.
 
     pytest-asyncio closes a function-scoped event loop before the finalizers of
-    fixtures set up earlier run, and a connection can only be closed cleanly in
-    its own loop; here every loop is still open and none is running.
+    fixtures set up earlier run (before 1.0 without cancelling its tasks first),
+    and a connection can only be closed cleanly in its own loop; here every loop
+    is still open and none is running.
     """
-    for client in item.stash.get(_WS_CLIENTS, []):
-        client.close_from_sync()
+    for close in item.stash.get(_CLOSE_FIRST, []):
+        close()
     return (yield)

@@ -8,24 +8,17 @@ checked when the test body ends -> the test's result travels on its report
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import shlex
 import time
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_axiomperf import calibration, rounds
-from pytest_axiomperf.baseline import (
-    Comparison,
-    attach,
-    compare,
-    environment_mismatches,
-    load_results,
-    save_results,
-)
 from pytest_axiomperf.budgets import (
     MARKERS,
     Budgets,
@@ -35,23 +28,47 @@ from pytest_axiomperf.budgets import (
     warn_if_meant_as_ms,
 )
 from pytest_axiomperf.errors import BaselineError, BudgetExceeded, ConfigError, MarkerError
-from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
-from pytest_axiomperf.exchange.models import ExchangeProfile
-from pytest_axiomperf.load import check_throughput
-from pytest_axiomperf.report.html import render_html
-from pytest_axiomperf.report.markdown import render_markdown
-from pytest_axiomperf.report.terminal import render_terminal_report
 from pytest_axiomperf.report.text import printable
-from pytest_axiomperf.results import (
-    SessionResults,
-    TestResult,
-    write_text_atomic,
-)
 from pytest_axiomperf.roundstats import round_summary
-from pytest_axiomperf.sampler import ResourceSampler
 from pytest_axiomperf.settings import Settings, add_options
+from pytest_axiomperf.stash import (
+    BUDGETS_KEY,
+    EXCHANGE_KEY,
+    EXTRA_KEY,
+    PLUGIN_KEY,
+    RESULT_KEY,
+    TRACKER_KEY,
+    budgets_for,
+    extra_for,
+    get_plugin,
+    tracker_for,
+)
 from pytest_axiomperf.target import describe_settings
 from pytest_axiomperf.tracker import PerformanceTracker
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.baseline import Comparison
+    from pytest_axiomperf.results import SessionResults, TestResult
+    from pytest_axiomperf.sampler import ResourceSampler
+
+# Only pytest and what options, markers and marker validation need are imported here:
+# every pytest process of an environment with the plugin installed loads this module.
+# The clients, the exchange, psutil, the baseline and the reports are imported where
+# performance mode or a fixture first needs them.
+
+__all__ = [
+    "BUDGETS_KEY",
+    "EXCHANGE_KEY",
+    "EXTRA_KEY",
+    "PLUGIN_KEY",
+    "RESULT_KEY",
+    "TRACKER_KEY",
+    "AxiomPerfPlugin",
+    "budgets_for",
+    "extra_for",
+    "get_plugin",
+    "tracker_for",
+]
 
 #: Modules holding the plugin's fixtures (redact, reaction: hooks), registered as plugins of
 #: their own.
@@ -62,16 +79,8 @@ FIXTURE_MODULES = (
     "pytest_axiomperf.reaction",
 )
 
-PLUGIN_KEY = pytest.StashKey["AxiomPerfPlugin"]()
-BUDGETS_KEY = pytest.StashKey[Budgets]()
-TRACKER_KEY = pytest.StashKey[PerformanceTracker]()
-RESULT_KEY = pytest.StashKey[TestResult]()
-EXTRA_KEY = pytest.StashKey[dict[str, Any]]()
-
 #: Returns a context manager to wrap around a test's body, or None to leave it alone.
 BodyGuard = Callable[[pytest.Item], "contextlib.AbstractContextManager[Any] | None"]
-
-DEFAULT_PROFILE = ExchangeProfile().to_dict()
 
 #: Name of the report attribute carrying a test's result (plain builtins).
 REPORT_ATTR = "axiomperf"
@@ -98,43 +107,12 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(importlib.import_module(name), name)
     plugin = AxiomPerfPlugin(config, settings)
-    from pytest_axiomperf import watch  # imports this module's helpers
+    if plugin.enabled:
+        from pytest_axiomperf import watch
 
-    watch.install(plugin)
+        watch.install(plugin)
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "axiomperf-runtime")
-
-
-def get_plugin(config: pytest.Config) -> AxiomPerfPlugin:
-    """The run's state object."""
-    return config.stash[PLUGIN_KEY]
-
-
-def tracker_for(item: pytest.Item) -> PerformanceTracker:
-    """The test's tracker, created on first use."""
-    tracker = item.stash.get(TRACKER_KEY, None)
-    if tracker is None:
-        tracker = item.stash[TRACKER_KEY] = PerformanceTracker(item.nodeid)
-    return tracker
-
-
-def budgets_for(item: pytest.Item) -> Budgets:
-    """The test's validated budgets (validated at collection for Python tests)."""
-    budgets = item.stash.get(BUDGETS_KEY, None)
-    if budgets is None:
-        budgets = item.stash[BUDGETS_KEY] = Budgets.from_item(item)
-    return budgets
-
-
-def extra_for(item: pytest.Item) -> dict[str, Any]:
-    """The test's extra facts (plain builtins), created on first use; they become
-    ``TestResult.extra`` (e.g. ``"load"``: the ``to_dict()`` of each load run).
-    ``extra["failure_details"][kind]``: lines added to the failure message when a verdict
-    of that kind fails (top allocation sites, top profiled functions)."""
-    extra = item.stash.get(EXTRA_KEY, None)
-    if extra is None:
-        extra = item.stash[EXTRA_KEY] = {}
-    return extra
 
 
 def _revalidate_budgets(item: pytest.Item) -> None:
@@ -150,7 +128,12 @@ def check_load_runs(
     item: pytest.Item, budgets: Budgets, tracker: PerformanceTracker
 ) -> list[Verdict]:
     """``throughput_budget`` marks against the test's ``axiom_load`` runs."""
+    if not budgets.throughput:
+        return []
+    from pytest_axiomperf.load import check_throughput
+
     runs = extra_for(item).get("load", [])
+
     return [v for budget in budgets.throughput for v in check_throughput(budget, runs)]
 
 
@@ -160,7 +143,6 @@ class AxiomPerfPlugin:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
-        self.results = SessionResults()
         self.is_worker = hasattr(config, "workerinput")
         self.sampler: ResourceSampler | None = None
         #: Budget checks beyond latency, added by other parts of the plugin.
@@ -185,6 +167,17 @@ class AxiomPerfPlugin:
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
         self._calibration: dict[str, Any] | None = None
+        # pytest-xdist controller: each finished worker's resource samples, by worker id.
+        self._worker_samples: dict[str, list[Any]] = {}
+        if self.enabled:
+            self.results  # noqa: B018 (made now: its runtime starts with the run)
+
+    @functools.cached_property
+    def results(self) -> SessionResults:
+        """The session's results, made on first use (never in a plain run)."""
+        from pytest_axiomperf.results import SessionResults
+
+        return SessionResults()
 
     @property
     def enabled(self) -> bool:
@@ -308,11 +301,15 @@ class AxiomPerfPlugin:
             # timed again at the end of the run, and the faster of the two kept.
             self._calibration = calibration.calibrate()
         if self._runs_tests():
+            from pytest_axiomperf.sampler import ResourceSampler
+
             self.sampler = ResourceSampler(self.results.resources, self.settings.sample_interval)
             self.sampler.start()
 
     def _load_baseline(self, path: Any) -> None:
         """Load the baseline before any test runs: a bad file is a usage error, not a traceback."""
+        from pytest_axiomperf.baseline import environment_mismatches, load_results
+
         try:
             self.baseline = load_results(path)
         except BaselineError as exc:
@@ -381,9 +378,13 @@ class AxiomPerfPlugin:
         extra = extra_for(item)
         exchange = item.stash.get(EXCHANGE_KEY, None)
         if exchange is not None:
+            from pytest_axiomperf.exchange.models import ExchangeProfile
+
             # The latency profile the numbers were measured under; a baseline
             # comparison refuses to compare numbers taken under different ones.
-            extra["exchange_profile"] = exchange.configured or DEFAULT_PROFILE
+            extra["exchange_profile"] = exchange.configured or ExchangeProfile().to_dict()
+        from pytest_axiomperf.results import TestResult
+
         item.stash[RESULT_KEY] = TestResult(
             nodeid=nodeid,
             tracker=tracker,
@@ -439,19 +440,23 @@ class AxiomPerfPlugin:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, REPORT_ATTR, None)
         if data is not None and report.when == "call":
+            from pytest_axiomperf.results import TestResult
+
             self.results.add(TestResult.from_dict(data))
 
     # -- end of session --------------------------------------------------------------
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """pytest-xdist controller: merge a finished worker's resource samples.
+        """pytest-xdist controller: keep a finished worker's resource samples; the run's
+        totals are made from all of them at the end.
 
         Per-test results came earlier, on the reports, so a crashed worker loses none.
         """
-        data = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
-        if self.enabled and data is not None:
-            self.results.resources.merge(PerformanceTracker.from_dict(data))
+        samples = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
+        if self.enabled and samples is not None:
+            worker = getattr(node, "workerinput", {}).get("workerid", len(self._worker_samples))
+            self._worker_samples[str(worker)] = samples
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -462,12 +467,17 @@ class AxiomPerfPlugin:
         if self.is_worker:
             workeroutput = getattr(self.config, "workeroutput", None)
             if workeroutput is not None:
-                workeroutput[WORKER_RESOURCES] = self.results.resources.to_dict()
+                samples = self.sampler.samples if self.sampler is not None else []
+                workeroutput[WORKER_RESOURCES] = [list(sample) for sample in samples]
             return
         self.results.environment["calibration"] = calibration.best(
             self._calibration, calibration.calibrate()
         )
+        if self._worker_samples:
+            self._add_worker_totals()
         if self.baseline is not None:
+            from pytest_axiomperf.baseline import attach, compare
+
             self.comparison = compare(
                 self.baseline,
                 self.results,
@@ -491,8 +501,20 @@ class AxiomPerfPlugin:
                 else pytest.ExitCode.TESTS_FAILED
             )
 
+    def _add_worker_totals(self) -> None:
+        """The run's memory and CPU: the workers' samples added up, labelled as such."""
+        from pytest_axiomperf.sampler import record_run_totals
+
+        record_run_totals(self.results.resources, self._worker_samples)
+        self.results.workers = len(self._worker_samples)
+
     def _write_outputs(self, session: pytest.Session) -> None:
         """JSON, baseline, Markdown and HTML files; a path that fails fails the run (exit 4)."""
+        from pytest_axiomperf.baseline import save_results
+        from pytest_axiomperf.report.html import render_html
+        from pytest_axiomperf.report.markdown import render_markdown
+        from pytest_axiomperf.results import write_text_atomic
+
         settings = self.settings
         nothing_ran = self._nothing_ran()
         # Interrupted (Ctrl-C, -x, --maxfail): the tests that did not run would vanish from it.
@@ -596,6 +618,8 @@ class AxiomPerfPlugin:
                 xml.pytest_runtest_logreport(report)
 
     def _append_step_summary(self, path: str) -> None:
+        from pytest_axiomperf.report.markdown import render_markdown
+
         with open(path, "a", encoding="utf-8") as fh:
             fh.write(render_markdown(self.results, self.comparison) + "\n")
 
@@ -620,6 +644,8 @@ class AxiomPerfPlugin:
             )
             self._write_file_lines(terminalreporter)
             return
+        from pytest_axiomperf.report.terminal import render_terminal_report
+
         terminalreporter.write_sep("=", "axiom-perf report")
         verbose = self.config.get_verbosity() > 0
         for line in render_terminal_report(self.results, self.comparison, verbose).splitlines():

@@ -97,8 +97,7 @@ def record_reactions(tracker: PerformanceTracker, summary: Mapping[str, Any]) ->
 
 def collect(item: pytest.Item) -> None:
     """Bring the scenario's reactions of `item` into its tracker and end the scenario."""
-    from pytest_axiomperf.exchange.fixture import EXCHANGE_KEY
-    from pytest_axiomperf.plugin import extra_for, tracker_for
+    from pytest_axiomperf.stash import EXCHANGE_KEY, extra_for, tracker_for
 
     exchange = item.stash.get(EXCHANGE_KEY, None)
     if exchange is None or exchange.active_scenario is None or not exchange.running:

@@ -153,6 +153,8 @@ class SessionResults:
     notes: list[str] = field(default_factory=list)
     #: The comparison with a baseline (``baseline.Comparison.to_dict()``), when one was made.
     comparison: dict[str, Any] | None = None
+    #: pytest-xdist workers whose processes ``resources`` adds up (0: this process alone).
+    workers: int = 0
 
     def add(self, result: TestResult) -> None:
         """Add one test's result: another round of a test already here merges into it; the
@@ -195,6 +197,7 @@ class SessionResults:
             "resources": self.resources.to_dict(),
             "notes": list(self.notes),
             "comparison": self.comparison,
+            "workers": self.workers,
             "tests": {nodeid: r.to_dict() for nodeid, r in sorted(self.tests.items())},
         }
 
@@ -213,6 +216,7 @@ class SessionResults:
             exchange_profile=data.get("exchange_profile"),
             notes=list(data.get("notes", [])),
             comparison=data.get("comparison"),
+            workers=int(data.get("workers") or 0),
         )
 
 

@@ -1,13 +1,17 @@
-"""Background sampling of this process's CPU and memory (psutil), in performance mode."""
+"""Background sampling of this process's CPU and memory (psutil), in performance mode;
+the run's totals over pytest-xdist workers."""
 
 from __future__ import annotations
 
+import bisect
 import threading
-from collections.abc import Callable
-
-import psutil
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from pytest_axiomperf.tracker import CPU_USAGE, MEMORY_USAGE, PerformanceTracker
+
+#: One sample: (wall-clock time, RSS in MB, CPU % since the previous sample or None).
+Sample = tuple[float, float, "float | None"]
 
 
 class ResourceSampler:
@@ -24,8 +28,12 @@ class ResourceSampler:
     def __init__(self, tracker: PerformanceTracker, interval: float = 0.5) -> None:
         if not interval > 0:
             raise ValueError(f"interval must be > 0, got {interval!r}")
+        import psutil  # here: the pytest11 entry point must not import it
+
         self.tracker = tracker
         self.interval = interval
+        #: Every sample, in order: a pytest-xdist controller adds the workers' series up.
+        self.samples: list[Sample] = []
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -42,7 +50,9 @@ class ResourceSampler:
         self._thread.start()
 
     def _sample_memory(self) -> None:
-        self.tracker.record(MEMORY_USAGE, self._process.memory_info().rss / 2**20)
+        rss = self._process.memory_info().rss / 2**20
+        self.tracker.record(MEMORY_USAGE, rss)
+        self.samples.append((time.time(), rss, None))
 
     def _sample(self) -> None:
         with self._lock:
@@ -51,6 +61,8 @@ class ResourceSampler:
             watched = self._watched() if self._watched is not None else None
         self.tracker.record(CPU_USAGE, cpu)
         self.tracker.record(MEMORY_USAGE, rss)
+        # Wall-clock time, not a duration: it lines up the samples of other processes.
+        self.samples.append((time.time(), rss, cpu))
         if watched is not None:
             # Two ticks per window: a window between two ticks would be empty by aliasing.
             watched.timeline.offer_width(2 * self.interval)
@@ -81,3 +93,37 @@ class ResourceSampler:
         self._stop.set()
         thread.join(timeout=max(5.0, 2 * self.interval))
         self._sample()
+
+
+def record_run_totals(
+    tracker: PerformanceTracker, workers: Mapping[str, Sequence[Sequence[float | None]]]
+) -> None:
+    """Record into ``tracker`` the run's totals over pytest-xdist workers' samples.
+
+    At every moment one of the workers took a sample, ``memory_usage`` is the sum of
+    the RSS of the workers running then (each worker's first sample at or after that
+    moment) and ``cpu_usage`` the sum of their CPU % (which can exceed 100 with several
+    cores busy). A worker counts from its first sample to its last.
+    """
+    runs: list[list[Sample]] = []
+    for samples in workers.values():
+        run = sorted(
+            (float(t or 0.0), float(rss or 0.0), None if cpu is None else float(cpu))
+            for t, rss, cpu in samples
+        )
+        if run:
+            runs.append(run)
+    times = [[t for t, _, _ in run] for run in runs]
+    for moment in sorted({t for run_times in times for t in run_times}):
+        rss_total = 0.0
+        cpu_total: float | None = None
+        for run, run_times in zip(runs, times, strict=True):
+            if not run_times[0] <= moment <= run_times[-1]:
+                continue
+            _, rss, cpu = run[bisect.bisect_left(run_times, moment)]
+            rss_total += rss
+            if cpu is not None:
+                cpu_total = (cpu_total or 0.0) + cpu
+        tracker.record(MEMORY_USAGE, rss_total)
+        if cpu_total is not None:
+            tracker.record(CPU_USAGE, cpu_total)

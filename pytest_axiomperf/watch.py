@@ -26,8 +26,8 @@ from pytest_axiomperf.memory import (
     check_memory,
     site_table,
 )
-from pytest_axiomperf.plugin import budgets_for, extra_for, tracker_for
 from pytest_axiomperf.profiling import BodyProfile, profile_filename
+from pytest_axiomperf.stash import budgets_for, extra_for, tracker_for
 from pytest_axiomperf.tracker import PerformanceTracker
 
 if TYPE_CHECKING:

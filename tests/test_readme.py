@@ -33,6 +33,8 @@ NOT_RUN_HERE = {
     "pytest tests/                       # the plugin's tests (pytester runs user projects)",
     "ruff check . && mypy                # lint and types (mypy --strict on the package)",
     "python benchmarks/bench_tracker.py  # each benchmarks/bench_*.py prints side-by-side tables",
+    # Builds its own virtualenv from a package index; CI runs it.
+    ".ci/oldest.sh                       # the tests again on the oldest declared dependencies",
     "export AXIOM_AUTH_TOKEN=...   # the bearer token: never on the command line, never printed",
     "pytest --axiom-perf --axiom-base-url=https://api.example.com --axiom-ws-url=wss://ws.example.com",
     'pip install -e ".[sdk]"     # in this repository; or: pip install axiomtradeapi==1.1.6',

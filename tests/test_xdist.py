@@ -107,3 +107,63 @@ def test_quiet_without_perf_tests(user_project: pytest.Pytester) -> None:
     assert "warnings summary" not in result.stdout.str()
     assert "Warning" not in result.stderr.str()
     assert result.ret == 0
+
+
+BUSY = """
+import threading
+
+import pytest
+
+@pytest.mark.parametrize("i", range(2))
+def test_holds_memory(i):
+    ballast = bytearray(60 * 2**20)  # touched: resident in this worker's process
+    for k in range(0, len(ballast), 4096):
+        ballast[k] = 1
+    threading.Event().wait(1.5)  # both workers hold it while several samples are taken
+    assert ballast[0] == 1
+"""
+
+
+def test_resources_are_the_runs_totals_over_workers(user_project: pytest.Pytester) -> None:
+    user_project.makepyfile(BUSY)
+    common = ("--axiom-perf", "--axiom-perf-sample-interval=0.1", "-v")  # -v: the guide's report
+    alone = user_project.runpytest_subprocess(*common, "--axiom-perf-json=serial.json", "-n", "0")
+    alone.assert_outcomes(passed=2)
+    result = user_project.runpytest_subprocess(*common, "--axiom-perf-json=xdist.json", "-n", "2")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "Memory Usage (n=*, total of 2 xdist workers):",
+            "CPU Usage (n=*, total of 2 xdist workers):",
+        ]
+    )
+    serial = json.loads((user_project.path / "serial.json").read_text())
+    xdist = json.loads((user_project.path / "xdist.json").read_text())
+    assert (serial["workers"], xdist["workers"]) == (0, 2)
+    # One process holding 60 MB of ballast at a time, against two at once: the run's
+    # total peak is far above any single process's (one worker's would be about equal).
+    one = serial["session"]["metrics"]["memory_usage"]["max"]
+    both = xdist["session"]["metrics"]["memory_usage"]["max"]
+    assert both > 1.5 * one, (one, both)
+    assert "total of" not in alone.stdout.str()
+
+
+def test_run_totals_add_up_the_workers_running_at_each_moment() -> None:
+    from pytest_axiomperf.sampler import record_run_totals
+    from pytest_axiomperf.tracker import PerformanceTracker
+
+    tracker = PerformanceTracker("session")
+    record_run_totals(
+        tracker,
+        {
+            "gw0": [[10.0, 100.0, None], [11.0, 110.0, 50.0], [12.0, 120.0, 60.0]],
+            "gw1": [[10.5, 200.0, None], [11.5, 210.0, 90.0]],
+        },
+    )
+    memory = tracker.stats("memory_usage")
+    cpu = tracker.stats("cpu_usage")
+    # Moments 10 (gw0 alone), 10.5, 11, 11.5 (both), 12 (gw0 alone, gw1 has finished).
+    assert memory.count == 5
+    assert memory.max == pytest.approx(120.0 + 210.0, rel=0.01)
+    assert memory.min == pytest.approx(100.0, rel=0.01)
+    assert cpu.max == pytest.approx(60.0 + 90.0, rel=0.01)

@@ -8,7 +8,31 @@ describes the latency and faults it injects. The pytest fixture
 
 from __future__ import annotations
 
-from pytest_axiomperf.exchange.models import ExchangeProfile
-from pytest_axiomperf.exchange.simulator import ExchangeSimulator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.exchange.models import ExchangeProfile
+    from pytest_axiomperf.exchange.simulator import ExchangeSimulator
 
 __all__ = ["ExchangeProfile", "ExchangeSimulator"]
+
+# Imported on first use: the plugin's fixture module lives in this package and is
+# loaded by every pytest run, which must not pay for the simulator.
+_LAZY = {
+    "ExchangeProfile": "pytest_axiomperf.exchange.models",
+    "ExchangeSimulator": "pytest_axiomperf.exchange.simulator",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

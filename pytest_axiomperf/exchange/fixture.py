@@ -2,20 +2,24 @@
 
 An exchange that dies (killed, crashed) is replaced by a fresh one before the
 next test that uses it, and the test during which it died says so.
+
+Registered in every pytest run of an environment with the plugin installed, so it
+imports the simulator only when the fixture is first requested, and adds no fixture
+to a test that does not ask for one: the per-test work is done by hooks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf.exchange.simulator import ExchangeSimulator
 from pytest_axiomperf.redact import safe_url
+from pytest_axiomperf.stash import EXCHANGE_KEY, SESSION_EXCHANGE_KEY, get_plugin
 
-#: The exchange a test used, so its profile can be stored with the test's results.
-EXCHANGE_KEY = pytest.StashKey[ExchangeSimulator]()
+if TYPE_CHECKING:
+    from pytest_axiomperf.exchange.simulator import ExchangeSimulator
 
 
 def configure_elsewhere(base_url: str | None, ws_url: str | None) -> str | None:
@@ -45,16 +49,20 @@ def axiom_exchange(pytestconfig: pytest.Config) -> Iterator[ExchangeSimulator]:
     (``axiom_exchange.token``). The fixture is sync, so it works whatever the
     pytest-asyncio mode and loop scope; under pytest-xdist each worker gets its
     own exchange. A profile set with ``configure`` lasts until the end of the
-    test that set it: the exchange is reset after every test that used it. If
+    test that set it: the exchange is reset after every test that configured it. If
     its process dies, the next test using it gets a fresh one (same token, new
     port).
     """
-    from pytest_axiomperf.plugin import get_plugin
+    from pytest_axiomperf.exchange.simulator import ExchangeSimulator
 
     settings = get_plugin(pytestconfig).settings
     with ExchangeSimulator(settings.auth_token) as exchange:
         exchange.elsewhere = configure_elsewhere(settings.base_url, settings.ws_url)
-        yield exchange
+        pytestconfig.stash[SESSION_EXCHANGE_KEY] = exchange
+        try:
+            yield exchange
+        finally:
+            del pytestconfig.stash[SESSION_EXCHANGE_KEY]
 
 
 def exchange_for(request: pytest.FixtureRequest) -> ExchangeSimulator:
@@ -65,17 +73,34 @@ def exchange_for(request: pytest.FixtureRequest) -> ExchangeSimulator:
     return exchange
 
 
-@pytest.fixture(autouse=True)
-def _axiom_exchange_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Scope exchange profiles to the test that set them; remember the test's exchange."""
-    if "axiom_exchange" not in request.fixturenames:
-        yield
-        return
-    exchange = exchange_for(request)
-    yield
-    if exchange.configured is not None and exchange.running:
-        exchange.reset()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Generator[None, None, None]:
+    """For a test using ``axiom_exchange``: before its fixtures are set up, replace a
+    session exchange that died; after, remember the exchange, so the test's results
+    store the latency profile it ran under."""
+    uses = "axiom_exchange" in getattr(item, "fixturenames", ())
+    if uses:
+        exchange = item.config.stash.get(SESSION_EXCHANGE_KEY, None)
+        if exchange is not None:
+            exchange.ensure_running()
+    result = yield
+    if uses:
+        started = getattr(item, "funcargs", {}).get("axiom_exchange")
+        if started is not None:
+            item.stash[EXCHANGE_KEY] = started
+    return result
 
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    """Scope a profile set with ``configure`` to the test that set it: reset the exchange
+    once the test's fixtures are torn down (however the test reached the exchange)."""
+    try:
+        return (yield)
+    finally:
+        exchange = item.config.stash.get(SESSION_EXCHANGE_KEY, None)
+        if exchange is not None and exchange.configured is not None and exchange.running:
+            exchange.reset()
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(

@@ -135,7 +135,9 @@ def render_terminal_report(
     if comparison is not None:
         parts.append(render_comparison(comparison))
     if verbose:
-        guide = render_guide_report(results.totals(), "AxiomTrade Performance Report")
+        guide = render_guide_report(
+            results.totals(), "AxiomTrade Performance Report", workers=results.workers
+        )
         xfailed = sum(1 for r in results.tests.values() if r.outcome == "xfailed")
         if xfailed:
             guide += (

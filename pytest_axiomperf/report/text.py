@@ -162,8 +162,13 @@ _GUIDE_SECTIONS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
-def render_guide_report(tracker: PerformanceTracker, title: str = "Performance Report") -> str:
-    """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns."""
+def render_guide_report(
+    tracker: PerformanceTracker, title: str = "Performance Report", workers: int = 0
+) -> str:
+    """The guide's report: runtime, the standard metrics, error rates; per-tag breakdowns.
+
+    ``workers``: the pytest-xdist workers whose memory and CPU were added up (0: one process).
+    """
     lines = [f"=== {title} ===", f"Runtime: {_fixed(tracker.runtime, 2)} seconds"]
     for heading, metric, rows in _GUIDE_SECTIONS:
         head = headline_tag(tracker, metric)
@@ -171,7 +176,10 @@ def render_guide_report(tracker: PerformanceTracker, title: str = "Performance R
         if not stats.count:
             lines.append(f"{heading}: no samples")
             continue
-        lines.append(f"{heading} ({'' if head is None else head + ', '}n={stats.count}):")
+        scope = ""
+        if workers and metric in ("memory_usage", "cpu_usage"):  # the sampler's, summed
+            scope = f", total of {workers} xdist worker{'s' if workers != 1 else ''}"
+        lines.append(f"{heading} ({'' if head is None else head + ', '}n={stats.count}{scope}):")
         for label, attr in rows:
             lines.append(f"  {label}: {fmt(stats.get(attr), stats.unit)}")
         # The headline's own tag is its lines above; the others (routes, or unlike
