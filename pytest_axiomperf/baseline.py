@@ -783,7 +783,8 @@ def _compare_test(
                 )
             )
             continue
-        out.append(sides.compare(metric, None, old_hist, new_hist))
+        whole = sides.compare(metric, None, old_hist, new_hist)
+        out.append(_phase_not_gated(whole) if metric in PHASE_METRICS else whole)
         out.extend(_compare_tags(sides, metric, old_hist, new_hist))
     return out
 
@@ -825,6 +826,16 @@ class _Sides:
             new_medians=roundstats.round_values(self.now.rounds, metric, tag, "p50"),
             paired=self.paired,
         )
+
+
+def _phase_not_gated(m: MetricComparison) -> MetricComparison:
+    """A request phase (connect, DNS, time to first byte) that moved explains its requests'
+    latency, which is gated itself: shown with its change, never failed or credited. Phases
+    are small and spiky (a pooled connection's connect time is ~0 but for a few new ones),
+    so gating them too would multiply false alarms without catching anything new."""
+    if m.status not in (REGRESSION, IMPROVEMENT):
+        return m
+    return replace(m, status=UNCHANGED, reason=f"request phase, not gated: {m.status} ({m.reason})")
 
 
 def _compare_tags(

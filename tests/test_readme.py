@@ -149,7 +149,13 @@ def test_shell_commands_run(tour: pytest.Pytester) -> None:
         words = shlex.split(command, comments=True)
         if words[0] == "pytest":
             result = tour.runpytest_subprocess(*words[1:])
-            assert result.ret == 0, f"{command}\n{result.stdout.str()}"
+            if any(w.startswith("--axiom-perf-compare") for w in words):
+                # An unchanged tour compared with itself: the command must run and compare;
+                # whether this machine's noise trips the gate is the benchmarks' question.
+                assert result.ret in (0, 1), f"{command}\n{result.stdout.str()}"
+                result.stdout.fnmatch_lines(["*Result: *regression(s)*"])
+            else:
+                assert result.ret == 0, f"{command}\n{result.stdout.str()}"
         elif words[0] == "axiomperf":
             for name in ("old.json", "new.json"):
                 made = tour.runpytest_subprocess(

@@ -339,3 +339,25 @@ def test_a_regressed_run_keeps_the_baseline_and_fails_in_junit(
     again = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-save=base.json")
     assert again.ret == pytest.ExitCode.OK
     assert (measured.path / "base.json").read_bytes() != before
+
+
+def test_a_request_phase_is_shown_but_never_gated() -> None:
+    from pytest_axiomperf.baseline import compare
+    from pytest_axiomperf.results import SessionResults
+    from pytest_axiomperf.results import TestResult as PerfResult
+    from pytest_axiomperf.tracker import PerformanceTracker
+
+    def run(connect: float) -> SessionResults:
+        tracker = PerformanceTracker("t")
+        for i in range(40):
+            tracker.record("http_connect_times", connect * (1 + i / 400))
+            tracker.record("api_response_times", 0.010 * (1 + i / 400))
+        results = SessionResults()
+        results.add(PerfResult(nodeid="t.py::t", tracker=tracker))
+        return results
+
+    comparison = compare(run(0.001), run(0.003))
+    (phase,) = [m for m in comparison.metrics if m.metric == "http_connect_times"]
+    assert phase.status == UNCHANGED and phase.change_pct is not None and phase.change_pct > 150
+    assert phase.reason.startswith("request phase, not gated: regression (")
+    assert not comparison.failed
