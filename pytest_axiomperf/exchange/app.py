@@ -272,7 +272,8 @@ async def _control_get_profile(request: web.Request) -> web.Response:
     return web.json_response(request.app[STATE].model.profile.to_dict())
 
 
-async def _control_set_profile(request: web.Request) -> web.Response:
+async def _control_object(request: web.Request, what: str) -> dict[str, Any] | web.Response:
+    """A control request's JSON object body, or the response refusing it."""
     refused = _control_allowed(request)
     if refused is not None:
         return refused
@@ -280,7 +281,14 @@ async def _control_set_profile(request: web.Request) -> web.Response:
     if problem is not None:
         return problem
     if not isinstance(body, dict):
-        return error_response(400, "profile must be a JSON object")
+        return error_response(400, f"{what} must be a JSON object")
+    return body
+
+
+async def _control_set_profile(request: web.Request) -> web.Response:
+    body = await _control_object(request, "profile")
+    if isinstance(body, web.Response):
+        return body
     try:
         profile = ExchangeProfile.from_dict(body)
     except (ConfigError, TypeError) as exc:
@@ -291,14 +299,9 @@ async def _control_set_profile(request: web.Request) -> web.Response:
 
 
 async def _control_start_scenario(request: web.Request) -> web.Response:
-    refused = _control_allowed(request)
-    if refused is not None:
-        return refused
-    body, problem = await read_json(request)
-    if problem is not None:
-        return problem
-    if not isinstance(body, dict):
-        return error_response(400, "scenario must be a JSON object")
+    body = await _control_object(request, "scenario")
+    if isinstance(body, web.Response):
+        return body
     try:
         scenario = Scenario.from_dict(body)
     except (ConfigError, TypeError) as exc:

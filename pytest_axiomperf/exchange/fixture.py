@@ -102,6 +102,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
         if exchange is not None and exchange.configured is not None and exchange.running:
             exchange.reset()
 
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
