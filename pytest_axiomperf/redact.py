@@ -119,8 +119,12 @@ def remember_url(url: str | None) -> None:
         parts = urlsplit(url)
     except ValueError:
         return
-    remember(unquote(parts.password or ""))
-    remember(*(value for name, value in parse_qsl(parts.query) if _CREDENTIAL.search(name)))
+    # As decoded and as written: output shows either (a URL printed whole keeps %2F).
+    remember(unquote(parts.password or ""), parts.password or "")
+    query = [(name, value) for name, value in parse_qsl(parts.query) if _CREDENTIAL.search(name)]
+    remember(*(value for _, value in query))
+    remember(*(raw.split("=", 1)[1] for raw in parts.query.split("&") if "=" in raw
+               and _CREDENTIAL.search(raw.split("=", 1)[0])))  # fmt: skip
 
 
 def safe_url(url: str, *, path: bool = True) -> str:
@@ -226,7 +230,11 @@ def pytest_runtest_makereport(
     report = yield
     if not _remembered:
         return report
-    if report.longrepr is not None:
+    if isinstance(report.longrepr, tuple):
+        # A skip's (path, line, reason): pytest reads it as a tuple, so keep its shape.
+        path, line, reason = report.longrepr
+        report.longrepr = (path, line, _without_remembered(reason))
+    elif report.longrepr is not None:
         text = str(report.longrepr)
         cleaned = _without_remembered(text)
         if cleaned != text:

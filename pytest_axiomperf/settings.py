@@ -335,6 +335,7 @@ class Settings:
                 values[opt.name] = raw
             sources.append((opt.name, origin))
         token = os.environ.get("AXIOM_AUTH_TOKEN") or None
+        _refuse_shared_paths(values)
         given = dict(sources)
         if not values["perf"] and any(given.get(n) == "command line" for n in OUTPUT_OPTIONS):
             # Asking for a baseline, a comparison or a report on the command line is asking
@@ -348,6 +349,26 @@ class Settings:
             remember_url(values[name])
         auth_token = Secret(token) if token else None
         return cls(**values, auth_token=auth_token, sources=tuple(sources))
+
+
+def _refuse_shared_paths(values: dict[str, Any]) -> None:
+    """Two outputs of one run naming one file would overwrite each other (the HTML report
+    over the baseline it compared against): refused before anything runs. Saving over the
+    baseline compared against is allowed (it is kept when the run regressed)."""
+    flags = {opt.name: opt.flag for opt in OPTIONS}
+    seen: dict[str, str] = {}
+    for name in ("compare_path", "save_path", "json_path", "markdown_path", "html_path"):
+        path = values.get(name)
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        other = seen.get(key)
+        if other is not None and {other, name} != {"compare_path", "save_path"}:
+            raise ConfigError(
+                f"{flags[other]} and {flags[name]} name the same file {path}: one would "
+                "overwrite the other"
+            )
+        seen.setdefault(key, name)
 
 
 def _raw_value(config: pytest.Config, opt: Option) -> tuple[Any, str, str]:

@@ -294,3 +294,46 @@ async def test_reprs_and_errors_name_urls_without_credentials() -> None:
     shown += [str(error.value), repr(ws)]
     for text in shown:
         assert PASSWORD not in text and API_KEY not in text, text
+
+
+def test_a_skip_reason_with_the_token_is_redacted_not_a_crash(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
+    # A skip's report carries (path, line, reason): the safety net keeps that shape.
+    monkeypatch.setenv("AXIOM_AUTH_TOKEN", TOKEN)
+    user_project.makepyfile(
+        """
+        import os, pytest
+
+        def test_skipped():
+            pytest.skip(f"venue token {os.environ['AXIOM_AUTH_TOKEN']} not accepted")
+        """
+    )
+    url = f"http://bob:{PASSWORD}%2F%40x@127.0.0.1:{free_port}/v1"
+    result = user_project.runpytest_subprocess("-v", "-rs", f"--axiom-base-url={url}")
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *venue token <redacted> not accepted*"])
+    assert TOKEN not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_percent_encoded_url_password_is_redacted_as_written(
+    user_project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, free_port: int
+) -> None:
+    monkeypatch.delenv("AXIOM_AUTH_TOKEN", raising=False)
+    user_project.makepyfile(
+        """
+        import os
+
+        def test_prints_the_url(axiom_target):
+            print("target", os.environ["AXIOM_BASE_URL"])
+            assert False
+        """
+    )
+    url = f"http://bob:{PASSWORD}%2F%40x@127.0.0.1:{free_port}/v1"
+    monkeypatch.setenv("AXIOM_BASE_URL", url)
+    result = user_project.runpytest_subprocess("-rA", "--junitxml=junit.xml")
+    result.assert_outcomes(failed=1)
+    for text in (result.stdout.str(), (user_project.path / "junit.xml").read_text()):
+        assert PASSWORD not in text
+    result.stdout.fnmatch_lines(["target http://bob:<redacted>*"])

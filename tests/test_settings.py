@@ -204,3 +204,19 @@ def test_a_real_api_without_a_token_is_pointed_out(
     result = project.runpytest("--axiom-base-url=http://127.0.0.1:9")
     assert "AXIOM_AUTH_TOKEN is not set" not in result.stdout.str()
     assert "t0ken-value" not in result.stdout.str()
+
+
+def test_two_outputs_naming_one_file_are_refused(project: pytest.Pytester) -> None:
+    baseline = project.path / "b.json"
+    baseline.write_text("{}")
+    result = project.runpytest("--axiom-perf-compare=b.json", "--axiom-perf-html=b.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: pytest-axiomperf: --axiom-perf-compare and --axiom-perf-html name the same "
+            "file b.json: one would overwrite the other"
+        ]
+    )
+    assert baseline.read_text() == "{}"
+    again = project.runpytest("--axiom-perf-json=r.json", "--axiom-perf-markdown=./r.json")
+    assert again.ret == pytest.ExitCode.USAGE_ERROR
