@@ -115,13 +115,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "axiomperf-runtime")
 
 
-def _revalidate_budgets(item: pytest.Item) -> None:
+def _revalidate_budgets(item: pytest.Item) -> str | None:
     """Read the budget marks again: a fixture (``request.node.add_marker``) or a hook
-    may add one after collection. A bad one fails the test, naming the argument."""
+    may add one after collection. A bad one is returned as the test's failure message
+    (naming the argument); the budgets read before it stay in force."""
     try:
         item.stash[BUDGETS_KEY] = Budgets.from_item(item)
     except MarkerError as exc:
-        pytest.fail(f"pytest-axiomperf: {exc}", pytrace=False)
+        return f"pytest-axiomperf: {exc}"
+    return None
 
 
 def check_load_runs(
@@ -335,7 +337,12 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        _revalidate_budgets(item)
+        bad_mark = _revalidate_budgets(item)
+        if bad_mark is not None:
+            # What the fixtures recorded is kept: the test is in the report, failed.
+            if self.enabled:
+                self._finish_test(item, 0.0)
+            pytest.fail(bad_mark, pytrace=False)
         guards = contextlib.ExitStack()
         if self.enabled:
             for guard in self.body_guards:
@@ -352,8 +359,10 @@ class AxiomPerfPlugin:
             if self.sampler is not None:
                 self.sampler.watch(None)
             if self.enabled:
-                _revalidate_budgets(item)  # marks the body added
+                bad_mark = _revalidate_budgets(item)  # marks the body added
                 self._finish_test(item, time.perf_counter() - started)
+        if bad_mark is not None:
+            pytest.fail(bad_mark, pytrace=False)
         result = item.stash.get(RESULT_KEY, None)
         if result is not None and not result.passed_budgets:
             raise BudgetExceeded(self._failure_text(result))
@@ -430,7 +439,9 @@ class AxiomPerfPlugin:
         # The statistics were computed for the result just above: reuse them.
         for metric, entry in data["metrics"].items():
             if entry["unit"] == "s":
-                props = [(f"axiomperf.{metric}.{p}", entry[p]) for p in JUNIT_PERCENTILES]
+                # A metric's name is the user's: no control character reaches the XML.
+                name = printable(metric)
+                props = [(f"axiomperf.{name}.{p}", entry[p]) for p in JUNIT_PERCENTILES]
                 # On the item too, as record_property does: junitxml writes the
                 # properties of the teardown report, which copies the item's.
                 item.user_properties.extend(props)

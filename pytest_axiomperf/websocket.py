@@ -715,9 +715,15 @@ class WebSocketClient:
     # -- sending -------------------------------------------------------------------------------
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        """Send one JSON message (waits up to ``open_timeout`` while reconnecting)."""
+        """Send one JSON message (waits up to ``open_timeout`` while reconnecting).
+
+        ``WebSocketError`` when the connection closes under the send (the client
+        reconnects by itself; the message may be sent again)."""
         ws = await self._current()
-        await ws.send(json.dumps(message))
+        try:
+            await ws.send(json.dumps(message))
+        except ConnectionClosed as exc:
+            raise WebSocketError(f"{self!r}: connection lost while sending ({exc})") from None
 
     async def subscribe(self, tokens: Iterable[str]) -> None:
         """Subscribe to ``tokens`` in one message; they are subscribed again after a reconnect."""

@@ -263,3 +263,18 @@ def test_a_latency_budget_on_a_metric_declared_in_another_unit_fails_clearly(
 def test_show_reads_a_good_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(_good(tmp_path / "r.json"))]) == EXIT_OK
     assert "side by side" in capsys.readouterr().out
+
+
+def test_a_metric_name_with_control_characters_keeps_junit_xml_valid(
+    user_project: pytest.Pytester,
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    user_project.makepyfile(
+        "def test_esc(axiom_tracker):\n    axiom_tracker.record('m\\x1b[31mRED', 0.5)\n"
+    )
+    result = user_project.runpytest("--axiom-perf", "--junitxml=esc.xml")
+    result.assert_outcomes(passed=1)
+    root = ET.parse(user_project.path / "esc.xml").getroot()  # well-formed
+    names = {p.get("name") for p in root.iter("property")}
+    assert "axiomperf.m\\x1b[31mRED.p95" in names

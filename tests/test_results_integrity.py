@@ -306,8 +306,13 @@ def pytest_runtest_setup(item):
 def test_budget_marks_added_after_collection_are_enforced(user_project: pytest.Pytester) -> None:
     user_project.makepyfile(test_late=LATE_MARKS)
     user_project.makeconftest(LATE_CONFTEST)
-    result = user_project.runpytest("--axiom-perf")
+    result = user_project.runpytest("--axiom-perf", "--axiom-perf-json=out.json")
     result.assert_outcomes(failed=3)
+    # A bad late mark fails its test, which stays in the results and the verdict.
+    tests = json.loads((user_project.path / "out.json").read_text())["tests"]
+    assert tests["test_late.py::test_bad_late_mark"]["outcome"] == "failed"
+    assert "During handling of the above exception" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["FAIL: *(3 tests*"])
     result.stdout.fnmatch_lines(
         [
             "*_ test_fixture_mark _*",

@@ -20,6 +20,7 @@ from tests.test_sdk import STRICT, ProxyTrap
 #: The proxy variables at a trap that records and refuses (as in test_sdk.py).
 proxy_trap = test_sdk.proxy_trap
 
+
 def test_the_sdks_calls_and_callbacks_in_auto_mode(
     pytester: pytest.Pytester, proxy_trap: ProxyTrap
 ) -> None:

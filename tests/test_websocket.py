@@ -820,6 +820,21 @@ def test_a_server_that_drops_every_connection_gets_slower_reconnects_then_none(
 
 
         @pytest.mark.asyncio
+        async def test_a_send_on_a_dropped_connection_is_a_websocket_error(axiom_ws):
+            # Each send either goes out before the server's close, or raises ours: never
+            # websockets' own ConnectionClosed.
+            errors = 0
+            for _ in range(20):
+                try:
+                    await axiom_ws.subscribe(["SOL"])
+                except WebSocketError as exc:
+                    errors += 1
+                    assert "connection lost while sending" in str(exc) or "reconnect" in str(exc)
+                await asyncio.sleep(0.02)
+            print("SEND ERRORS", errors)
+
+
+        @pytest.mark.asyncio
         async def test_reconnects_are_capped(axiom_tracker):
             ws = WebSocketClient(
                 os.environ["WS_URL"], tracker=axiom_tracker,
@@ -837,14 +852,15 @@ def test_a_server_that_drops_every_connection_gets_slower_reconnects_then_none(
             result = user_project.runpytest_subprocess(f"--axiom-ws-url={url}", "-s")
         finally:
             del os.environ["WS_URL"]
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
     output = result.stdout.str()
+    assert int(output.split("SEND ERRORS ")[1].split()[0]) >= 1
     # Reset after every handshake, the backoff made about 25 reconnects a second here; kept
     # growing (0.05 s doubling), 2 s allow at most 6.
     reconnects = int(output.split("RECONNECTS ")[1].split()[0])
     assert 1 <= reconnects <= 8
     assert "CAPPED 10 {'WebSocket disconnect': 11, 'WebSocket gave up reconnecting': 1}" in output
-    assert len(seen) <= reconnects + 1 + 11 + 2
+    assert len(seen) <= reconnects + 1 + 11 + 2 + 20
 
 
 def test_a_refused_handshake_is_counted_in_the_errors(user_project: pytest.Pytester) -> None:
