@@ -500,6 +500,12 @@ class AxiomPerfPlugin:
             attach(self.comparison, self.results)
             if self.comparison.regressions:
                 self._report_regressions_to_junit(self.comparison)
+        if self.interrupted or session.shouldstop or session.shouldfail:
+            # Readers of the JSON and reports see it too, not only the terminal.
+            self.results.notes.append(
+                "the run was cut short (Ctrl-C, -x or --maxfail): these results cover the "
+                "tests that finished; the rest did not run"
+            )
         self._write_outputs(session)
         if self.unwritten and session.exitstatus == 0:
             # A requested output that is missing must not pass as a green run.

@@ -172,12 +172,17 @@ def test_an_interrupted_run_does_not_overwrite_the_baseline(user_project: pytest
     assert len(json.loads(before)["tests"]) == 4
     user_project.makepyfile(test_suite=INTERRUPTED)
     # In a process of its own: in-process, the KeyboardInterrupt would reach this test run.
-    result = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-save=base.json")
+    result = user_project.runpytest_subprocess(
+        "--axiom-perf", "--axiom-perf-save=base.json", "--axiom-perf-json=cut.json"
+    )
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(
         ["axiom-perf saved no baseline: the run was interrupted (base.json is untouched)"]
     )
     assert (user_project.path / "base.json").read_bytes() == before
+    # The JSON written of it says so, for whoever reads it later.
+    notes = json.loads((user_project.path / "cut.json").read_text())["notes"]
+    assert any("the run was cut short" in note for note in notes)
 
 
 def test_a_run_stopped_by_maxfail_does_not_overwrite_the_baseline(
