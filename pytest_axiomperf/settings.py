@@ -53,7 +53,10 @@ def parse_non_negative(text: str) -> float:
 
 def parse_rounds(text: str) -> int:
     """A whole number of rounds, 1 to 1000."""
-    value = int(text.strip())
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number of rounds from 1 to 1000, got {text!r}") from None
     if not 1 <= value <= 1000:
         raise ValueError(f"expected a whole number of rounds from 1 to 1000, got {text!r}")
     return value
