@@ -53,12 +53,13 @@ def parse_non_negative(text: str) -> float:
 
 def parse_rounds(text: str) -> int:
     """A whole number of rounds, 1 to 1000."""
+    expected = f"expected a whole number of rounds from 1 to 1000, got {text!r}"
     try:
         value = int(text.strip())
     except ValueError:
-        raise ValueError(f"expected a whole number of rounds from 1 to 1000, got {text!r}") from None
+        raise ValueError(expected) from None
     if not 1 <= value <= 1000:
-        raise ValueError(f"expected a whole number of rounds from 1 to 1000, got {text!r}")
+        raise ValueError(expected)
     return value
 
 
