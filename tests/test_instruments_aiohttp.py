@@ -7,9 +7,9 @@ import socket
 
 import aiohttp
 import pytest
+from conftest import Standalone
 
 from pytest_axiomperf import PerformanceTracker
-from tests.conftest import Standalone
 
 BOT = """
 import aiohttp

@@ -6,9 +6,9 @@ import socket
 
 import httpx
 import pytest
+from conftest import Standalone
 
 from pytest_axiomperf import PerformanceTracker
-from tests.conftest import Standalone
 
 BOT = """
 import httpx

@@ -7,10 +7,10 @@ import json
 import time
 
 import pytest
+from conftest import Standalone
 from websockets.asyncio.server import ServerConnection, serve
 
 from pytest_axiomperf import PerformanceTracker
-from tests.conftest import Standalone
 
 BOT = """
 import json

@@ -11,11 +11,12 @@ import pytest
 
 pytest.importorskip("axiomtradeapi", reason="axiomtradeapi is not installed: SDK tests skipped")
 
+import test_sdk
+from conftest import Standalone
+from test_sdk import STRICT, ProxyTrap
+
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.target import Target
-from tests import test_sdk
-from tests.conftest import Standalone
-from tests.test_sdk import STRICT, ProxyTrap
 
 #: The proxy variables at a trap that records and refuses (as in test_sdk.py).
 proxy_trap = test_sdk.proxy_trap

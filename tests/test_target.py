@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import Standalone
 
 from pytest_axiomperf.target import Target
-from tests.conftest import Standalone
 
 BOT_TEST = """
 import aiohttp
