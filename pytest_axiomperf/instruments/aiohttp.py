@@ -107,7 +107,12 @@ class _Recorder:
         tag = self.routes.tag(params.method, params.url.raw_path)
         series = self.series(tag)
         series.record_phases(ctx.connect / 1e9, ctx.dns / 1e9, (headers_at - start) / 1e9)
-        response = params.response
+        self._time_body(params.response, tag, series, start)
+
+    def _time_body(
+        self, response: aiohttp.ClientResponse, tag: str, series: _RouteSeries, start: int
+    ) -> None:
+        """Count an error status; record the whole answer when its body has been read."""
         status = response.status
         if status >= 400:
             self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
@@ -159,15 +164,7 @@ class _Recorder:
         tag = self.routes.tag(request.method, request.url.raw_path)
         series = self.series(tag)
         series.record_ttfb((headers_at - start) / 1e9)
-        status = response.status
-        if status >= 400:
-            self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
-        is_order = tag in self.order_routes
-
-        def answered() -> None:
-            series.record_answer((_now() - start) / 1e9, None, is_order)
-
-        response.content.on_eof(answered)
+        self._time_body(response, tag, series, start)
         return response
 
 
