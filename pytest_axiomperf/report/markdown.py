@@ -92,6 +92,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             lines.append("")
 
     if comparison is not None and not comparison.refused:
+        caveat = one_run_caveat(comparison)
         lines += [
             "### Baseline comparison",
             "",
@@ -99,7 +100,7 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             "",
             f"Regression: {rule_text(comparison)}.",
             "",
-            *([f"Note: {one_run_caveat(comparison)}.", ""] if one_run_caveat(comparison) else []),
+            *([f"Note: {caveat}.", ""] if caveat else []),
             "| status | test | metric | p95 baseline | p95 now | change | n | note |",
             "|---|---|---|---|---|---|---|---|",
         ]
