@@ -9,12 +9,12 @@ is the round: each round's p95 and median of the metric are one observation each
 (see :mod:`pytest_axiomperf.roundstats` for why). The metric *regresses* when, for
 its p95 or its median,
 
-1. the typical round got worse by more than ``threshold`` percent: the median of
-   the pairs' ratios (paired rounds), or the ratio of the sides' round medians
-   (unpaired);
-2. and the rounds agree: an exact one-sided rank test across rounds is significant
-   at :data:`ROUND_ALPHA` / 2 (Wilcoxon signed-rank on paired log ratios;
-   Mann-Whitney U on unpaired round values).
+1. the faster half of the rounds got worse by more than ``threshold`` percent (the
+   geometric mean of each side's faster half of round values: a neighbour only
+   ever slows rounds, so its bursts land in the slower half);
+2. and the rounds agree: an exact one-sided permutation test of that difference is
+   significant at :data:`ROUND_ALPHA` / 2 (swaps within pairs for A/B rounds,
+   splits of all round values for unpaired ones).
 
 The tail and the body both count: a microsecond path's round p95 is set by how
 often a neighbour preempts it, its median by the code; a change that slows only
@@ -23,7 +23,7 @@ the level of one.
 
 No absolute noise floor: a 45 us decision path made 30 % slower fails like a
 45 ms one (``noise_floor`` stays available, default 0). With too few rounds to
-ever reach the level (fewer than 5 pairs, or 4 rounds a side), the verdict is
+ever reach the level (fewer than 6 pairs, or 4 rounds a side), the verdict is
 "insufficient data", never a guess.
 
 **One run on a side** (one round, or an older file). Samples within a run share
@@ -555,14 +555,9 @@ def _compare_samples(
     return result(UNCHANGED, p_value, why)
 
 
-#: Added to round p95s before taking log ratios, so an all-zero metric (a phase that
-#: never happened) compares as unchanged instead of dividing by zero.
-_EPSILON = 1e-9
-
-
 @dataclass(frozen=True)
 class _Shift:
-    """One statistic's rounds compared: typical change (percent) and the rank test."""
+    """One statistic's rounds compared: the change of the faster half and its test."""
 
     olds: tuple[float, ...]
     news: tuple[float, ...]
@@ -580,20 +575,48 @@ class _Shift:
         return self.p_greater if self.worse else self.p_less
 
 
-def _shift(old: Mapping[int, float], new: Mapping[int, float], paired: bool) -> _Shift:
+def _shifts(
+    old: Mapping[int, float], new: Mapping[int, float], paired: bool
+) -> tuple[_Shift, _Shift]:
+    """One statistic's rounds read two ways: the typical round (rank test) and the faster
+    half (permutation test); see :mod:`pytest_axiomperf.roundstats`."""
     if paired:
         keys = sorted(old.keys() & new.keys())
         olds, news = tuple(old[k] for k in keys), tuple(new[k] for k in keys)
         logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
-        change = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
-        p_greater, p_less = roundstats.wilcoxon_signed_rank(logs)
-        return _Shift(olds, news, change, p_greater, p_less, roundstats.min_p_paired(len(logs)))
-    olds = tuple(old[k] for k in sorted(old))
-    news = tuple(new[k] for k in sorted(new))
-    ratio = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
-    p_greater, p_less = roundstats.mann_whitney_rounds(olds, news)
-    smallest = roundstats.min_p_unpaired(len(olds), len(news))
-    return _Shift(olds, news, (ratio - 1) * 100.0, p_greater, p_less, smallest)
+        typical = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
+        rank = roundstats.wilcoxon_signed_rank(logs)
+        permutation = roundstats.paired_permutation(olds, news)
+        smallest = roundstats.min_p_paired(len(keys))
+    else:
+        olds = tuple(old[k] for k in sorted(old))
+        news = tuple(new[k] for k in sorted(new))
+        ratio = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
+        typical = (ratio - 1) * 100.0
+        rank = roundstats.mann_whitney_rounds(olds, news)
+        permutation = roundstats.unpaired_permutation(olds, news)
+        smallest = roundstats.min_p_unpaired(len(olds), len(news))
+    faster = roundstats.faster_half_change(olds, news) if olds and news else 0.0
+    return (
+        _Shift(olds, news, typical, *rank, smallest),
+        _Shift(olds, news, faster, *permutation, smallest),
+    )
+
+
+#: Added to round values before taking log ratios, so an all-zero metric (a phase that
+#: never happened) compares as unchanged instead of dividing by zero.
+_EPSILON = 1e-9
+
+
+def _rounds_needed(paired: bool, level: float) -> str:
+    """The fewest rounds whose smallest possible p-value is below ``level``."""
+    n = 2
+    while n < 64:
+        smallest = roundstats.min_p_paired(n) if paired else roundstats.min_p_unpaired(n, n)
+        if smallest < level:
+            break
+        n += 1
+    return f"{n} paired rounds" if paired else f"{n} rounds a side"
 
 
 def _compare_rounds(
@@ -610,20 +633,27 @@ def _compare_rounds(
     noise_floor: float,
     alpha: float,
 ) -> MetricComparison:
-    """Rounds on both sides: the typical round's p95 and median, each with an exact rank test
-    at ``alpha / 2`` (a regression of the tail or of the body, see the module docstring)."""
+    """Rounds on both sides: the p95 and the median of the rounds, each read as the typical
+    round and as the faster half, each of those tested exactly at ``alpha`` / the number of
+    readings (a regression of the tail or of the body, see the module docstring)."""
     old_p95s, new_p95s, old_p50s, new_p50s = rounds
-    tail = _shift(old_p95s, new_p95s, paired)
-    body = _shift(old_p50s, new_p50s, paired) if old_p50s and new_p50s else None
-    level = alpha / 2 if body is not None else alpha
-    evidence, need = (PAIRED, "5 paired rounds") if paired else (ROUNDS, "4 rounds a side")
+    tail, tail_fast = _shifts(old_p95s, new_p95s, paired)
+    named = [("typical round p95", tail), ("faster-half round p95", tail_fast)]
+    if old_p50s and new_p50s:
+        body, body_fast = _shifts(old_p50s, new_p50s, paired)
+        named += [("typical round median", body), ("faster-half round median", body_fast)]
+    level = alpha / len(named)
+    evidence = PAIRED if paired else ROUNDS
+    need = _rounds_needed(paired, level)
     count = f"{len(tail.olds)} pairs" if paired else f"{len(tail.olds)} and {len(tail.news)} rounds"
     old_p95 = roundstats.median(tail.olds) if tail.olds else None
     new_p95 = roundstats.median(tail.news) if tail.news else None
 
-    def result(status: str, p: float | None, reason: str) -> MetricComparison:
+    def result(
+        status: str, p: float | None, reason: str, change: float = tail.change
+    ) -> MetricComparison:
         return MetricComparison(
-            nodeid, metric, status, old_n, new_n, old_p95, new_p95, tail.change, p, reason, tag,
+            nodeid, metric, status, old_n, new_n, old_p95, new_p95, change, p, reason, tag,
             evidence, tail.olds, tail.news,
         )  # fmt: skip
 
@@ -644,22 +674,21 @@ def _compare_rounds(
             and shift.p_value < level
         )
 
-    named = [("typical round p95", tail)] + ([("typical round median", body)] if body else [])
     for worse, status in ((True, REGRESSION), (False, IMPROVEMENT)):
         hits = [(what, shift) for what, shift in named if moved(shift, worse)]
         if hits:
             reason = "; ".join(
                 _verdict_reason(worse, shift.change, what, shift.p_value) for what, shift in hits
             )
-            return result(status, hits[0][1].p_value, f"{reason} across {count}")
+            first = hits[0][1]
+            return result(status, first.p_value, f"{reason} across {count}", first.change)
     parts = []
-    for what, shift in named:
-        if abs(shift.change) <= threshold:
-            parts.append(f"{what} {shift.change:+.3g}%")
-        else:
-            parts.append(
-                f"{what} {shift.change:+.3g}% but the rounds disagree (p={shift.p_value:.2g})"
-            )
+    for (what, typical), (_, faster) in zip(named[::2], named[1::2], strict=True):
+        part = f"{what} {typical.change:+.3g}% (faster half {faster.change:+.3g}%)"
+        beyond = [s for s in (typical, faster) if abs(s.change) > threshold]
+        if beyond:
+            part += f" but the rounds disagree (p={min(s.p_value for s in beyond):.2g})"
+        parts.append(part)
     return result(
         UNCHANGED,
         tail.p_value,

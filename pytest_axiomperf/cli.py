@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pytest_axiomperf import record
-from pytest_axiomperf.ab import DEFAULT_ROUNDS, ABError, ABRun, write_outputs
+from pytest_axiomperf.ab import DEFAULT_PASSES, DEFAULT_ROUNDS, ABError, ABRun, write_outputs
 from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.report.comparison import render_comparison
@@ -103,6 +103,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"rounds a side, each its own pytest process (default {DEFAULT_ROUNDS})",
     )
+    ab.add_argument(
+        "--passes",
+        type=_arg(parse_rounds),
+        default=DEFAULT_PASSES,
+        metavar="K",
+        help="passes of the tests in each round's process; each statistic keeps its best "
+        f"pass (default {DEFAULT_PASSES})",
+    )
     _add_rule_options(ab)
     ab.add_argument(
         "--json", type=Path, metavar="PATH", help="write the head's results and the comparison"
@@ -124,6 +132,7 @@ def _run_ab(args: argparse.Namespace, pytest_args: list[str]) -> int:
         threshold=args.threshold,
         noise_floor=args.noise_floor,
         workdir=args.keep,
+        passes=args.passes,
         say=lambda line: print(line, flush=True),
     )
     comparison, base, head = run.run()

@@ -5,18 +5,34 @@ frequency, the exchange process's scheduling), so two runs' samples are not two
 independent samples of the code's speed: a test on them answers "did these two
 runs differ", which under drift is almost always yes. A *round* is one
 measurement of a test (one pass over the suite); its summary (count, mean, p50,
-p95, p99 per metric and route) is one observation. The gate compares rounds:
+p95, p99 per metric and route) is one observation. The gate compares rounds.
 
-- paired rounds (``axiomperf ab``: base and head measured alternately, round i of
-  each side close together in time): the Wilcoxon signed-rank test on the log
-  ratios of the pairs' p95s, exact (all 2^n sign assignments, counted by dynamic
-  programming over the doubled ranks);
-- unpaired rounds (a committed baseline saved with ``--axiom-perf-rounds``): the
-  Mann-Whitney U test on the rounds' p95s, exact for small counts (the classic
-  recursion over U), normal approximation beyond :data:`EXACT_LIMIT` rounds.
+Each side's rounds are read two ways, because a machine disturbs rounds in two ways
+(both measured on real runs, ``benchmarks/RESULTS.md``):
 
-Both are rank tests: one round disturbed by a neighbour cannot carry the verdict.
-They are exact for the few observations rounds give, so their smallest possible
+- **the typical round** (drift: the machine as a whole gets slower or faster over a
+  run, so rounds measured together are alike). Paired rounds (``axiomperf ab``:
+  base and head measured alternately, round i of each side close together in time):
+  the median of the pairs' log ratios, tested by the Wilcoxon signed-rank test,
+  exact (all 2^n sign assignments, counted by dynamic programming over the doubled
+  ranks). Unpaired rounds (a committed baseline saved with ``--axiom-perf-rounds``):
+  the ratio of the sides' round medians, tested by the Mann-Whitney U test, exact
+  for small counts, normal approximation beyond :data:`EXACT_LIMIT` rounds.
+- **the faster half** (bursts: a neighbour's burst slows one whole round at once; a
+  58 us decision path measured 82-103 us in about one round in five, on a quiet
+  and on a busy 2-core machine alike, and no round ran faster than its code).
+  Noise of that kind is one-sided, so each side's statistic is the mean log value
+  of its faster half of rounds: a change in the code moves every round, the faster
+  half included; the bursts land in the slower half and are left out. Rank tests
+  let two disturbed pairs in eight outvote six clean ones; this does not. Its
+  significance is a permutation test: under "no change" each pair's two values
+  could have come from either side, so each of the 2^n swaps of pairs is as likely
+  (:func:`paired_permutation`); unpaired, every split of the n + m round values
+  into n and m is (:func:`unpaired_permutation`). The p-value is the share of swaps
+  or splits whose statistic is at least the observed one: exact up to
+  :data:`EXACT_PERMUTATIONS` of them, else that many drawn with a fixed seed.
+
+All are exact for the few observations rounds give, so their smallest possible
 p-value is known in advance (:func:`min_p_paired`, :func:`min_p_unpaired`): with
 too few rounds to ever reach the level, the comparison says so instead of
 pretending to test.
@@ -24,7 +40,9 @@ pretending to test.
 
 from __future__ import annotations
 
+import itertools
 import math
+import random
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -34,8 +52,13 @@ from pytest_axiomperf.tracker import PerformanceTracker
 
 #: A round with fewer samples of a metric than this gives no p95 worth comparing.
 MIN_ROUND_SAMPLES = 5
-#: Above this many rounds a side, the unpaired test uses the normal approximation.
+#: Above this many rounds a side, the unpaired rank test uses the normal approximation.
 EXACT_LIMIT = 25
+#: Permutation tests enumerate at most this many swaps or splits; beyond, they draw this
+#: many with a fixed seed.
+EXACT_PERMUTATIONS = 4096
+#: The seed of the drawn permutations: the same rounds always give the same p-value.
+_SEED = 20261206
 #: The statistics kept per round, per metric and route.
 ROUND_STATS = ("count", "mean", "p50", "p95", "p99")
 
@@ -58,6 +81,31 @@ def round_summary(tracker: PerformanceTracker, index: int) -> dict[str, Any]:
         }
         metrics[metric] = entry
     return {"round": index, "metrics": metrics}
+
+
+def best_pass(passes: Sequence[Mapping[str, Any]], index: int) -> dict[str, Any]:
+    """Several passes of one round (one process) as one round: per metric and route, each
+    statistic's smallest value over the passes (a neighbour only slows a pass; the best
+    one is the code's), and the counts added up."""
+    merged: dict[str, Any] = {}
+
+    def fold(into: dict[str, Any], summary: Mapping[str, Any]) -> None:
+        for stat in ROUND_STATS:
+            value = summary.get(stat)
+            if not isinstance(value, (int, float)):
+                continue
+            if stat == "count":
+                into["count"] = into.get("count", 0) + value
+            else:
+                into[stat] = min(into.get(stat, math.inf), value)
+
+    for one in passes:
+        for metric, summary in one["metrics"].items():
+            into = merged.setdefault(metric, {"tags": {}})
+            fold(into, summary)
+            for tag, tagged in summary.get("tags", {}).items():
+                fold(into["tags"].setdefault(tag, {}), tagged)
+    return {"round": index, "metrics": merged}
 
 
 def validate_rounds(data: object) -> list[dict[str, Any]]:
@@ -175,15 +223,103 @@ def mann_whitney_rounds(old: Sequence[float], new: Sequence[float]) -> tuple[flo
     return min(1.0, p_greater), min(1.0, p_less)
 
 
+def faster_half(values: Sequence[float]) -> float:
+    """Mean of the smaller half of ``values`` (the middle one included for an odd count)."""
+    ordered = sorted(values)
+    half = (len(ordered) + 1) // 2
+    if not half:
+        raise ValueError("faster half of nothing")
+    return math.fsum(ordered[:half]) / half
+
+
+def _logs(values: Sequence[float]) -> list[float]:
+    return [math.log(v + _EPSILON) for v in values]
+
+
+#: Added before taking logs, so an all-zero metric (a phase that never happened)
+#: compares as unchanged instead of failing on log(0).
+_EPSILON = 1e-9
+
+
+def faster_half_value(values: Sequence[float]) -> float:
+    """The typical value of the faster half of ``values`` (their geometric mean)."""
+    return max(0.0, math.exp(faster_half(_logs(values))) - _EPSILON)
+
+
+def faster_half_change(old: Sequence[float], new: Sequence[float]) -> float:
+    """How much slower (percent) the new side's faster half of rounds is than the old's."""
+    return (math.exp(faster_half(_logs(new)) - faster_half(_logs(old))) - 1.0) * 100.0
+
+
+def _tail_shares(observed: float, statistics: Iterable[float]) -> tuple[float, float]:
+    """Shares of ``statistics`` at least (at most) ``observed``; float ties count as equal."""
+    tolerance = 1e-12 * max(1.0, abs(observed))
+    above = below = total = 0
+    for value in statistics:
+        total += 1
+        above += value >= observed - tolerance
+        below += value <= observed + tolerance
+    return above / total, below / total
+
+
+def paired_permutation(old: Sequence[float], new: Sequence[float]) -> tuple[float, float]:
+    """One-sided p-values ``(p_greater, p_less)`` that the new side's faster half of rounds
+    is slower (faster) than the old's, pair i of each side measured together: the share of
+    the 2^n swaps of pairs giving a difference at least (at most) the observed one."""
+    if len(old) != len(new):
+        raise ValueError("paired rounds need as many rounds on each side")
+    n = len(old)
+    if not n:
+        return 1.0, 1.0
+    pairs = list(zip(_logs(old), _logs(new), strict=True))
+    observed = faster_half([b for _, b in pairs]) - faster_half([a for a, _ in pairs])
+
+    def statistic(mask: int) -> float:
+        olds = [b if mask >> i & 1 else a for i, (a, b) in enumerate(pairs)]
+        news = [a if mask >> i & 1 else b for i, (a, b) in enumerate(pairs)]
+        return faster_half(news) - faster_half(olds)
+
+    if 2**n <= EXACT_PERMUTATIONS:
+        masks: Iterable[int] = range(2**n)
+    else:  # the identity first, so the observed statistic is always among those counted
+        draw = random.Random(_SEED)
+        masks = itertools.chain([0], (draw.getrandbits(n) for _ in range(EXACT_PERMUTATIONS)))
+    return _tail_shares(observed, (statistic(mask) for mask in masks))
+
+
+def unpaired_permutation(old: Sequence[float], new: Sequence[float]) -> tuple[float, float]:
+    """One-sided p-values ``(p_greater, p_less)`` that the new side's faster half of rounds
+    is slower (faster) than the old's: the share of the splits of all round values into
+    sides of the same sizes giving a difference at least (at most) the observed one."""
+    n, m = len(new), len(old)
+    if not n or not m:
+        return 1.0, 1.0
+    values = _logs(old) + _logs(new)
+    everything = range(n + m)
+    observed = faster_half(values[m:]) - faster_half(values[:m])
+
+    def statistic(news: Sequence[int]) -> float:
+        chosen = set(news)
+        olds = [values[i] for i in everything if i not in chosen]
+        return faster_half([values[i] for i in news]) - faster_half(olds)
+
+    splits: Iterable[Sequence[int]]
+    if math.comb(n + m, n) <= EXACT_PERMUTATIONS:
+        splits = itertools.combinations(everything, n)
+    else:  # the observed split first, so it is always among those counted
+        draw = random.Random(_SEED)
+        drawn = (draw.sample(everything, n) for _ in range(EXACT_PERMUTATIONS))
+        splits = itertools.chain([range(m, n + m)], drawn)
+    return _tail_shares(observed, (statistic(split) for split in splits))
+
+
 def min_p_paired(n: int) -> float:
-    """The smallest one-sided p-value n pairs can give (all differences one way)."""
-    return 1.0 / 2**n if n else 1.0
+    """The smallest one-sided p-value n pairs can give (no swap matches the observed)."""
+    return 1.0 / min(2**n, EXACT_PERMUTATIONS + 1) if n else 1.0
 
 
 def min_p_unpaired(n: int, m: int) -> float:
     """The smallest one-sided p-value n and m unpaired rounds can give."""
     if not n or not m:
         return 1.0
-    if n <= EXACT_LIMIT and m <= EXACT_LIMIT:
-        return 1.0 / math.comb(n + m, n)
-    return 0.0
+    return 1.0 / min(math.comb(n + m, n), EXACT_PERMUTATIONS + 1)

@@ -90,16 +90,18 @@ def test_a_slower_working_tree_fails_and_the_base_tree_is_measured_as_committed(
     # checkout the working tree is what is measured). Generous, so that a loaded machine
     # cannot turn a pair around.
     (repo / "botlib" / "__init__.py").write_text(BOT.format(delay=0.020))
-    done = _ab(repo, "--base", "HEAD", "--rounds", "6", "--json", "ab.json", "tests/")
+    done = _ab(repo, "--base", "HEAD", "--rounds", "7", "--json", "ab.json", "tests/")
     assert done.returncode == 1, done.stdout + done.stderr
     out = done.stdout
-    assert len(re.findall(r"^  round \d/6  (?:base|head)", out, re.M)) == 12
+    assert len(re.findall(r"^  round \d/7  (?:base|head)", out, re.M)) == 14
+    assert "7 rounds a side (2 passes each)" in out
     assert "REGRESSION        tests/test_perf.py::test_decision  decision_times" in out
-    assert "significant (p=0.016) across 6 pairs" in out
-    assert "(Wilcoxon signed-rank, exact, p < 0.05)" in out
+    assert "significant (p=0.0078) across 7 pairs" in out
+    assert "(Wilcoxon signed-rank or permutation test, exact, p < 0.05 in all)" in out
     data = json.loads((repo / "ab.json").read_text())
     verdict = data["tests"]["tests/test_perf.py::test_decision"]["extra"]["comparison"][0]
     assert verdict["evidence"] == "paired rounds" and verdict["status"] == "regression"
+    assert len(verdict["new_rounds"]) == 7  # a round's two passes are one observation
     assert all(v > 0.0195 for v in verdict["new_rounds"])  # head: 20 ms
     assert all(0.0009 < v < 0.0195 for v in verdict["old_rounds"])  # base: 1 ms
     assert data["comparison"]["paired"] is True

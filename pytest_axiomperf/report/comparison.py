@@ -112,8 +112,8 @@ def rule_text(comparison: Comparison) -> str:
     if evidence - {ONE_RUN}:
         test = "Wilcoxon signed-rank" if comparison.paired else "Mann-Whitney U"
         rules.append(
-            f"typical round p95 worse by {threshold}, rounds agree "
-            f"({test}, exact, p < {ROUND_ALPHA:g})"
+            f"round p95 or median worse by {threshold}, typical or faster half, rounds agree "
+            f"({test} or permutation test, exact, p < {ROUND_ALPHA:g} in all)"
         )
     if ONE_RUN in evidence or not evidence:
         rules.append(
