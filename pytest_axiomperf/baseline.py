@@ -52,6 +52,9 @@ samples on either side is "insufficient data": shown, never failed.
 this run's differ by more than ``threshold`` percent, the machine, not the code,
 moved every number: regressions and improvements are reported as "not comparable"
 and the comparison names same-job A/B (``mismatch="refuse"``: the run stops, exit 4).
+The same holds when the rest of the machine was busier or quieter by more than a
+quarter of its CPUs (:mod:`pytest_axiomperf.neighbours`): the calibration measures
+the machine's speed, not its load.
 
 Routes too: when a metric's samples are split over tags (``"GET /balance/{address}"``,
 ``"POST /orders"``), each tag recorded in both runs with enough samples on both
@@ -81,6 +84,7 @@ from pytest_axiomperf.calibration import speed_change
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
+from pytest_axiomperf.neighbours import BUSIER_SHARE, busier
 from pytest_axiomperf.results import SessionResults, TestResult, results_json, write_text_atomic
 from pytest_axiomperf.tracker import PHASE_METRICS, SECONDS
 
@@ -723,12 +727,20 @@ def compare(
         baseline=baseline, threshold=threshold, noise_floor=noise_floor, paired=paired
     )
     comparison.mismatches = fingerprint_mismatches(old, new)
-    drift = None
+    excuse = None
     if not paired:
         drift = speed_change(old.environment.get("calibration"), new.environment.get("calibration"))
         comparison.machine_drift_pct = drift
         if drift is not None and abs(drift) > threshold:
             comparison.mismatches.append(_drift_message(drift, old, new))
+            excuse = f"the machine ran the calibration {drift:+.0f}% against the baseline's"
+        load = busier(old.environment.get("neighbours"), new.environment.get("neighbours"))
+        if load is not None and abs(load) > BUSIER_SHARE:
+            comparison.mismatches.append(_load_message(old, new))
+            excuse = excuse or (
+                f"other processes used {abs(load) * 100:.0f}% of the machine "
+                f"{'more' if load > 0 else 'less'} than when the baseline was saved"
+            )
     if comparison.mismatches and mismatch == "refuse":
         comparison.refused = True
         return comparison
@@ -738,8 +750,8 @@ def compare(
         comparison.metrics.extend(
             _compare_test(old.tests[nodeid], new.tests[nodeid], threshold, noise_floor, paired)
         )
-    if drift is not None and abs(drift) > threshold:
-        comparison.metrics = [_excuse_drift(m, drift) for m in comparison.metrics]
+    if excuse is not None:
+        comparison.metrics = [_excuse_machine(m, excuse) for m in comparison.metrics]
     return comparison
 
 
@@ -754,14 +766,22 @@ def _drift_message(drift: float, old: SessionResults, new: SessionResults) -> st
     )
 
 
-def _excuse_drift(m: MetricComparison, drift: float) -> MetricComparison:
-    """A regression or improvement measured on a machine of another speed: not the code's."""
+def _load_message(old: SessionResults, new: SessionResults) -> str:
+    was, now = old.environment["neighbours"], new.environment["neighbours"]
+    return (
+        f"machine load: other processes used {now['cores']:.2g} of {now['cpus']} CPUs during "
+        f"this run, {was['cores']:.2g} of {was['cpus']} when the baseline was saved: its "
+        "timings cannot be compared with the baseline's; measure base and head in one job "
+        "with `axiomperf ab --base REF`"
+    )
+
+
+def _excuse_machine(m: MetricComparison, excuse: str) -> MetricComparison:
+    """A regression or improvement measured on a machine of another speed or load: not
+    the code's."""
     if m.status not in (REGRESSION, IMPROVEMENT):
         return m
-    reason = (
-        f"{m.status} ({m.reason}), but the machine ran the calibration {drift:+.0f}% "
-        "against the baseline's: not blamed on the code"
-    )
+    reason = f"{m.status} ({m.reason}), but {excuse}: not blamed on the code"
     return replace(m, status=INCOMPARABLE, reason=reason)
 
 

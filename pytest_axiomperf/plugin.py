@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf import calibration, rounds
+from pytest_axiomperf import calibration, neighbours, rounds
 from pytest_axiomperf.budgets import (
     MARKERS,
     Budgets,
@@ -169,6 +169,7 @@ class AxiomPerfPlugin:
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
         self._calibration: dict[str, Any] | None = None
+        self._neighbours: neighbours.NeighbourMeter | None = None
         # pytest-xdist controller: each finished worker's resource samples, by worker id.
         self._worker_samples: dict[str, list[Any]] = {}
         if self.enabled:
@@ -302,6 +303,8 @@ class AxiomPerfPlugin:
             # Machine speed, for the drift guard of committed baselines (see calibration.py);
             # timed again at the end of the run, and the faster of the two kept.
             self._calibration = calibration.calibrate()
+            # How busy the rest of the machine is, for the same guard (see neighbours.py).
+            self._neighbours = neighbours.NeighbourMeter()
         if self._runs_tests():
             from pytest_axiomperf.sampler import ResourceSampler
 
@@ -484,6 +487,8 @@ class AxiomPerfPlugin:
         self.results.environment["calibration"] = calibration.best(
             self._calibration, calibration.calibrate()
         )
+        if self._neighbours is not None:
+            self.results.environment["neighbours"] = self._neighbours.stop()
         if self._worker_samples:
             self._add_worker_totals()
         if self.baseline is not None:

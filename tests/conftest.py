@@ -29,14 +29,17 @@ def user_project(pytester: pytest.Pytester) -> pytest.Pytester:
 def steady_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process runs see one machine speed: the gate's rules are tested on their own.
 
-    The machine-drift guard compares the CPU calibration of a baseline with a run's; on
-    a shared machine two runs' calibrations can differ by chance. Tests of the guard
+    The machine-drift guard compares the CPU calibration and the neighbours' CPU use of a
+    baseline with a run's; on a shared machine two runs' can differ by chance. Tests of the guard
     write the calibrations they need into the files (and subprocess runs are unpinned).
     """
-    from pytest_axiomperf import calibration
+    from pytest_axiomperf import calibration, neighbours
 
     pinned = {"ms": 1.0, "repeats": calibration.REPEATS, "items": calibration.ITEMS}
     monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: dict(pinned))
+    # The rest of the machine as busy in every run (the suite's own other tests vary it).
+    quiet = {"cores": 0.0, "cpus": 2, "seconds": 1.0}
+    monkeypatch.setattr(neighbours.NeighbourMeter, "stop", lambda self: dict(quiet))
 
 
 @dataclass(frozen=True)

@@ -631,11 +631,13 @@ def test_real_exchange_profile_change_warns_by_default(
     user_project.makepyfile(test_ex=EXCHANGE)
     saved = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-save=base.json")
     assert saved.ret == 0
-    # This test is about the profile warning: the machine-speed guard (which two processes'
-    # calibrations on a busy machine could trip) is left out, as for a file saved before it.
+    # This test is about the profile warning: the machine guards (which two processes'
+    # calibrations or neighbours on a busy machine could trip) are left out, as for a file
+    # saved before them.
     path = user_project.path / "base.json"
     data = json.loads(path.read_text())
     del data["environment"]["calibration"]
+    del data["environment"]["neighbours"]
     path.write_text(json.dumps(data))
     monkeypatch.setenv("AXIOM_TEST_LATENCY", "0.02")
     result = user_project.runpytest_subprocess("--axiom-perf", "--axiom-perf-compare=base.json")

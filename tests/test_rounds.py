@@ -358,6 +358,68 @@ def test_a_faster_baseline_machine_is_named_not_blamed_on_the_code(
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
 
 
+def test_a_busier_machine_is_named_not_blamed_on_the_code(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The baseline was saved while neighbours used 0.1 of 2 CPUs; this run, a CPU-bound
+    # neighbour takes a whole core (the calibration, which keeps its fastest repetition,
+    # reads the same speed: it is the load that differs).
+    assert measured.runpytest("--axiom-perf-save=base.json").ret == 0
+    path = measured.path / "base.json"
+    data = json.loads(path.read_text())
+    assert data["environment"]["neighbours"]["cpus"] >= 1
+    data["environment"]["neighbours"] = {"cores": 0.1, "cpus": 2, "seconds": 3.0}
+    path.write_text(json.dumps(data))
+    from pytest_axiomperf import neighbours
+
+    busy = {"cores": 1.1, "cpus": 2, "seconds": 3.0}
+    monkeypatch.setattr(neighbours.NeighbourMeter, "stop", lambda self: dict(busy))
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "1.5")
+    result = measured.runpytest("--axiom-perf-compare=base.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "  WARNING: machine load: other processes used 1.1 of 2 CPUs during this run, 0.1 "
+            "of 2 when the baseline was saved*axiomperf ab --base REF*",
+            "  not comparable * test_measured.py::test_measured[[]a[]] *regression (*), but other "
+            "processes used 50% of the machine more than when the baseline was saved: not "
+            "blamed on the code",
+        ]
+    )
+    refused = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-mismatch=refuse")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    # A neighbour a tenth of the machine busier is within the guard: the code is blamed.
+    busy["cores"] = 0.3
+    blamed = measured.runpytest("--axiom-perf-compare=base.json")
+    assert blamed.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_the_neighbour_meter_counts_our_children_as_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import psutil
+
+    from pytest_axiomperf import neighbours
+
+    monkeypatch.undo()  # the real meter, not the steady one of the other tests
+    assert neighbours.busier({"cores": 0.2, "cpus": 2}, {"cores": 1.2, "cpus": 2}) == 0.5
+    assert neighbours.busier({"cores": 1}, {"cores": 1, "cpus": 2}) is None
+    assert neighbours.busier(None, {"cores": 1, "cpus": 2}) is None
+    assert neighbours.NeighbourMeter().stop() is None  # under a second: too short to say
+    # A child busy for a second of CPU (the exchange, an xdist worker) is this run's own
+    # work: it is subtracted from the machine's, never counted as a neighbour's.
+    me = psutil.Process(os.getpid())
+    before_own, before_machine = neighbours._own_busy(me), neighbours._machine_busy()
+    busy = "import time\nend = time.process_time() + 1.0\nwhile time.process_time() < end: pass"
+    assert subprocess.run([sys.executable, "-c", busy], timeout=60).returncode == 0
+    assert neighbours._own_busy(me) - before_own >= 1.0
+    assert neighbours._machine_busy() - before_machine >= 1.0
+
+
 # -- CI footguns ------------------------------------------------------------------------------
 
 
