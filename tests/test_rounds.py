@@ -35,34 +35,26 @@ def _faster_half_difference(x: Any, y: Any, axis: int = -1) -> Any:
     return xs[..., :x_half].mean(axis=axis) - ys[..., :y_half].mean(axis=axis)
 
 
-@pytest.mark.parametrize(("n", "seed"), [(4, 0), (6, 1), (8, 2), (9, 3), (10, 4)])
-def test_paired_permutation_matches_scipy_exact(n: int, seed: int) -> None:
-    stats = pytest.importorskip("scipy.stats")
-    rng = random.Random(seed)
-    old = [rng.lognormvariate(0, 0.3) for _ in range(n)]
-    new = [v * rng.lognormvariate(0.1 * seed, 0.3) for v in old]
-    greater, less = roundstats.paired_permutation(old, new)
-    logs = ([math.log(v) for v in new], [math.log(v) for v in old])
-    for ours, alternative in ((greater, "greater"), (less, "less")):
-        theirs = stats.permutation_test(
-            logs, _faster_half_difference, permutation_type="samples", vectorized=True,
-            alternative=alternative, n_resamples=math.inf,
-        ).pvalue  # fmt: skip
-        assert ours == pytest.approx(theirs, rel=1e-9)
-
-
-@pytest.mark.parametrize(("n", "m", "seed"), [(3, 3, 1), (4, 6, 2), (6, 6, 3), (8, 5, 4)])
-def test_unpaired_permutation_matches_scipy_exact(n: int, m: int, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("paired", "n", "m", "seed"),
+    [(True, 4, 4, 0), (True, 6, 6, 1), (True, 9, 9, 3), (True, 10, 10, 4),
+     (False, 3, 3, 1), (False, 4, 6, 2), (False, 6, 6, 3), (False, 8, 5, 4)],
+)  # fmt: skip
+def test_permutation_tests_match_scipy_exact(paired: bool, n: int, m: int, seed: int) -> None:
     stats = pytest.importorskip("scipy.stats")
     rng = random.Random(seed)
     old = [rng.lognormvariate(0, 0.3) for _ in range(m)]
-    new = [rng.lognormvariate(0.25, 0.3) for _ in range(n)]
-    greater, less = roundstats.unpaired_permutation(old, new)
+    if paired:  # a pair shares its moment: the new round is the old one times a change
+        new = [v * rng.lognormvariate(0.1 * seed, 0.3) for v in old]
+        greater, less = roundstats.paired_permutation(old, new)
+    else:
+        new = [rng.lognormvariate(0.25, 0.3) for _ in range(n)]
+        greater, less = roundstats.unpaired_permutation(old, new)
     logs = ([math.log(v) for v in new], [math.log(v) for v in old])
     for ours, alternative in ((greater, "greater"), (less, "less")):
         theirs = stats.permutation_test(
-            logs, _faster_half_difference, permutation_type="independent", vectorized=True,
-            alternative=alternative, n_resamples=math.inf,
+            logs, _faster_half_difference, vectorized=True, alternative=alternative,
+            permutation_type="samples" if paired else "independent", n_resamples=math.inf,
         ).pvalue  # fmt: skip
         assert ours == pytest.approx(theirs, rel=1e-9)
 
