@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf import calibration, neighbours, rounds
+from pytest_axiomperf import calibration, rounds
 from pytest_axiomperf.budgets import (
     MARKERS,
     Budgets,
@@ -48,6 +48,7 @@ from pytest_axiomperf.tracker import PerformanceTracker
 
 if TYPE_CHECKING:
     from pytest_axiomperf.baseline import Comparison
+    from pytest_axiomperf.neighbours import NeighbourMeter
     from pytest_axiomperf.results import SessionResults, TestResult
     from pytest_axiomperf.sampler import ResourceSampler
 
@@ -169,7 +170,7 @@ class AxiomPerfPlugin:
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
         self._calibration: dict[str, Any] | None = None
-        self._neighbours: neighbours.NeighbourMeter | None = None
+        self._neighbours: NeighbourMeter | None = None
         # pytest-xdist controller: each finished worker's resource samples, by worker id.
         self._worker_samples: dict[str, list[Any]] = {}
         if self.enabled:
@@ -304,7 +305,9 @@ class AxiomPerfPlugin:
             # timed again at the end of the run, and the faster of the two kept.
             self._calibration = calibration.calibrate()
             # How busy the rest of the machine is, for the same guard (see neighbours.py).
-            self._neighbours = neighbours.NeighbourMeter()
+            from pytest_axiomperf.neighbours import NeighbourMeter
+
+            self._neighbours = NeighbourMeter()
         if self._runs_tests():
             from pytest_axiomperf.sampler import ResourceSampler
 
