@@ -319,6 +319,58 @@ def load_run_cells(run: dict[str, Any]) -> list[str]:
     ]
 
 
+STAGE_COLUMNS = (
+    "stage",
+    "seconds",
+    "rate",
+    "asked",
+    "achieved",
+    "p50",
+    "p95",
+    "p99",
+    "errors",
+    "dropped",
+)
+
+
+def stage_cells(stage: dict[str, Any]) -> list[str]:
+    """One stage of a staged ``axiom_load`` run as the cells of `STAGE_COLUMNS`."""
+    latency = stage["latency"]
+    return [
+        str(stage["index"]),
+        f"{stage['seconds']:g}s",
+        f"{stage['start_rate']:g}->{stage['rate']:g}/s",
+        f"{stage['asked_rate']:.1f}/s",
+        f"{stage['achieved_rate']:.1f}/s",
+        fmt(latency["p50"]),
+        fmt(latency["p95"]),
+        fmt(latency["p99"]),
+        str(stage["failed"]),
+        str(stage["dropped"]),
+    ]
+
+
+CAPACITY_COLUMNS = ("rate", "achieved", "p50", "p95", "p99", "errors", "dropped", "verdict")
+
+
+def capacity_step_cells(step: dict[str, Any]) -> list[str]:
+    """One step of a ``find_capacity`` search as the cells of `CAPACITY_COLUMNS`."""
+    latency = step["latency"]
+    verdict = "held" if step["held"] else "broke: " + "; ".join(step["broken"])
+    if step["saturated"]:
+        verdict += " (load generator saturated)"
+    return [
+        f"{step['rate']:g}/s",
+        f"{step['achieved_rate']:.1f}/s",
+        fmt(latency["p50"]),
+        fmt(latency["p95"]),
+        fmt(latency["p99"]),
+        str(step["failed"]),
+        str(step["dropped"]),
+        verdict,
+    ]
+
+
 def table_cell(value: object) -> str:
     """A cell of a table attached with ``add_table``: floats with 2 decimals."""
     return _fixed(value, 2) if isinstance(value, float) else str(value)
