@@ -13,6 +13,7 @@ from pytest_axiomperf.report.text import (
     STAGE_COLUMNS,
     capacity_step_cells,
     fmt,
+    load_target,
     printable,
     render_guide_report,
     rss_text,
@@ -41,7 +42,7 @@ def render_summary(summary: Summary) -> str:
 
 def _load_row(run: dict[str, Any]) -> list[str]:
     latency = run["latency"]
-    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    target = load_target(run)
     origin = "from intended start" if run["model"] == "open" else "closed loop, from send"
     rows = [
         f"    {run['name']}: {run['model']} ({run['slots']} slots), target {target}, "
@@ -63,13 +64,16 @@ def _load_row(run: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _aligned(columns: tuple[str, ...], rows: list[list[str]], indent: str) -> list[str]:
-    """Columns right-aligned (the last, a free text, left-aligned)."""
+def _aligned(
+    columns: tuple[str, ...], rows: list[list[str]], indent: str, *, text_last: bool = False
+) -> list[str]:
+    """Columns right-aligned; with `text_last`, the last (a free text) left-aligned."""
     widths = [max(len(r[i]) for r in [list(columns), *rows]) for i in range(len(columns))]
+    if text_last:
+        widths[-1] = 0
 
     def line(cells: list[str]) -> str:
-        head = [c.rjust(w) for c, w in zip(cells[:-1], widths[:-1], strict=True)]
-        return (indent + "  ".join([*head, cells[-1]])).rstrip()
+        return (indent + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))).rstrip()
 
     return [line(list(columns)), *(line(r) for r in rows)]
 
@@ -84,7 +88,7 @@ def render_capacity(results: SessionResults) -> str | None:
         for search in searches:
             lines.append(f"    {search['summary']}")
             cells = [capacity_step_cells(step) for step in search["steps"]]
-            lines.extend(_aligned(CAPACITY_COLUMNS, cells, "      "))
+            lines.extend(_aligned(CAPACITY_COLUMNS, cells, "      ", text_last=True))
     return (
         "Capacity (open model, latency from intended start):\n" + "\n".join(lines)
         if lines

@@ -301,9 +301,18 @@ LOAD_COLUMNS = (
 )
 
 
+def load_target(run: dict[str, Any]) -> str:
+    """``50/s``; ``mean 30/s over 2 stages`` for a staged run; ``-`` for the closed model."""
+    if run["target_rate"] is None:
+        return "-"
+    if run.get("stages"):
+        return f"mean {run['target_rate']:.4g}/s over {len(run['stages'])} stages"
+    return f"{run['target_rate']:g}/s"
+
+
 def load_run_cells(run: dict[str, Any]) -> list[str]:
     """One ``axiom_load`` run as the cells of `LOAD_COLUMNS`."""
-    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    target = load_target(run)
     health = run["generator"]["note"] if run["saturated"] else "kept up"
     return [
         str(run["name"]),
