@@ -78,6 +78,7 @@ async def test_orders_through_a_ramp(axiom_load):
         OrderGateway().place_order, stages=[(1.0, 100), (1.0, 100)], name="ramp"
     )
     ramp, hold = result.stages
+    assert ramp.asked_rate == 50 and hold.asked_rate == 100
     assert hold.achieved_rate >= 90
     assert hold.latency.p99 < 0.2, result.summary()
 
