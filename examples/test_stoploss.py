@@ -69,7 +69,5 @@ async def test_stop_loss_sells_through_a_flood(axiom_exchange):
 async def test_naive_stop_loss_reads_the_drop_late(axiom_exchange):
     await trade_through(
         axiom_exchange,
-        NaiveStopLoss(
-            axiom_exchange.base_url, axiom_exchange.ws_url, axiom_exchange.token, TOKENS
-        ),
+        NaiveStopLoss(axiom_exchange.base_url, axiom_exchange.ws_url, axiom_exchange.token, TOKENS),
     )
