@@ -57,7 +57,7 @@ from pytest_axiomperf.budgets import ThroughputBudget, Verdict
 from pytest_axiomperf.errors import LoadError
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.redact import safe_url
-from pytest_axiomperf.report.text import fmt
+from pytest_axiomperf.report.text import fmt, load_target
 from pytest_axiomperf.stages import Stage, StageResult, arrivals, parse_stages, stage_edges
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker, error_name
 
@@ -1195,8 +1195,7 @@ def check_throughput(budget: ThroughputBudget, runs: Sequence[Mapping[str, Any]]
         name = str(run["name"])
         n = int(run["sent"])
         detail = (
-            f"{run['model']} model, target "
-            + (f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-")
+            f"{run['model']} model, target {load_target(run)}"
             + f", completed {run['completed']}, failed {run['failed']}, "
             f"dropped {run['dropped']}"
         )

@@ -301,7 +301,7 @@ LOAD_COLUMNS = (
 )
 
 
-def load_target(run: dict[str, Any]) -> str:
+def load_target(run: Mapping[str, Any]) -> str:
     """``50/s``; ``mean 30/s over 2 stages`` for a staged run; ``-`` for the closed model."""
     if run["target_rate"] is None:
         return "-"
