@@ -787,7 +787,7 @@ class LoadGenerator:
         ``hold``) for its calls still running. Steps are not recorded in the
         tracker nor in ``results``: the curve is in the result (and the report).
         """
-        from pytest_axiomperf.capacity import CapacityBudget, rates, search
+        from pytest_axiomperf.capacity import CapacityBudget, Completions, rates, search
 
         self._check_fn(fn, "fn")
         self._check_targets([fn], target)
@@ -814,11 +814,15 @@ class LoadGenerator:
         late = _number("late_after", late_after, low=0.0, high=60.0)
         run_name = self._unique(name or _name_of(fn))
 
-        async def run_step(rate: float, seconds: float, drain_for: float) -> LoadResult:
-            lane = _Lane("normal", fn, rate, 0, f"{run_name}@{rate:g}/s")
-            return await self._open(
+        async def run_step(
+            rate: float, seconds: float, drain_for: float
+        ) -> tuple[LoadResult, float]:
+            done = Completions()
+            lane = _Lane("normal", done.wrap(fn), rate, 0, f"{run_name}@{rate:g}/s")
+            result = await self._open(
                 lane.tag, [lane], slots, seconds, 0.0, timeout_s, drain_for, late, record=False
             )
+            return result, done.rate(seconds)
 
         result = await search(
             run_name,

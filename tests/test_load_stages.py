@@ -145,6 +145,8 @@ async def test_find_capacity_brackets_a_capacity_known_by_construction() -> None
     assert all(s.held for s in found.steps[:-1]) and not found.steps[-1].held
     assert found.steps[-1].broken
     assert found.achieved_rate == found.steps[-2].achieved_rate
+    # Past capacity the answers come out at the bot's own rate (40/s), not the rate asked.
+    assert 30 <= found.steps[-1].achieved_rate <= 45
     assert found.summary().startswith(f"bot: capacity {found.capacity:g}/s")
     # The steps are the curve, not runs: neither the tracker nor results hold them.
     assert tracker.metrics() == [] and generator.results == []
@@ -206,6 +208,21 @@ async def test_bad_capacity_searches_are_refused_before_anything_runs(
         await generator.find_capacity(call, **kwargs)  # type: ignore[arg-type]
     assert message in str(error.value)
     assert calls == [0] and generator.capacities == []
+
+
+@pytest.mark.asyncio
+async def test_capacity_search_of_a_sync_function_is_refused() -> None:
+    def sync_call() -> None:
+        pass
+
+    with pytest.raises(LoadError, match="'sync_call' returned NoneType, not an awaitable"):
+        await quiet().find_capacity(
+            sync_call,  # type: ignore[arg-type]
+            start=10,
+            step=10,
+            max_rate=20,
+            hold=0.2,
+        )
 
 
 USER_TESTS = """
