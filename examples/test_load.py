@@ -56,3 +56,38 @@ async def test_exchange_serves_100_requests_per_second(axiom_exchange, axiom_loa
             health, rate=100, duration=2.0, warmup=0.5, target=axiom_exchange.base_url
         )
     assert result.latency.p99 < 0.5, result.summary()
+
+
+class OrderGateway:
+    """Stand-in for a bot's order path behind a pool of 4 connections, 20 ms per order:
+    200 orders/s at most, by construction."""
+
+    def __init__(self) -> None:
+        self.pool = asyncio.Semaphore(4)
+
+    async def place_order(self) -> None:
+        async with self.pool:
+            await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+@pytest.mark.throughput_budget(max_error_rate=0.0, max_dropped=0)
+async def test_orders_through_a_ramp(axiom_load):
+    # k6's ramping arrival rate: 0 -> 100/s over 1 s, then 100/s for 1 s.
+    result = await axiom_load.run(
+        OrderGateway().place_order, stages=[(1.0, 100), (1.0, 100)], name="ramp"
+    )
+    ramp, hold = result.stages
+    assert ramp.asked_rate == 50 and hold.asked_rate == 100
+    assert hold.achieved_rate >= 90
+    assert hold.latency.p99 < 0.2, result.summary()
+
+
+@pytest.mark.asyncio
+async def test_order_path_capacity(axiom_load):
+    # Step 50, 100, 150, ... orders/s, 0.5 s each, until p95 passes 100 ms or the path
+    # falls behind: the report prints the whole curve.
+    found = await axiom_load.find_capacity(
+        OrderGateway().place_order, start=50, step=50, max_rate=400, hold=0.5, p95="100ms"
+    )
+    assert found.capacity is not None and 100 <= found.capacity <= 200, found.summary()

@@ -62,17 +62,20 @@ def axiom_load(request: pytest.FixtureRequest) -> LoadGenerator:
     Latencies go to the test's tracker (``load_latency`` from the intended start,
     ``load_service_time`` from the send, tagged with the run's name); each run's
     result is kept in the test's results (``extra["load"]``), where
-    ``throughput_budget`` marks and the report read it. Targets must be loopback
-    or the configured base URL (``--axiom-base-url``).
+    ``throughput_budget`` marks and the report read it; each ``find_capacity``
+    result in ``extra["capacity"]`` (the report's capacity curves). Targets must be
+    loopback or the configured base URL (``--axiom-base-url``).
     """
     from pytest_axiomperf.load import LoadGenerator
 
-    runs: list[dict[str, Any]] = extra_for(request.node).setdefault("load", [])
+    extra = extra_for(request.node)
+    runs: list[dict[str, Any]] = extra.setdefault("load", [])
     return LoadGenerator(
         tracker_for(request.node),
         allowed_base_url=get_plugin(request.config).settings.base_url,
         progress=_terminal_progress(request.config),
         on_result=lambda result: runs.append(result.to_dict()),
+        on_capacity=lambda result: extra.setdefault("capacity", []).append(result.to_dict()),
     )
 
 

@@ -39,6 +39,7 @@ configured base URL (``--axiom-base-url``), else the run is refused with
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import inspect
 import ipaddress
@@ -49,15 +50,19 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from pytest_axiomperf.budgets import ThroughputBudget, Verdict
 from pytest_axiomperf.errors import LoadError
 from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.redact import safe_url
-from pytest_axiomperf.report.text import fmt
+from pytest_axiomperf.report.text import fmt, load_target
+from pytest_axiomperf.stages import Stage, StageResult, arrivals, parse_stages, stage_edges
 from pytest_axiomperf.tracker import MetricStats, PerformanceTracker, error_name
+
+if TYPE_CHECKING:
+    from pytest_axiomperf.capacity import CapacityResult
 
 #: Latency from the intended start of each call (the open model's honest latency).
 LOAD_LATENCY = "load_latency"
@@ -78,6 +83,8 @@ _NS = 1_000_000_000
 _MAX_RATE = 100_000.0
 _MAX_SLOTS = 10_000
 _URL_SCHEMES = ("http://", "https://", "ws://", "wss://")
+#: ``next_ns`` of a lane whose schedule is exhausted: never due.
+_NEVER = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -175,6 +182,8 @@ class LoadResult:
     generator: GeneratorHealth
     lanes: dict[str, LaneResult] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: Per stage of a staged run (``stages=``), in order; empty otherwise.
+    stages: tuple[StageResult, ...] = ()
 
     @property
     def saturated(self) -> bool:
@@ -190,6 +199,8 @@ class LoadResult:
     def summary(self) -> str:
         """One line: model, rates, counts, p50/p99 and the generator's verdict."""
         target = f"target {self.target_rate:g}/s, " if self.target_rate is not None else ""
+        if self.stages:
+            target = f"{len(self.stages)} stages (mean {self.target_rate:.4g}/s), "
         return (
             f"{self.name} [{self.model}, {self.slots} slots] {target}achieved "
             f"{self.achieved_rate:.1f}/s: {self.completed} ok, {self.failed} failed, "
@@ -222,6 +233,7 @@ class LoadResult:
             "saturated": self.saturated,
             "lanes": {name: lane.to_dict() for name, lane in self.lanes.items()},
             "notes": list(self.notes),
+            "stages": [stage.to_dict() for stage in self.stages],
         }
 
 
@@ -321,7 +333,15 @@ def terminal_progress(stream: Any = None) -> Progress | None:
 class _Lane:
     """Counters, histograms and the queue of one lane during a run."""
 
-    def __init__(self, name: str, fn: LoadFn, rate: float, queue_size: int, tag: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        fn: LoadFn,
+        rate: float,
+        queue_size: int,
+        tag: str,
+        times: Iterator[int] | None = None,
+    ) -> None:
         self.name = name
         self.fn = fn
         self.rate = rate
@@ -337,6 +357,20 @@ class _Lane:
         self.latency = Histogram()
         self.service = Histogram()
         self.errors: Counter[str] = Counter()
+        #: Intended offsets (ns from the run's start) when not evenly spaced (stages).
+        self.times = times
+
+    def first(self, t0: int) -> None:
+        """Schedule the lane's first call on a run starting at `t0`."""
+        self.next_ns = t0 if self.times is None else t0 + next(self.times, _NEVER)
+
+    def advance(self, t0: int) -> None:
+        """The call due at ``next_ns`` was released: schedule the next one."""
+        self.index += 1
+        if self.times is None:
+            self.next_ns = t0 + round(self.index * self.interval_ns)
+        else:
+            self.next_ns = t0 + next(self.times, _NEVER)
 
 
 class _Run:
@@ -364,6 +398,9 @@ class _Run:
         self.stopped = False
         #: Report each lane separately (runs made with ``run_lanes``).
         self.per_lane = False
+        #: Staged runs: the end of each stage (ns) and the calls completed during each.
+        self.edges: list[int] = []
+        self.done_by_stage: list[int] = []
 
     def enter(self, lane: _Lane, measured: bool) -> None:
         """Count a call as in flight before it starts (:meth:`call` counts it out)."""
@@ -425,6 +462,9 @@ class _Run:
                 self.tracker.record_error(error)
             return
         lane.completed += 1
+        if self.edges:
+            stage = min(bisect.bisect_right(self.edges, done_ns), len(self.edges) - 1)
+            self.done_by_stage[stage] += 1
         latency = (done_ns - intended_ns) / _NS
         service = (done_ns - send_ns) / _NS
         lane.latency.record(latency)
@@ -504,8 +544,8 @@ class LoadGenerator:
     the one non-loopback origin runs may target. ``progress`` receives a status
     line every second and ``None`` at the end (default: a live line on stderr
     when it is a TTY and ``$CI`` is unset). ``on_result`` is called with each
-    run's result. ``max_duration`` (seconds, warmup included) and ``max_calls``
-    bound every run.
+    run's result, ``on_capacity`` with each :meth:`find_capacity` result.
+    ``max_duration`` (seconds, warmup included) and ``max_calls`` bound every run.
     """
 
     def __init__(
@@ -515,6 +555,7 @@ class LoadGenerator:
         allowed_base_url: str | None = None,
         progress: Progress | Literal["auto"] | None = "auto",
         on_result: Callable[[LoadResult], None] | None = None,
+        on_capacity: Callable[[CapacityResult], None] | None = None,
         max_duration: float = 600.0,
         max_calls: int = 1_000_000,
     ) -> None:
@@ -522,10 +563,13 @@ class LoadGenerator:
         self.allowed_base_url = allowed_base_url
         self.progress: Progress | None = terminal_progress() if progress == "auto" else progress
         self.on_result = on_result
+        self.on_capacity = on_capacity
         self.max_duration = _number("max_duration", max_duration, low=0.0, high=86_400.0)
         self.max_calls = _count("max_calls", max_calls, high=100_000_000)
-        #: Every run's result, in order.
+        #: Every run's result, in order (the steps of a capacity search are not runs).
         self.results: list[LoadResult] = []
+        #: Every capacity search's result, in order.
+        self.capacities: list[CapacityResult] = []
         self._names: Counter[str] = Counter()
 
     # -- public entry points -----------------------------------------------------------
@@ -536,7 +580,8 @@ class LoadGenerator:
         *,
         rate: float | None = None,
         concurrency: int | None = None,
-        duration: float,
+        duration: float | None = None,
+        stages: Sequence[tuple[float, float]] | None = None,
         max_in_flight: int = 1000,
         warmup: float = 0.0,
         timeout: float | None = None,
@@ -557,11 +602,31 @@ class LoadGenerator:
         a call released later than this behind its intended time counts as
         late. ``target``: the URL ``fn`` talks to, checked to be on this
         machine. ``name`` tags the metrics (default: the function's name).
+
+        ``stages=[(seconds, rate), ...]`` instead of ``duration``: the open model
+        with an arrival rate ramping linearly from the previous stage's rate (the
+        first: from ``rate``, default 0) to each stage's; ``warmup`` then runs at
+        that start rate. ``result.stages`` has each stage's results.
         """
-        if (rate is None) == (concurrency is None):
-            raise LoadError("give exactly one of rate= (open model) or concurrency= (closed model)")
+        if stages is not None:
+            if concurrency is not None or duration is not None:
+                raise LoadError(
+                    "stages= sets the open model's schedule and its length: give it without "
+                    "concurrency= or duration= (rate= is the rate the first stage starts from)"
+                )
+        elif (rate is None) == (concurrency is None):
+            raise LoadError(
+                "give exactly one of rate= (open model) or concurrency= (closed model), or stages="
+            )
+        elif duration is None:
+            raise LoadError("duration= (seconds) is required, or give stages=")
         self._check_fn(fn, "fn")
         self._check_targets([fn], target)
+        if stages is not None:
+            return await self._staged(
+                fn, stages, rate, warmup, max_in_flight, timeout, drain, late_after, name
+            )
+        assert duration is not None
         duration, warmup = self._window(duration, warmup)
         timeout_s = None if timeout is None else _number("timeout", timeout, low=0.0, high=3600.0)
         drain = _number("drain", drain, low=0.0, high=3600.0, zero_ok=True)
@@ -569,13 +634,62 @@ class LoadGenerator:
         if concurrency is not None:
             slots = _count("concurrency", concurrency, high=_MAX_SLOTS)
             lane = _Lane("closed", fn, 0.0, 0, run_name)
-            return await self._closed(run_name, lane, slots, duration, warmup, timeout_s, drain)
+            return self._publish(
+                await self._closed(run_name, lane, slots, duration, warmup, timeout_s, drain)
+            )
         rate = _number("rate", rate, low=0.0, high=_MAX_RATE)
         self._check_count(rate, duration, warmup)
         slots = _count("max_in_flight", max_in_flight, high=_MAX_SLOTS)
         late = _number("late_after", late_after, low=0.0, high=60.0)
         lane = _Lane("normal", fn, rate, 0, run_name)
-        return await self._open(run_name, [lane], slots, duration, warmup, timeout_s, drain, late)
+        return self._publish(
+            await self._open(run_name, [lane], slots, duration, warmup, timeout_s, drain, late)
+        )
+
+    async def _staged(
+        self,
+        fn: LoadFn,
+        stages: object,
+        start_rate: float | None,
+        warmup: float,
+        max_in_flight: int,
+        timeout: float | None,
+        drain: float,
+        late_after: float,
+        name: str | None,
+    ) -> LoadResult:
+        """``run(stages=...)``: one lane per stage, each on its own ramp of intended times."""
+        start = 0.0
+        if start_rate is not None:
+            start = _number("rate", start_rate, low=0.0, high=_MAX_RATE, zero_ok=True)
+        plan = parse_stages(stages, start, max_rate=_MAX_RATE, max_duration=self.max_duration)
+        duration, warmup = self._window(sum(stage.seconds for stage in plan), warmup)
+        calls = sum(stage.calls for stage in plan) + start * warmup
+        if calls > self.max_calls:
+            raise LoadError(
+                f"stages ask for {calls:.0f} calls, more than max_calls={self.max_calls}"
+            )
+        slots = _count("max_in_flight", max_in_flight, high=_MAX_SLOTS)
+        timeout_s = None if timeout is None else _number("timeout", timeout, low=0.0, high=3600.0)
+        drain = _number("drain", drain, low=0.0, high=3600.0, zero_ok=True)
+        late = _number("late_after", late_after, low=0.0, high=60.0)
+        run_name = self._unique(name or _name_of(fn))
+        warm_ns = round(warmup * _NS)
+        lanes = []
+        if warm_ns and start > 0:
+            count = math.ceil(warmup * start - 1e-9)
+            ticks = (round(i * _NS / start) for i in range(count))
+            lanes.append(_Lane("warmup", fn, start, 0, run_name, ticks))
+        for index, stage in enumerate(plan):
+            times = (warm_ns + t for t in arrivals(plan, index))
+            lanes.append(
+                _Lane(f"stage {index}", fn, stage.calls / stage.seconds, 0, run_name, times)
+            )
+        return self._publish(
+            await self._open(
+                run_name, lanes, slots, duration, warmup, timeout_s, drain, late, stages=plan
+            )
+        )
 
     async def run_lanes(
         self,
@@ -630,9 +744,100 @@ class LoadGenerator:
         timeout_s = None if timeout is None else _number("timeout", timeout, low=0.0, high=3600.0)
         drain = _number("drain", drain, low=0.0, high=3600.0, zero_ok=True)
         late = _number("late_after", late_after, low=0.0, high=60.0)
-        return await self._open(
-            run_name, states, slots, duration, warmup, timeout_s, drain, late, per_lane=True
+        return self._publish(
+            await self._open(
+                run_name, states, slots, duration, warmup, timeout_s, drain, late, per_lane=True
+            )
         )
+
+    async def find_capacity(
+        self,
+        fn: LoadFn,
+        *,
+        start: float,
+        max_rate: float,
+        step: float | None = None,
+        factor: float | None = None,
+        hold: float = 2.0,
+        p50: float | str | None = None,
+        p95: float | str | None = None,
+        p99: float | str | None = None,
+        max_error_rate: float = 0.01,
+        max_dropped: int = 0,
+        min_achieved: float = 0.9,
+        max_in_flight: int = 1000,
+        max_steps: int = 20,
+        time_limit: float = 120.0,
+        timeout: float | None = None,
+        drain: float | None = None,
+        late_after: float = 0.005,
+        target: str | None = None,
+        name: str | None = None,
+    ) -> CapacityResult:
+        """Step the open-model rate from ``start`` (adding ``step`` or multiplying by
+        ``factor``) up to ``max_rate``, ``hold`` seconds per step, until a step breaks
+        the budget; return the highest rate that held and the whole curve.
+
+        A step holds when its latency from the intended start meets ``p50``/``p95``/
+        ``p99`` (seconds or text such as ``"100ms"``), its error rate is at most
+        ``max_error_rate``, it dropped at most ``max_dropped`` calls (beyond
+        ``max_in_flight``), and it achieved at least ``min_achieved`` of the rate.
+        At most ``max_steps`` steps; no step starts that could end after
+        ``time_limit`` seconds. Each step waits at most ``drain`` seconds (default:
+        ``hold``) for its calls still running. Steps are not recorded in the
+        tracker nor in ``results``: the curve is in the result (and the report).
+        """
+        from pytest_axiomperf.capacity import CapacityBudget, Completions, rates, search
+
+        self._check_fn(fn, "fn")
+        self._check_targets([fn], target)
+        plan = rates(start, max_rate, step, factor)
+        hold = _number("hold", hold, low=0.0, high=self.max_duration)
+        self._check_count(plan[-1], hold, 0.0)
+        steps = _count("max_steps", max_steps, high=1000)
+        limit = _number("time_limit", time_limit, low=0.0, high=86_400.0)
+        if limit < hold:
+            raise LoadError(f"time_limit={limit:g}s is shorter than one step (hold={hold:g}s)")
+        budget = CapacityBudget.build(
+            p50=p50,
+            p95=p95,
+            p99=p99,
+            max_error_rate=max_error_rate,
+            max_dropped=max_dropped,
+            min_achieved=min_achieved,
+        )
+        slots = _count("max_in_flight", max_in_flight, high=_MAX_SLOTS)
+        timeout_s = None if timeout is None else _number("timeout", timeout, low=0.0, high=3600.0)
+        drain_s = (
+            hold if drain is None else _number("drain", drain, low=0.0, high=3600.0, zero_ok=True)
+        )
+        late = _number("late_after", late_after, low=0.0, high=60.0)
+        run_name = self._unique(name or _name_of(fn))
+
+        async def run_step(
+            rate: float, seconds: float, drain_for: float
+        ) -> tuple[LoadResult, float]:
+            done = Completions()
+            lane = _Lane("normal", done.wrap(fn), rate, 0, f"{run_name}@{rate:g}/s")
+            result = await self._open(
+                lane.tag, [lane], slots, seconds, 0.0, timeout_s, drain_for, late, record=False
+            )
+            return result, done.rate(seconds)
+
+        result = await search(
+            run_name,
+            plan,
+            budget,
+            hold=hold,
+            drain=drain_s,
+            max_steps=steps,
+            time_limit=limit,
+            run_step=run_step,
+        )
+        self.capacities.append(result)
+        if self.on_capacity is not None:
+            self.on_capacity(result)
+        return result
 
     # -- validation ----------------------------------------------------------------------
 
@@ -695,16 +900,21 @@ class LoadGenerator:
         late_after: float,
         *,
         per_lane: bool = False,
+        stages: tuple[Stage, ...] = (),
+        record: bool = True,
     ) -> LoadResult:
-        run = _Run(lanes, self.tracker, slots, timeout)
+        run = _Run(lanes, self.tracker if record else None, slots, timeout)
         run.per_lane = per_lane
         late_ns = int(late_after * _NS)
         cpu0, wall0 = time.thread_time(), time.perf_counter()
         t0 = time.perf_counter_ns()
         run.window_ns = t0 + int(warmup * _NS)
         end_ns = run.window_ns + int(duration * _NS)
+        if stages:
+            run.edges = stage_edges(stages, run.window_ns)
+            run.done_by_stage = [0] * len(stages)
         for lane in lanes:
-            lane.next_ns = t0
+            lane.first(t0)
         ticker = self._start_progress(run, name, duration + warmup)
         try:
             while not run.stopped:
@@ -725,15 +935,16 @@ class LoadGenerator:
                         break
                     lane = min(ready, key=lambda la: la.next_ns)
                     intended = lane.next_ns
-                    lane.index += 1
-                    lane.next_ns = t0 + round(lane.index * lane.interval_ns)
+                    lane.advance(t0)
                     run.release(lane, intended, now, late_ns)
             await self._drain(run, drain)
         finally:
             await self._stop(run, ticker)
         if run.fatal is not None:
             raise run.fatal
-        return self._finish(name, "open", run, duration, warmup, end_ns, cpu0, wall0, late_after)
+        return self._finish(
+            name, "open", run, duration, warmup, end_ns, cpu0, wall0, late_after, stages=stages
+        )
 
     async def _closed(
         self,
@@ -840,6 +1051,7 @@ class LoadGenerator:
         wall0: float,
         late_after: float,
         notes: tuple[str, ...] = (),
+        stages: tuple[Stage, ...] = (),
     ) -> LoadResult:
         wall = max(time.perf_counter() - wall0, 1e-9)
         cpu = 100.0 * (time.thread_time() - cpu0) / wall
@@ -863,6 +1075,8 @@ class LoadGenerator:
         sent = sum(lane.sent for lane in run.lanes)
         completed = sum(lane.completed for lane in run.lanes)
         target = sum(lane.rate for lane in run.lanes) if model == "open" else None
+        if stages:
+            target = sum(stage.calls for stage in stages) / duration
         health = _health(model, cpu, run.lateness, run.late, late_after)
         send_span = max(duration, (run.last_send_ns - run.window_ns) / _NS)
         result = LoadResult(
@@ -886,11 +1100,46 @@ class LoadGenerator:
             generator=health,
             lanes=lane_results,
             notes=notes,
+            stages=_stage_results(run, stages),
         )
+        return result
+
+    def _publish(self, result: LoadResult) -> LoadResult:
         self.results.append(result)
         if self.on_result is not None:
             self.on_result(result)
         return result
+
+
+def _stage_results(run: _Run, stages: tuple[Stage, ...]) -> tuple[StageResult, ...]:
+    """Each stage's counts from its lane (the last ``len(stages)`` lanes of the run)."""
+    if not stages:
+        return ()
+    out = []
+    start_ns = run.window_ns
+    for index, (stage, lane) in enumerate(zip(stages, run.lanes[-len(stages) :], strict=True)):
+        span = stage.seconds
+        if index == len(stages) - 1:
+            span = max(span, (run.last_done_ns - start_ns) / _NS)
+        start_ns = run.edges[index]
+        out.append(
+            StageResult(
+                index=index,
+                seconds=stage.seconds,
+                start_rate=stage.start_rate,
+                rate=stage.rate,
+                asked_rate=stage.calls / stage.seconds,
+                achieved_rate=run.done_by_stage[index] / span,
+                scheduled=lane.index,
+                sent=lane.sent,
+                completed=lane.completed,
+                failed=lane.failed,
+                dropped=lane.dropped,
+                errors=dict(lane.errors),
+                latency=_stats(lane.latency, LOAD_LATENCY, lane.tag),
+            )
+        )
+    return tuple(out)
 
 
 def _health(
@@ -950,8 +1199,7 @@ def check_throughput(budget: ThroughputBudget, runs: Sequence[Mapping[str, Any]]
         name = str(run["name"])
         n = int(run["sent"])
         detail = (
-            f"{run['model']} model, target "
-            + (f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-")
+            f"{run['model']} model, target {load_target(run)}"
             + f", completed {run['completed']}, failed {run['failed']}, "
             f"dropped {run['dropped']}"
         )

@@ -28,8 +28,11 @@ from pytest_axiomperf.histogram import Histogram
 from pytest_axiomperf.report.comparison import describe_change, status_name
 from pytest_axiomperf.report.summary import Row, Summary, summarize
 from pytest_axiomperf.report.text import (
+    CAPACITY_COLUMNS,
     LOAD_COLUMNS,
     PERCENTILE_DEFINITION,
+    STAGE_COLUMNS,
+    capacity_step_cells,
     error_summary,
     fmt,
     fold_rows,
@@ -37,6 +40,7 @@ from pytest_axiomperf.report.text import (
     load_run_cells,
     metric_rows,
     rss_text,
+    stage_cells,
     table_cell,
 )
 from pytest_axiomperf.results import SessionResults, TestResult
@@ -347,7 +351,8 @@ def _html_table(columns: list[str], rows: list[list[str]], caption: str = "") ->
 
 
 def _extras(result: TestResult) -> list[str]:
-    """A test's memory measurement, load runs and attached tables, as HTML blocks."""
+    """A test's memory measurement, load runs (and stages), capacity searches and attached
+    tables, as HTML blocks."""
     out = []
     memory = result.extra.get("memory")
     if memory is not None:
@@ -366,6 +371,14 @@ def _extras(result: TestResult) -> list[str]:
                 "closed: from the send)",
             )
         )
+    for run in runs:
+        if run.get("stages"):
+            cells = [stage_cells(stage) for stage in run["stages"]]
+            out.append(_html_table(list(STAGE_COLUMNS), cells, f"Stages of {run['name']}"))
+    for search in result.extra.get("capacity") or []:
+        cells = [capacity_step_cells(step) for step in search["steps"]]
+        caption = f"Capacity: {search['summary']}"
+        out.append(_html_table(list(CAPACITY_COLUMNS), cells, caption))
     for table in result.tracker.tables:
         rows = [[table_cell(c) for c in row] for row in table["rows"]]
         out.append(_html_table(list(table["columns"]), rows, str(table["title"])))

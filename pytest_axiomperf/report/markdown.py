@@ -9,6 +9,7 @@ each route's row under its metric; metrics with no information folded into a not
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from pytest_axiomperf.baseline import IMPROVEMENT, UNCHANGED, Comparison, MetricComparison
 from pytest_axiomperf.report.comparison import (
@@ -21,14 +22,18 @@ from pytest_axiomperf.report.comparison import (
 )
 from pytest_axiomperf.report.summary import Summary, summarize
 from pytest_axiomperf.report.text import (
+    CAPACITY_COLUMNS,
     LOAD_COLUMNS,
     PERCENTILE_DEFINITION,
+    STAGE_COLUMNS,
+    capacity_step_cells,
     error_summary,
     fmt,
     fold_rows,
     load_run_cells,
     metric_rows,
     rss_text,
+    stage_cells,
     table_cell,
 )
 from pytest_axiomperf.results import SessionResults
@@ -138,6 +143,21 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
             cells = " | ".join(_cell(c) for c in load_run_cells(run))
             lines.append(f"| {_code(nodeid)} | {cells} |")
         lines.append("")
+        for nodeid, run in load_runs:
+            if run.get("stages"):
+                title = f"**Stages of {_cell(str(run['name']))}** ({_code(nodeid)})"
+                lines += [title, "", *_md_table(STAGE_COLUMNS, map(stage_cells, run["stages"]))]
+
+    searches = [
+        (nodeid, search)
+        for nodeid, result in sorted(results.tests.items())
+        for search in result.extra.get("capacity") or []
+    ]
+    if searches:
+        lines += ["### Capacity", ""]
+        for nodeid, search in searches:
+            lines += [f"{_code(nodeid)}: {_cell(str(search['summary']))}", ""]
+            lines += _md_table(CAPACITY_COLUMNS, map(capacity_step_cells, search["steps"]))
 
     memory = [(n, r) for n, r in sorted(results.tests.items()) if "memory" in r.extra]
     if memory:
@@ -210,6 +230,13 @@ def render_markdown(results: SessionResults, comparison: Comparison | None = Non
         lines.append("")
     lines.append(f"<sub>{PERCENTILE_DEFINITION}</sub>")
     return "\n".join(lines) + "\n"
+
+
+def _md_table(columns: tuple[str, ...], rows: Iterable[list[str]]) -> list[str]:
+    """A Markdown table (cells escaped), then a blank line."""
+    out = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    out.extend("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)
+    return [*out, ""]
 
 
 def _with_rounds(m: MetricComparison) -> str:

@@ -9,10 +9,15 @@ from pytest_axiomperf.memory import TRACEMALLOC_COST, TRACEMALLOC_FRAMES
 from pytest_axiomperf.report.comparison import render_comparison
 from pytest_axiomperf.report.summary import COLUMNS, Summary, summarize
 from pytest_axiomperf.report.text import (
+    CAPACITY_COLUMNS,
+    STAGE_COLUMNS,
+    capacity_step_cells,
     fmt,
+    load_target,
     printable,
     render_guide_report,
     rss_text,
+    stage_cells,
     table_cell,
 )
 from pytest_axiomperf.results import SessionResults
@@ -37,7 +42,7 @@ def render_summary(summary: Summary) -> str:
 
 def _load_row(run: dict[str, Any]) -> list[str]:
     latency = run["latency"]
-    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    target = load_target(run)
     origin = "from intended start" if run["model"] == "open" else "closed loop, from send"
     rows = [
         f"    {run['name']}: {run['model']} ({run['slots']} slots), target {target}, "
@@ -52,9 +57,43 @@ def _load_row(run: dict[str, Any]) -> list[str]:
             f"{data['completed']}, dropped {data['dropped']}; p50={fmt(lat['p50'])} "
             f"p99={fmt(lat['p99'])}"
         )
+    if run.get("stages"):
+        rows.extend(_aligned(STAGE_COLUMNS, [stage_cells(s) for s in run["stages"]], "      "))
     if run["saturated"]:
         rows.append(f"      ! {run['generator']['note']}")
     return rows
+
+
+def _aligned(
+    columns: tuple[str, ...], rows: list[list[str]], indent: str, *, text_last: bool = False
+) -> list[str]:
+    """Columns right-aligned; with `text_last`, the last (a free text) left-aligned."""
+    widths = [max(len(r[i]) for r in [list(columns), *rows]) for i in range(len(columns))]
+    if text_last:
+        widths[-1] = 0
+
+    def line(cells: list[str]) -> str:
+        return (indent + "  ".join(c.rjust(w) for c, w in zip(cells, widths, strict=True))).rstrip()
+
+    return [line(list(columns)), *(line(r) for r in rows)]
+
+
+def render_capacity(results: SessionResults) -> str | None:
+    """Per test, each ``find_capacity`` search: its verdict line and the curve, step by step."""
+    lines = []
+    for nodeid, result in sorted(results.tests.items()):
+        searches = result.extra.get("capacity") or []
+        if searches:
+            lines.append(f"  {nodeid}")
+        for search in searches:
+            lines.append(f"    {search['summary']}")
+            cells = [capacity_step_cells(step) for step in search["steps"]]
+            lines.extend(_aligned(CAPACITY_COLUMNS, cells, "      ", text_last=True))
+    return (
+        "Capacity (open model, latency from intended start):\n" + "\n".join(lines)
+        if lines
+        else None
+    )
 
 
 def render_load_runs(results: SessionResults) -> str | None:
@@ -120,8 +159,8 @@ def render_memory_table(results: SessionResults) -> str | None:
 def render_terminal_report(
     results: SessionResults, comparison: Comparison | None = None, verbose: bool = False
 ) -> str:
-    """The verdict and the per-test table first, then memory (if measured), the load runs
-    and the tables tests attached, the baseline comparison (if any) and notes.
+    """The verdict and the per-test table first, then memory (if measured), the load runs,
+    capacity searches and the tables tests attached, the baseline comparison (if any) and notes.
     ``verbose`` (pytest ``-v``) adds the guide's run-wide report; without it, one line
     says so.
 
@@ -129,7 +168,13 @@ def render_terminal_report(
     different profiles and come last, on request.
     """
     parts = [render_summary(summarize(results, comparison))]
-    for extra in (render_memory_table(results), render_load_runs(results), render_tables(results)):
+    extras = (
+        render_memory_table(results),
+        render_load_runs(results),
+        render_capacity(results),
+        render_tables(results),
+    )
+    for extra in extras:
         if extra is not None:
             parts.append(extra)
     if comparison is not None:

@@ -301,9 +301,18 @@ LOAD_COLUMNS = (
 )
 
 
+def load_target(run: Mapping[str, Any]) -> str:
+    """``50/s``; ``mean 30/s over 2 stages`` for a staged run; ``-`` for the closed model."""
+    if run["target_rate"] is None:
+        return "-"
+    if run.get("stages"):
+        return f"mean {run['target_rate']:.4g}/s over {len(run['stages'])} stages"
+    return f"{run['target_rate']:g}/s"
+
+
 def load_run_cells(run: dict[str, Any]) -> list[str]:
     """One ``axiom_load`` run as the cells of `LOAD_COLUMNS`."""
-    target = f"{run['target_rate']:g}/s" if run["target_rate"] is not None else "-"
+    target = load_target(run)
     health = run["generator"]["note"] if run["saturated"] else "kept up"
     return [
         str(run["name"]),
@@ -316,6 +325,58 @@ def load_run_cells(run: dict[str, Any]) -> list[str]:
         fmt(run["latency"]["p50"]),
         fmt(run["latency"]["p99"]),
         str(health),
+    ]
+
+
+STAGE_COLUMNS = (
+    "stage",
+    "seconds",
+    "rate",
+    "asked",
+    "achieved",
+    "p50",
+    "p95",
+    "p99",
+    "errors",
+    "dropped",
+)
+
+
+def stage_cells(stage: dict[str, Any]) -> list[str]:
+    """One stage of a staged ``axiom_load`` run as the cells of `STAGE_COLUMNS`."""
+    latency = stage["latency"]
+    return [
+        str(stage["index"]),
+        f"{stage['seconds']:g}s",
+        f"{stage['start_rate']:g}->{stage['rate']:g}/s",
+        f"{stage['asked_rate']:.1f}/s",
+        f"{stage['achieved_rate']:.1f}/s",
+        fmt(latency["p50"]),
+        fmt(latency["p95"]),
+        fmt(latency["p99"]),
+        str(stage["failed"]),
+        str(stage["dropped"]),
+    ]
+
+
+CAPACITY_COLUMNS = ("rate", "achieved", "p50", "p95", "p99", "errors", "dropped", "verdict")
+
+
+def capacity_step_cells(step: dict[str, Any]) -> list[str]:
+    """One step of a ``find_capacity`` search as the cells of `CAPACITY_COLUMNS`."""
+    latency = step["latency"]
+    verdict = "held" if step["held"] else "broke: " + "; ".join(step["broken"])
+    if step["saturated"]:
+        verdict += " (load generator saturated)"
+    return [
+        f"{step['rate']:g}/s",
+        f"{step['achieved_rate']:.1f}/s",
+        fmt(latency["p50"]),
+        fmt(latency["p95"]),
+        fmt(latency["p99"]),
+        str(step["failed"]),
+        str(step["dropped"]),
+        verdict,
     ]
 
 
