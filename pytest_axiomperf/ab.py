@@ -28,9 +28,9 @@ from pytest_axiomperf.errors import AxiomPerfError, BaselineError
 from pytest_axiomperf.results import SessionResults, write_text_atomic
 
 #: Rounds a side by default. The gate reads the tail (p95) and the body (median) of each
-#: metric across the pairs two ways, at 0.05 / 4 each; ten pairs reach that level with
-#: room to spare (their smallest p-value is 1/1024), and on real runs of a three-test
-#: suite caught a 30 % slower bot on every path (benchmarks/RESULTS.md).
+#: metric across the pairs two ways, at 0.05 / 4 each (and a metric's k routes at
+#: 0.05 / 4k): ten pairs' smallest p-value, 1/1024, reaches that for up to 12 routes of a
+#: metric. Chosen on real runs of a three-test suite (benchmarks/RESULTS.md).
 DEFAULT_ROUNDS = 10
 #: Passes of the suite in each round's process; each statistic keeps its best pass.
 DEFAULT_PASSES = 2
@@ -176,6 +176,9 @@ class ABRun:
                 result.rounds = [roundstats.best_pass(result.rounds, index)]
             side.results.add(result)
         side.results.environment = measured.environment
+        # Each round is the best of its passes: a file of these rounds says so, so that
+        # comparing it later with rounds of one pass warns (the best of two reads faster).
+        side.results.environment["round_passes"] = self.passes
         failed = " (tests failed)" if code else ""
         self.say(
             f"  round {index}/{self.rounds}  {side.name:<4}  {len(measured.tests)} test(s)  "

@@ -23,8 +23,11 @@ Each side's rounds are read two ways, because a machine disturbs rounds in two w
   and on a busy 2-core machine alike, and no round ran faster than its code).
   Noise of that kind is one-sided, so each side's statistic is the mean log value
   of its faster half of rounds: a change in the code moves every round, the faster
-  half included; the bursts land in the slower half and are left out. Rank tests
-  let two disturbed pairs in eight outvote six clean ones; this does not. Its
+  half included; the bursts land in the slower half and are left out. A pair whose
+  base round a burst slowed by more than the change counts against the change in
+  a rank test of pair ratios, with one of the largest ranks; here, swapping it
+  leaves both faster halves as they were, so it weighs neither way (a tie: k such
+  pairs of n make the smallest p 2^k / 2^n). Its
   significance is a permutation test: under "no change" each pair's two values
   could have come from either side, so each of the 2^n swaps of pairs is as likely
   (:func:`paired_permutation`); unpaired, every split of the n + m round values
@@ -85,8 +88,9 @@ def round_summary(tracker: PerformanceTracker, index: int) -> dict[str, Any]:
 
 def best_pass(passes: Sequence[Mapping[str, Any]], index: int) -> dict[str, Any]:
     """Several passes of one round (one process) as one round: per metric and route, each
-    statistic's smallest value over the passes (a neighbour only slows a pass; the best
-    one is the code's), and the counts added up."""
+    statistic's smallest value over the passes with at least :data:`MIN_ROUND_SAMPLES`
+    samples (a neighbour only slows a pass; the best one is the code's), and their counts
+    added up."""
     merged: dict[str, Any] = {}
 
     def fold(into: dict[str, Any], summary: Mapping[str, Any]) -> None:
@@ -99,12 +103,18 @@ def best_pass(passes: Sequence[Mapping[str, Any]], index: int) -> dict[str, Any]
             else:
                 into[stat] = min(into.get(stat, math.inf), value)
 
+    def enough(summary: Mapping[str, Any]) -> bool:
+        count = summary.get("count", 0)
+        return isinstance(count, (int, float)) and count >= MIN_ROUND_SAMPLES
+
     for one in passes:
         for metric, summary in one["metrics"].items():
             into = merged.setdefault(metric, {"tags": {}})
-            fold(into, summary)
+            if enough(summary):  # a pass too short for a p95 does not get to be the best
+                fold(into, summary)
             for tag, tagged in summary.get("tags", {}).items():
-                fold(into["tags"].setdefault(tag, {}), tagged)
+                if enough(tagged):
+                    fold(into["tags"].setdefault(tag, {}), tagged)
     return {"round": index, "metrics": merged}
 
 

@@ -113,7 +113,7 @@ def rule_text(comparison: Comparison) -> str:
         test = "Wilcoxon signed-rank" if comparison.paired else "Mann-Whitney U"
         rules.append(
             f"round p95 or median worse by {threshold}, typical or faster half, rounds agree "
-            f"({test} or permutation test, exact, p < {ROUND_ALPHA:g} in all)"
+            f"({test} or permutation test, p < {ROUND_ALPHA:g} in all)"
         )
     if ONE_RUN in evidence or not evidence:
         rules.append(
