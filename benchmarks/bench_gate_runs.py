@@ -95,6 +95,17 @@ def run(cmd: list[str], repo: Path) -> tuple[int, float, str]:
     return done.returncode, time.perf_counter() - started, done.stdout + done.stderr
 
 
+def machine(path: Path) -> dict[str, object]:
+    """The run's machine guards as recorded: calibration (ms) and neighbours (cores)."""
+    if not path.is_file():
+        return {}
+    env = json.loads(path.read_text()).get("environment", {})
+    return {
+        "calibration_ms": (env.get("calibration") or {}).get("ms"),
+        "neighbour_cores": (env.get("neighbours") or {}).get("cores"),
+    }
+
+
 def verdicts(path: Path) -> dict[str, str]:
     """``{test::metric: status}`` from a results file with a comparison."""
     if not path.is_file():
@@ -192,7 +203,8 @@ def main() -> int:
                 repo,
             )  # fmt: skip
             assert code == 0, out
-        print(f"baselines saved (rounds={r} took {took:.0f}s)", flush=True)
+        print(f"baselines saved (rounds={r} took {took:.0f}s): {machine(repo / 'r.json')}",
+              flush=True)  # fmt: skip
         for i in range(args.runs):
             hog = i % 2 == 1
             for variant, factor in VARIANTS.items():
@@ -210,6 +222,7 @@ def main() -> int:
                             code, took, out = run(cmd, repo)
                             walls.append(took)
                             found = verdicts(repo / "ab.json")
+                            guards = {}
                         elif mode in ("baseline", "single"):
                             base = "r.json" if mode == "baseline" else "one.json"
                             rounds = r if mode == "baseline" else 1
@@ -220,6 +233,7 @@ def main() -> int:
                                 repo,
                             )  # fmt: skip
                             found = verdicts(repo / "cmp.json")
+                            guards = machine(repo / "cmp.json")
                         else:
                             code, took, out = run(
                                 [sys.executable, "-m", "pytest", "tests/test_pybenchmark.py",
@@ -229,6 +243,7 @@ def main() -> int:
                                 repo,
                             )  # fmt: skip
                             found = {}
+                            guards = {}
                     if code not in (0, 1):
                         print(out[-3000:], file=sys.stderr)
                     record = {
@@ -240,6 +255,7 @@ def main() -> int:
                         "seconds": round(took, 1),
                         "verdicts": found,
                         "load1": round(os.getloadavg()[0], 2),
+                        **guards,
                     }
                     records.append(record)
                     log.write(json.dumps(record) + "\n")
