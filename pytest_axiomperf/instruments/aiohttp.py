@@ -33,8 +33,8 @@ import aiohttp
 from aiosignal import Signal
 from yarl import URL
 
-from pytest_axiomperf.client import RouteTemplates, _RouteSeries
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
+from pytest_axiomperf.routes import RouteSeries, RouteTemplates
 from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
 
 __all__ = ["trace_config"]
@@ -67,12 +67,12 @@ class _Recorder:
         self.tracker = tracker
         self.routes = routes
         self.order_routes = order_routes
-        self._series: dict[str, _RouteSeries] = {}
+        self._series: dict[str, RouteSeries] = {}
 
-    def series(self, tag: str) -> _RouteSeries:
+    def series(self, tag: str) -> RouteSeries:
         series = self._series.get(tag)
         if series is None:
-            series = self._series[tag] = _RouteSeries(self.tracker, tag)
+            series = self._series[tag] = RouteSeries(self.tracker, tag)
         return series
 
     def request_start(self, session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
@@ -110,7 +110,7 @@ class _Recorder:
         self._time_body(params.response, tag, series, start)
 
     def _time_body(
-        self, response: aiohttp.ClientResponse, tag: str, series: _RouteSeries, start: int
+        self, response: aiohttp.ClientResponse, tag: str, series: RouteSeries, start: int
     ) -> None:
         """Count an error status; record the whole answer when its body has been read."""
         status = response.status

@@ -35,10 +35,10 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
-from pytest_axiomperf.client import RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError, AxiomPerfWarning
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
 from pytest_axiomperf.redact import safe_url
+from pytest_axiomperf.routes import RouteTemplates
 from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
