@@ -88,25 +88,35 @@ class FeedStats:
 
 
 def _field_pattern(name: str, possessive: bool = sys.version_info >= (3, 11)) -> bytes:
-    """Per message, the number after the first ``"<name>":`` (quoted or not; an
-    empty group when anything but a whole JSON number follows the name).
+    """Per message, what follows the first ``"<name>":`` when it looks like a number
+    (quoted or not, up to a quote, a space, a comma or a closing bracket), else an
+    empty group.
 
-    After the first occurrence the rest of the message is consumed up to the
-    separator the messages are joined with, so a message gives one time at most.
-    The separator is NUL, which a JSON text cannot hold outside a string escape;
-    in a binary or non-JSON message that holds one, a later occurrence after it
-    can give a second time. Possessive quantifiers (Python 3.11+) match the same
-    texts (nothing the number stops at can continue it) without backtracking:
-    a third faster.
+    The group holds JSON number characters only (``float()`` refuses the rare
+    ones that do not make a number, such as ``1-2``). After the first occurrence
+    the rest of the message is consumed up to the separator the messages are
+    joined with, so a message gives one time at most. The separator is NUL,
+    which a JSON text cannot hold outside a string escape; in a binary or
+    non-JSON message that holds one, a later occurrence after it can give a
+    second time. Possessive quantifiers (Python 3.11+) match the same texts
+    (what ends the number is none of its characters) without backtracking.
     """
     key = re.escape(('"' + name + '"').encode())
     # q after a quantifier: "+" makes it possessive.
     q = "+" if possessive else ""
-    rest = (
-        rf'(?:\s*{q}:\s*{q}"?{q}(-?{q}[0-9]+{q}(?:\.[0-9]+{q})?{q}(?:[eE][-+]?{q}[0-9]+{q})?{q})'
-        rf'(?=["\s,}}\]]))?{q}[^\x00]*{q}'
-    )
+    rest = rf'(?:\s*{q}:\s*{q}"?{q}([-+.eE0-9]+{q})(?=["\s,}}\]]))?{q}[^\x00]*{q}'
     return key + rest.encode()
+
+
+def _numbers(found: list[bytes]) -> list[float]:
+    """The numbers among ``found``, the others (empty, ``1-2``) left out."""
+    numbers = []
+    for text in found:
+        try:
+            numbers.append(float(text))
+        except ValueError:
+            continue
+    return numbers
 
 
 def _seconds(value: float) -> float:
@@ -175,22 +185,28 @@ class _Feed:
         if len(datas) == 1:
             match = pattern.search(datas[0])
             if match is not None and match[1]:  # None: a name followed by no number
-                self._add_one(now, float(match[1]))
+                for number in _numbers([match[1]]):  # none if its characters make no number
+                    self._add_one(now, number)
             return
         found = pattern.findall(_SEPARATOR.join(datas))
-        if b"" in found:  # a name followed by no number: not timed
-            found = [sent for sent in found if sent]
         if not found:
             return
-        sent = list(map(float, found))
-        if max(sent) > 1e11:  # milliseconds, microseconds or nanoseconds
+        try:
+            sent = list(map(float, found))
+        except ValueError:  # a name followed by no number (b""), or by no valid one
+            sent = _numbers(found)
+            if not sent:
+                return
+        high, low = max(sent), min(sent)
+        if high > 1e11:  # milliseconds, microseconds or nanoseconds
             sent = [_seconds(value) for value in sent]
+            high, low = max(sent), min(sent)
         wall = now + self._wall_offset
         latencies = [wall - value for value in sent]
         # A sender's clock ahead of ours gives a negative figure: not a latency (nor is
-        # an absurd one). The pattern gives finite numbers or infinities, never NaN, so
-        # min and max decide for the whole read.
-        if min(latencies) < 0.0 or max(latencies) >= 1e9:
+        # an absurd one). float() of number characters gives finite numbers or
+        # infinities, never NaN, so the extremes decide for the whole read.
+        if wall - high < 0.0 or wall - low >= 1e9:
             latencies = [value for value in latencies if 0.0 <= value < 1e9]
         self.stats.timed += len(latencies)
         buffer = self._buffer
@@ -217,7 +233,7 @@ class _Feed:
             data = event.data
             try:
                 found_at = function(
-                    bytes(data).decode("utf-8", "replace") if event.opcode is _TEXT else bytes(data)
+                    str(data, "utf-8", "replace") if event.opcode is _TEXT else bytes(data)
                 )
                 if found_at is None:
                     continue
