@@ -1,6 +1,6 @@
 """What the instruments for a bot's own clients cost the bot.
 
-Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2,3]``.
+Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2,3,4]``.
 
 1. aiohttp: requests/s of a bare ``aiohttp.ClientSession`` against the same
    session with ``tracker.aiohttp_trace()`` in its ``trace_configs``, against
@@ -24,6 +24,15 @@ Run: ``python benchmarks/bench_instruments.py [--quick] [--parts 1,2,3]``.
    exchange's latency set to 50 ms, the p50 of ``axiom_sdk``'s balance call and
    of ``axiom_sdk_ws``'s ``new_pairs`` pushes, as recorded in ``axiom_tracker``
    (a pytest run in a subprocess). Goal: within +5 ms of 50 ms.
+4. Where the SDK's balance call spends its time over the injected 50 ms, in
+   one process, contenders alternated call by call: a pooled ``urllib3`` POST
+   (the exchange and loopback alone), ``requests.post`` (a new connection per
+   call, as the SDK sends), the SDK with no instrument, and the SDK as
+   ``axiom_sdk`` sets it up, timed by the caller and as the instrument records
+   it (the figure part 3 checks).
+
+Each part ends with one line per goal, ``GOAL <name>: <figure> (goal ...): met``
+or ``NOT MET``, for a quick reading of a re-run.
 """
 
 from __future__ import annotations
@@ -75,6 +84,22 @@ def session(
     )
 
 
+def goal_line(name: str, runs: dict[str, list[tuple[float, float]]], contender: str) -> str:
+    """``GOAL``: the median ratio of requests/s (and of CPU per request) to the bare rounds."""
+    rates = [m[0] / b[0] for m, b in zip(runs[contender], runs["bare"], strict=True)]
+    cpu = [b[1] / m[1] for m, b in zip(runs[contender], runs["bare"], strict=True)]
+    ratio = statistics.median(rates)
+    return (
+        f"GOAL {name}: {ratio:.3f} of the bare session's requests/s "
+        f"[{min(rates):.2f}-{max(rates):.2f}, {len(rates)} rounds], by CPU "
+        f"{statistics.median(cpu):.3f} (goal >= 0.95): {verdict(ratio >= 0.95)}"
+    )
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT MET"
+
+
 def row(in_flight: int, runs: dict[str, list[tuple[float, float]]]) -> str:
     """One line of part 1: rates, ratios to the bare session's rounds, CPU per request."""
 
@@ -104,6 +129,7 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
         "   in flight   bare req/s   empty req/s  ratio               traced req/s  ratio"
         "               mw req/s    ratio               CPU bare  empty  traced      mw",
     ]
+    goals: list[str] = []
     with ExchangeSimulator() as exchange:
         headers = {"Authorization": f"Bearer {exchange.token}"}
         base = exchange.base_url
@@ -136,6 +162,10 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
                         runs[name].append(await drive(getter(sessions[name]), total, in_flight))
 
                 lines.append(row(in_flight, runs))
+                goals.append(goal_line(f"aiohttp_trace, {in_flight} in flight", runs, "traced"))
+                goals.append(
+                    goal_line(f"aiohttp_middleware, {in_flight} in flight", runs, "middleware")
+                )
         finally:
             for s in sessions.values():
                 await s.close()
@@ -143,7 +173,7 @@ async def aiohttp_part(total: int, rounds: int) -> list[str]:
         lines.append(
             f"   (trace and middleware recorded {recorded:,} requests: every one they saw)"
         )
-    return lines
+    return lines + goals
 
 
 async def stream_loop(connect: Callable[..., Any], url: str) -> tuple[float, float]:
@@ -222,6 +252,15 @@ async def websockets_part(rounds: int) -> list[str]:
         )
     delivered = tracker.stats("websocket_latency", "delivery").count
     lines.append(f"   (delivery latency recorded for {delivered:,} messages)")
+    timed = runs['websockets_connect("timestamp")']
+    ratios = [m[0] / b[0] for m, b in zip(timed, bare, strict=True)]
+    cpu = [m[1] / b[1] for m, b in zip(timed, bare, strict=True)]
+    ratio = statistics.median(ratios)
+    lines.append(
+        f'GOAL websockets_connect("timestamp"): {ratio:.3f} of the bare loop\'s messages/s '
+        f"[{min(ratios):.2f}-{max(ratios):.2f}, {len(ratios)} rounds], by CPU "
+        f"{statistics.median(cpu):.3f} (goal >= 0.9): {verdict(ratio >= 0.9)}"
+    )
     return lines
 
 
@@ -286,17 +325,113 @@ def sdk_part() -> list[str]:
             f"   {name:<44} {st['count']:>4} {st['p50'] * 1e3:>7.2f}ms {st['p95'] * 1e3:>7.2f}ms"
             f" {(st['p50'] - 0.05) * 1e3:>+9.2f}ms"
         )
+    for name, key in (("axiom_sdk balance call", "rest"), ("axiom_sdk_ws pushes", "push")):
+        over = (data[key]["p50"] - 0.05) * 1e3
+        lines.append(
+            f"GOAL {name}: p50 {over:+.2f} ms over the injected 50 ms "
+            f"(goal <= +5 ms): {verdict(over <= 5.0)}"
+        )
     return lines
+
+
+def sdk_split(calls: int) -> list[str]:
+    """Part 4: the SDK's balance call with the exchange's 50 ms, split by contender."""
+    import requests
+    import urllib3
+    from axiomtradeapi import AxiomTradeClient  # type: ignore[import-untyped]
+
+    from pytest_axiomperf.instruments.sdk import sdk_client
+    from pytest_axiomperf.target import Target
+
+    payload = {"publicKeys": ["Wallet1", "Wallet2"]}
+    original = requests.Session.get_adapter
+    times: dict[str, list[float]] = {}
+    with ExchangeSimulator() as exchange, tempfile.TemporaryDirectory() as folder:
+        exchange.configure(latency=0.05)
+        target = Target(exchange.base_url, exchange.ws_url, exchange.token, embedded=True)
+        tracker = PerformanceTracker("bench")
+        patches: list[tuple[object, str, object]] = []
+        instrumented = sdk_client(
+            target, tracker, Path(folder, "a"), lambda o, n, v: patches.append((o, n, v))
+        )
+        guarded = patches[0][2]  # the guard's get_adapter, installed for its rounds only
+        bare = AxiomTradeClient(
+            auth_token=exchange.token,
+            refresh_token=exchange.token,
+            use_saved_tokens=False,
+            storage_dir=str(Path(folder, "b")),
+        )
+        bare.endpoints.BASE_URL_API = exchange.base_url + "/api"
+        host, port = exchange.base_url.split("//")[1].split(":")
+        pool = urllib3.HTTPConnectionPool(host, int(port), maxsize=1)
+        headers = {"Authorization": f"Bearer {exchange.token}", "Content-Type": "application/json"}
+        body = json.dumps(payload).encode()
+
+        def pooled() -> None:
+            answer = pool.request("POST", "/api/batched-sol-balance", body=body, headers=headers)
+            assert answer.status == 200, answer.status
+
+        url = exchange.base_url + "/api/batched-sol-balance"
+
+        def plain_requests() -> None:
+            answer = requests.post(url, json=payload, headers=headers, timeout=5)
+            assert answer.status_code == 200, answer.status_code
+
+        def sdk_bare() -> None:
+            assert bare.get_batched_sol_balance(payload["publicKeys"])
+
+        def sdk_instrumented() -> None:
+            requests.Session.get_adapter = guarded  # type: ignore[method-assign]
+            try:
+                assert instrumented.get_batched_sol_balance(payload["publicKeys"])
+            finally:
+                requests.Session.get_adapter = original  # type: ignore[method-assign]
+
+        contenders = {
+            "urllib3, pooled (exchange + loopback)": pooled,
+            "requests.post, a new connection per call": plain_requests,
+            "SDK, no instrument (new connection per call)": sdk_bare,
+            "SDK as axiom_sdk sets it up, caller's time": sdk_instrumented,
+        }
+        for fn in contenders.values():  # warm up
+            fn()
+        names = list(contenders)
+        for i in range(calls):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                start = time.perf_counter()
+                contenders[name]()
+                times.setdefault(name, []).append(time.perf_counter() - start)
+        pool.close()
+    lines = [
+        "4. SDK balance call with the exchange's injected 50 ms, contenders alternated call "
+        f"by call, {calls} calls each",
+        f"   {'contender':<52}{'p50':>9}{'p95':>9}   p50 - 50ms",
+    ]
+    recorded = tracker.stats("api_response_times", "POST /api/batched-sol-balance")
+    rows = [(name, statistics.median(got), quantile(got, 0.95)) for name, got in times.items()]
+    rows.append(("SDK as axiom_sdk sets it up, recorded (part 3)", recorded.p50, recorded.p95))
+    for name, p50, p95 in rows:
+        lines.append(
+            f"   {name:<52}{p50 * 1e3:>7.2f}ms{p95 * 1e3:>7.2f}ms {(p50 - 0.05) * 1e3:>+9.2f}ms"
+        )
+    return lines
+
+
+def quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter rounds")
-    parser.add_argument("--parts", default="1,2,3", help="which parts to run, e.g. 1 or 1,3")
+    parser.add_argument("--parts", default="1,2,3,4", help="which parts to run, e.g. 1 or 1,3")
     args = parser.parse_args()
     parts = {int(p) for p in args.parts.split(",")}
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    print(f"bench_instruments.py, {stamp}, Python {sys.version.split()[0]}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"bench_instruments.py, {stamp}, Python {sys.version.split()[0]}, load average {load}")
     if 1 in parts:
         total, rounds = (300, 4) if args.quick else (500, 30)
         print("\n".join(asyncio.run(aiohttp_part(total, rounds))))
@@ -304,6 +439,8 @@ def main() -> None:
         print("\n".join(asyncio.run(websockets_part(4 if args.quick else 20))))
     if 3 in parts:
         print("\n".join(sdk_part()))
+    if 4 in parts:
+        print("\n".join(sdk_split(20 if args.quick else 60)))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from pytest_axiomperf._lazy import lazy_attributes
 from pytest_axiomperf.errors import (
     AxiomPerfError,
+    AxiomPerfWarning,
     BaselineError,
     BudgetExceeded,
     ConfigError,
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiResponse",
     "AxiomPerfError",
+    "AxiomPerfWarning",
     "BaselineError",
     "BudgetExceeded",
     "ConfigError",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_axiomperf.errors import AxiomPerfError
-from pytest_axiomperf.stash import EXCHANGE_KEY, extra_for, get_plugin, tracker_for
+from pytest_axiomperf.stash import extra_for, get_plugin, tracker_for
 from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import PerformanceTracker
 
@@ -107,8 +107,11 @@ def axiom_target(request: pytest.FixtureRequest) -> Target:
     settings = get_plugin(request.config).settings
     if settings.base_url is not None or settings.ws_url is not None:
         return Target(settings.base_url, settings.ws_url, settings.auth_token)
-    exchange = request.getfixturevalue("axiom_exchange")
-    request.node.stash[EXCHANGE_KEY] = exchange
+    from pytest_axiomperf.exchange.fixture import exchange_for
+
+    # Running, even when this is the first fixture a test asks for after the session's
+    # exchange died (replaced before setup only for tests that name axiom_exchange).
+    exchange = exchange_for(request)
     return Target(exchange.base_url, exchange.ws_url, exchange.token, embedded=True)
 
 

@@ -32,7 +32,6 @@ import httpx
 import respx
 from respx.models import AllMockedAssertionError
 
-from pytest_axiomperf.client import EXCHANGE_ROUTES, ORDER_ROUTES, RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError
 from pytest_axiomperf.exchange.data import (
     MAX_BODY,
@@ -44,6 +43,7 @@ from pytest_axiomperf.exchange.data import (
 )
 from pytest_axiomperf.exchange.models import ExchangeProfile, FaultModel
 from pytest_axiomperf.redact import redact_text, safe_url
+from pytest_axiomperf.routes import EXCHANGE_ROUTES, ORDER_ROUTES, RouteTemplates
 from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
 
 __all__ = ["DEFAULT_BASE_URL", "ExchangeRouter"]

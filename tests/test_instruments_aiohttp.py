@@ -251,3 +251,16 @@ def test_middleware_records_without_the_phases(standalone_exchange: Standalone) 
     assert tracker.stats("api_response_times", "GET /health").min >= 0.19
     assert tracker.errors == {"HTTP 4xx": 1, "TimeoutError": 1}
     assert "http_connect_times" not in tracker.metrics()
+
+
+def test_routes_remembered_are_bounded() -> None:
+    """Paths embedding anything (a wallet per request) do not grow the route cache."""
+    from pytest_axiomperf.instruments.aiohttp import _Recorder
+    from pytest_axiomperf.routes import MAX_TARGETS, RouteTemplates
+
+    recorder = _Recorder(PerformanceTracker(), RouteTemplates(["/balance/{a}"]), frozenset())
+    first = recorder.route("GET", "/balance/W0")
+    assert recorder.route("GET", "/balance/W0") is first
+    for i in range(MAX_TARGETS + 100):
+        assert recorder.route("GET", f"/balance/W{i}").tag == "GET /balance/{a}"
+    assert len(recorder._routes) == MAX_TARGETS

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
 
 import httpx
 import pytest
@@ -143,3 +145,51 @@ def test_not_a_transport() -> None:
     """Something else is refused by name."""
     with pytest.raises(TypeError, match="expected an httpx transport, got str"):
         PerformanceTracker().httpx_transport("http://x")  # type: ignore[arg-type]
+
+
+WITHOUT_AIOHTTP = """
+import sys
+
+sys.modules["aiohttp"] = None  # a machine without aiohttp: importing it fails
+
+import httpx
+
+from pytest_axiomperf import PerformanceTracker
+import pytest_axiomperf.instruments.sdk
+import pytest_axiomperf.respx_api
+
+tracker = PerformanceTracker("bot")
+venue = httpx.MockTransport(lambda request: httpx.Response(200, json={"sol": 1.0}))
+with httpx.Client(transport=tracker.httpx_transport(venue, sync=True)) as client:
+    client.get("http://venue.test/balance/So1wallet")
+print(tracker.stats("api_response_times", "GET /balance/{address}").count)
+"""
+
+
+def test_an_httpx_bot_needs_no_aiohttp(pytester: pytest.Pytester) -> None:
+    """The httpx, requests (SDK) and respx instruments import no aiohttp."""
+    result = pytester.run(sys.executable, "-c", WITHOUT_AIOHTTP)
+    assert result.ret == 0, result.stderr.str()
+    assert result.outlines[-1] == "1"
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_a_response_read_already_is_recorded(sync: bool) -> None:
+    """A transport answering with a body in memory (httpx.MockTransport, a cache)
+    closes the response before the client sees it: recorded at once."""
+    tracker = PerformanceTracker("bot")
+    venue = httpx.MockTransport(lambda request: httpx.Response(201, json={"id": "o1"}))
+    if sync:
+        with httpx.Client(transport=tracker.httpx_transport(venue, sync=True)) as client:
+            assert client.post("http://venue.test/orders", json={}).json() == {"id": "o1"}
+    else:
+
+        async def main() -> None:
+            transport = tracker.httpx_transport(venue)
+            async with httpx.AsyncClient(transport=transport) as client:
+                response = await client.post("http://venue.test/orders", json={})
+                assert response.json() == {"id": "o1"}
+
+        asyncio.run(main())
+    assert tracker.stats("api_response_times", "POST /orders").count == 1
+    assert tracker.stats("order_execution_times", "POST /orders").count == 1

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import sys
 import time
+from typing import Any
 
 import pytest
 from conftest import Standalone
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.frames import Frame, Opcode
 
 from pytest_axiomperf import PerformanceTracker
 
@@ -194,31 +198,125 @@ def test_the_bots_close_is_no_outage() -> None:
     assert tracker.stats("websocket_latency", "delivery").count == 0
 
 
-@pytest.mark.parametrize(
-    ("template", "scale", "timed"),
-    [
-        ('{{"timestamp": {t}}}', 1, True),
-        ('{{"timestamp":{t}}}', 1e3, True),
-        ('{{"type":"x","timestamp" : "{t}"}}', 1e6, True),
-        ('{{"timestamp": {t}, "price": 2}}', 1e9, True),
-        ('{{"timestamp": "2026-12-06T07:00:00Z", "t": {t}}}', 1, False),
-        ('{{"price": {t}}}', 1, False),
-        ('{{"timestamp": {{"s": {t}}}}}', 1, False),
-        ('{{"timestamp": -Infinity, "t": {t}}}', 1, False),
-    ],
-)
-def test_timestamp_field(template: str, scale: float, timed: bool) -> None:
-    """Seconds, ms, us and ns by magnitude, quoted or not; anything else is not timed."""
-    from pytest_axiomperf.instruments.websockets import _Feed
+FIELD_CASES = [
+    ('{{"timestamp": {t}}}', 1, True),
+    ('{{"timestamp":{t}}}', 1e3, True),
+    ('{{"type":"x","timestamp" : "{t}"}}', 1e6, True),
+    ('{{"timestamp": {t}, "price": 2}}', 1e9, True),
+    ('{{"timestamp":\n\t{t}\n}}', 1, True),
+    ('[{{"timestamp": {t}}}]', 1, True),
+    ('{{"data": {{"timestamp": {t}}}, "seq": 1}}', 1, True),  # nested: found too
+    ('{{"timestamp": "2026-12-06T07:00:00Z", "t": {t}}}', 1, False),
+    ('{{"timestamp": "{t}Z"}}', 1, False),
+    ('{{"timestamp": "abc", "timestamp2": {t}}}', 1, False),
+    ('{{"price": {t}}}', 1, False),
+    ('{{"timestamp": {{"s": {t}}}}}', 1, False),
+    ('{{"timestamp": -Infinity, "t": {t}}}', 1, False),
+    ('{{"timestamp": 1-2, "t": {t}}}', 1, False),  # number characters, no number
+    ('{{"timestamp": "{t}e", "t": {t}}}', 1, False),
+    ('{{"timestamp": null, "data": {{"timestamp": {t}}}}}', 1, False),  # the first only
+    ('{{"timestamp": {t}', 1, False),  # cut short: the number may be too
+]
 
+
+@pytest.mark.parametrize(("template", "scale", "timed"), FIELD_CASES)
+def test_timestamp_field(template: str, scale: float, timed: bool) -> None:
+    """Seconds, ms, us and ns by magnitude, quoted or not, nested or not; the first
+    occurrence of the name only; anything but a whole number after it is not timed."""
     tracker = PerformanceTracker()
-    feed = _Feed(tracker, "timestamp")
+    feed = _feed(tracker, "timestamp")
     sent = (time.time() - 0.2) * scale
-    feed.message(template.format(t=int(sent) if scale > 1 else sent).encode(), True)
+    text = template.format(t=int(sent) if scale > 1 else sent)
+    feed.frames([Frame(Opcode.TEXT, text.encode())])
     delivery = tracker.stats("websocket_latency", "delivery")
     assert delivery.count == timed
+    assert feed.stats.timed == timed
     if timed:
         assert 0.19 <= delivery.min < 5
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="possessive quantifiers: Python 3.11+")
+def test_the_field_pattern_without_possessive_quantifiers() -> None:
+    """Python 3.10's pattern (no possessive quantifiers) finds exactly what 3.11's does."""
+    from pytest_axiomperf.instruments.websockets import _field_pattern
+
+    fast = re.compile(_field_pattern("timestamp", possessive=True))
+    plain = re.compile(_field_pattern("timestamp", possessive=False))
+    assert fast.pattern != plain.pattern
+    texts = [template.format(t=time.time() * scale) for template, scale, _ in FIELD_CASES]
+    joined = "\x00".join(texts).encode()
+    assert fast.findall(joined) == plain.findall(joined)
+    assert len(fast.findall(joined)) == len(texts) - 1  # one has no "timestamp" at all
+    assert sum(1 for found in fast.findall(joined) if found) == 9  # 7 numbers, 2 not
+
+
+def _feed(tracker: PerformanceTracker, timestamp: Any) -> Any:
+    """The measuring state of a ``connect``, fed frames as websockets parses them."""
+    from pytest_axiomperf.instruments.websockets import _Feed
+
+    feed = _Feed(tracker, timestamp)
+    feed.arrived = time.perf_counter()
+    return feed
+
+
+def test_one_read_of_many_messages() -> None:
+    """Messages parsed from one read are timed together, one time per message at most,
+    whatever their shapes; fragments, control frames and binary frames as the rules say."""
+    tracker = PerformanceTracker()
+    feed = _feed(tracker, "ts")
+    now = time.time()
+    frames = [
+        Frame(Opcode.TEXT, json.dumps({"ts": now - 0.1, "a": {"ts": now - 3}}).encode()),
+        Frame(Opcode.TEXT, b'{"type": "subscribed"}'),
+        Frame(Opcode.PING, b"1234"),
+        Frame(Opcode.TEXT, json.dumps({"x": [1, 2], "ts": int((now - 0.2) * 1e3)}).encode()),
+        Frame(Opcode.BINARY, json.dumps({"ts": now - 0.3}).encode()),  # JSON sent as binary
+        Frame(Opcode.BINARY, b"\x00\x01\xff"),
+        Frame(Opcode.TEXT, b'{"ts": "never"}'),
+        Frame(Opcode.TEXT, b'{"ts": 1-2}'),  # not a number: the read's others still count
+        Frame(Opcode.TEXT, b'{"a": 1, "ts": ', fin=False),  # a fragmented message...
+        Frame(Opcode.CONT, str(now - 0.4).encode() + b"}"),  # ...counted, not timed
+        Frame(Opcode.TEXT, json.dumps({"ts": now + 60}).encode()),  # a clock ahead of ours
+        Frame(Opcode.TEXT, json.dumps({"ts": now - 0.5}).encode()),
+    ]
+    feed.frames(frames)
+    assert feed.stats.timed == 4
+    assert (feed._window_messages, feed.stats.messages) == (10, 0)
+    delivery = tracker.stats("websocket_latency", "delivery")
+    assert delivery.count == 4
+    assert delivery.min >= 0.09 and delivery.max < 0.6  # 0.1, 0.2, 0.3, 0.5 s (+ this test)
+    assert tracker.errors == {}
+
+
+def test_timestamp_function_per_message() -> None:
+    """A function sees each whole message as recv() would give it (str, or bytes for a
+    binary one); what it raises or returns that is no time is counted, never raised."""
+    tracker = PerformanceTracker()
+    seen: list[object] = []
+
+    def sent_at(raw: str | bytes) -> float | None:
+        seen.append(raw)
+        if isinstance(raw, bytes):
+            return None
+        value = json.loads(raw)["t"]
+        return value if value != "nan" else float("nan")
+
+    feed = _feed(tracker, sent_at)
+    now = time.time()
+    feed.frames(
+        [
+            Frame(Opcode.TEXT, json.dumps({"t": now - 0.1}).encode()),
+            Frame(Opcode.BINARY, b"\x01"),
+            Frame(Opcode.TEXT, b'{"u": 1}'),  # KeyError in the bot's function
+            Frame(Opcode.TEXT, b'{"t": "soon"}'),  # not a number
+            Frame(Opcode.TEXT, b'{"t": "nan"}'),
+            Frame(Opcode.TEXT, b'{"t": 1', fin=False),
+            Frame(Opcode.CONT, b"}"),
+        ]
+    )
+    assert seen[:2] == [json.dumps({"t": now - 0.1}), b"\x01"] and len(seen) == 5
+    assert feed.stats.timed == 1
+    assert tracker.errors == {"KeyError": 1, "ValueError": 1}
 
 
 def test_bad_timestamp_argument() -> None:

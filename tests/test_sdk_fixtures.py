@@ -7,6 +7,9 @@ show there, and each test asserts none did.
 
 from __future__ import annotations
 
+import http.server
+import threading
+
 import pytest
 
 pytest.importorskip("axiomtradeapi", reason="axiomtradeapi is not installed: SDK tests skipped")
@@ -39,6 +42,9 @@ def test_the_sdks_calls_and_callbacks_in_auto_mode(
 
 
 LATENCY = """
+import http.server
+import threading
+
 import pytest
 
 
@@ -123,3 +129,56 @@ def test_a_missing_private_name_is_named_with_the_version() -> None:
     named = r"axiomtradeapi 1\.1\.6 has no OtherWebSocketClient\._preflight_curl.*supports"
     with pytest.raises(AxiomPerfError, match=named):
         sdk_websocket(Client(), target, PerformanceTracker())
+
+
+class _CountingServer(http.server.ThreadingHTTPServer):
+    """A keep-alive HTTP server on 127.0.0.1 counting the connections it accepts."""
+
+    daemon_threads = True
+    connections = 0
+
+    def process_request(self, request: object, client_address: object) -> None:
+        self.connections += 1
+        super().process_request(request, client_address)  # type: ignore[arg-type]
+
+
+class _Answer(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        """Quiet."""
+
+
+def test_the_sdks_connections_are_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timing does not pool what the SDK does not: each ``requests.get`` (a session of
+    its own) opens a connection, as without the plugin; a long-lived session keeps one."""
+    import requests
+
+    from pytest_axiomperf import PerformanceTracker
+    from pytest_axiomperf.instruments.sdk import _Guard
+
+    server = _CountingServer(("127.0.0.1", 0), _Answer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        tracker = PerformanceTracker()
+        _Guard(Target(url, None, None), tracker).install(monkeypatch.setattr)
+        for _ in range(3):
+            assert requests.get(url + "/pair-info", timeout=5).json() == {}
+        assert server.connections == 3
+        with requests.Session() as session:
+            for _ in range(3):
+                assert session.get(url + "/pair-info", timeout=5).status_code == 200
+        assert server.connections == 4
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert tracker.stats("api_response_times", "GET /pair-info").count == 6

@@ -155,12 +155,22 @@ def test_configure_warns_when_the_run_tests_another_venue(user_project: pytest.P
             "but this run tests --axiom-base-url=http://127.0.0.1:9: axiom_target, axiom_client*"
         ]
     )
+    # Users filter it by its public name, on the command line or in their ini file.
     strict = user_project.runpytest(
-        "--axiom-base-url=http://127.0.0.1:9",
-        "-W",
-        "error::pytest_axiomperf.errors.AxiomPerfWarning",
+        "--axiom-base-url=http://127.0.0.1:9", "-W", "error::pytest_axiomperf.AxiomPerfWarning"
     )
     strict.assert_outcomes(failed=1)
+    user_project.makeini(
+        """
+        [pytest]
+        asyncio_mode = strict
+        asyncio_default_fixture_loop_scope = function
+        filterwarnings = ignore::pytest_axiomperf.AxiomPerfWarning
+        """
+    )
+    quiet = user_project.runpytest("--axiom-base-url=http://127.0.0.1:9")
+    quiet.assert_outcomes(passed=1)
+    assert "AxiomPerfWarning" not in quiet.stdout.str()
 
 
 def test_configure_on_the_embedded_exchange_does_not_warn(user_project: pytest.Pytester) -> None:
@@ -180,3 +190,34 @@ def test_target_repr_without_token() -> None:
     target = Target("http://127.0.0.1:1/", None, None)
     assert (target.base_url, target.headers(), target.cookies()) == ("http://127.0.0.1:1", {}, {})
     assert repr(target) == "Target(base_url='http://127.0.0.1:1', ws_url=None, token=None)"
+
+
+def test_axiom_target_after_the_exchange_died(user_project: pytest.Pytester) -> None:
+    """A test asking for axiom_target alone gets a running exchange, even when the
+    session's exchange died in an earlier test."""
+    user_project.makepyfile(
+        """
+        import os
+        import signal
+        import time
+        import urllib.request
+
+
+        def test_kill(axiom_exchange):
+            os.kill(axiom_exchange.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while axiom_exchange.running and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not axiom_exchange.running
+
+
+        def test_target_alone(axiom_target):
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            url = axiom_target.base_url + "/balance/So1wallet"
+            request = urllib.request.Request(url, headers=axiom_target.headers())
+            with opener.open(request, timeout=5) as answer:
+                assert answer.status == 200
+        """
+    )
+    result = user_project.runpytest_subprocess("-p", "no:cacheprovider", "-v")
+    result.stdout.fnmatch_lines(["*::test_target_alone PASSED*"])

@@ -13,6 +13,8 @@ Each lives in a module of its own and imports its library only when used:
 
 from __future__ import annotations
 
+from pytest_axiomperf.routes import EXCHANGE_ROUTES
+
 #: AxiomTrade's REST routes, as the ``axiomtradeapi`` SDK calls them (and the embedded
 #: exchange serves them). Listed because names of 16 characters and more
 #: (``send-transaction``) would otherwise be taken for identifiers.
@@ -38,13 +40,5 @@ __all__ = ["AXIOM_ROUTES", "ORDER_ROUTES", "ROUTES"]
 
 
 #: The route templates the instruments tag requests by, unless given others: the embedded
-#: exchange's (``client.EXCHANGE_ROUTES``, repeated here so that this module imports no
-#: HTTP library) and AxiomTrade's.
-ROUTES: tuple[str, ...] = (
-    "/health",
-    "/balance/{address}",
-    "/tokens/{address}",
-    "/orders",
-    "/orders/{order_id}",
-    *AXIOM_ROUTES,
-)
+#: exchange's and AxiomTrade's.
+ROUTES: tuple[str, ...] = (*EXCHANGE_ROUTES, *AXIOM_ROUTES)

@@ -33,8 +33,9 @@ import aiohttp
 from aiosignal import Signal
 from yarl import URL
 
-from pytest_axiomperf.client import RouteTemplates, _RouteSeries
+from pytest_axiomperf.histogram import BUFFER_SIZE
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
+from pytest_axiomperf.routes import MAX_TARGETS, RouteSeries, RouteTemplates
 from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
 
 __all__ = ["trace_config"]
@@ -58,6 +59,21 @@ class _Request(SimpleNamespace):
     dns = 0
 
 
+class _Route:
+    """What the requests of one method and path record into, looked up once per request:
+    the route's series and tag, whether it places orders, the raw buffers of its
+    phases (durations, never negative)."""
+
+    __slots__ = ("is_order", "phases", "series", "tag")
+
+    def __init__(self, series: RouteSeries, tag: str, is_order: bool) -> None:
+        self.series = series
+        self.tag = tag
+        self.is_order = is_order
+        # Made at the first request that has phases (the middleware's have none).
+        self.phases: tuple[tuple[list[float], Callable[[], None]], ...] | None = None
+
+
 class _Recorder:
     """The receivers of one trace config: one tracker, one set of route templates."""
 
@@ -67,13 +83,25 @@ class _Recorder:
         self.tracker = tracker
         self.routes = routes
         self.order_routes = order_routes
-        self._series: dict[str, _RouteSeries] = {}
+        self._series: dict[str, RouteSeries] = {}
+        self._routes: dict[tuple[str, str], _Route] = {}
 
-    def series(self, tag: str) -> _RouteSeries:
+    def series(self, tag: str) -> RouteSeries:
         series = self._series.get(tag)
         if series is None:
-            series = self._series[tag] = _RouteSeries(self.tracker, tag)
+            series = self._series[tag] = RouteSeries(self.tracker, tag)
         return series
+
+    def route(self, method: str, path: str) -> _Route:
+        """The route of a request (remembered for MAX_TARGETS methods and paths)."""
+        key = (method, path)
+        route = self._routes.get(key)
+        if route is None:
+            tag = self.routes.tag(method, path)
+            route = _Route(self.series(tag), tag, tag in self.order_routes)
+            if len(self._routes) < MAX_TARGETS:  # paths can embed anything
+                self._routes[key] = route
+        return route
 
     def request_start(self, session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
         ctx.start = _now()
@@ -104,19 +132,35 @@ class _Recorder:
     ) -> None:
         headers_at = _now()
         start = ctx.start
-        tag = self.routes.tag(params.method, params.url.raw_path)
-        series = self.series(tag)
-        series.record_phases(ctx.connect / 1e9, ctx.dns / 1e9, (headers_at - start) / 1e9)
-        self._time_body(params.response, tag, series, start)
+        route = self.route(params.method, params.url.raw_path)
+        # Straight into the three phase histograms' buffers: a method call less each.
+        phases = route.phases
+        if phases is None:
+            phases = route.phases = route.series.phase_buffers()
+        (connect, connect_fold), (dns, dns_fold), (ttfb, ttfb_fold) = phases
+        connect.append(ctx.connect / 1e9)
+        dns.append(ctx.dns / 1e9)
+        ttfb.append((headers_at - start) / 1e9)
+        if len(connect) >= BUFFER_SIZE:
+            connect_fold()
+        if len(dns) >= BUFFER_SIZE:
+            dns_fold()
+        if len(ttfb) >= BUFFER_SIZE:
+            ttfb_fold()
+        self._time_body(params.response, route.tag, route.series, start, route.is_order)
 
     def _time_body(
-        self, response: aiohttp.ClientResponse, tag: str, series: _RouteSeries, start: int
+        self,
+        response: aiohttp.ClientResponse,
+        tag: str,
+        series: RouteSeries,
+        start: int,
+        is_order: bool,
     ) -> None:
         """Count an error status; record the whole answer when its body has been read."""
         status = response.status
         if status >= 400:
             self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
-        is_order = tag in self.order_routes
 
         def answered() -> None:
             series.record_answer((_now() - start) / 1e9, None, is_order)
@@ -161,10 +205,9 @@ class _Recorder:
             self.failed(request.method, request.url, exc, start)
             raise
         headers_at = _now()
-        tag = self.routes.tag(request.method, request.url.raw_path)
-        series = self.series(tag)
-        series.record_ttfb((headers_at - start) / 1e9)
-        self._time_body(response, tag, series, start)
+        route = self.route(request.method, request.url.raw_path)
+        route.series.record_ttfb((headers_at - start) / 1e9)
+        self._time_body(response, route.tag, route.series, start, route.is_order)
         return response
 
 

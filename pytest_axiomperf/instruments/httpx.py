@@ -28,8 +28,8 @@ from typing import Any
 
 import httpx
 
-from pytest_axiomperf.client import RouteTemplates
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
+from pytest_axiomperf.routes import RouteTemplates
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
     HTTP_CONNECT_TIMES,
@@ -177,6 +177,9 @@ class AsyncTimedTransport(httpx.AsyncBaseTransport):
             self._recorder.failed(request, exc, start)
             raise
         finished = self._recorder.answered(request, response, start, connect.total)
+        if response.is_closed:  # read already (a mock's, a cache's): its body is here
+            finished()
+            return response
         stream = response.stream
         assert isinstance(stream, httpx.AsyncByteStream)
         response.stream = _TimedAsyncStream(stream, finished)
@@ -213,6 +216,9 @@ class TimedTransport(httpx.BaseTransport):
             self._recorder.failed(request, exc, start)
             raise
         finished = self._recorder.answered(request, response, start, connect.total)
+        if response.is_closed:  # read already (a mock's, a cache's): its body is here
+            finished()
+            return response
         stream = response.stream
         assert isinstance(stream, httpx.SyncByteStream)
         response.stream = _TimedStream(stream, finished)
@@ -231,8 +237,12 @@ def transport(
     routes: Iterable[str] = ROUTES,
     order_routes: Iterable[str] = ORDER_ROUTES,
 ) -> AsyncTimedTransport | TimedTransport:
-    """A timed transport around ``inner``: async unless ``inner`` is sync or ``sync=True``."""
-    if isinstance(inner, httpx.BaseTransport) or (inner is None and sync):
+    """A timed transport around ``inner``: async unless ``inner`` is sync or ``sync=True``
+    (which also picks the sync side of a transport that is both, as ``httpx.MockTransport``)."""
+    is_async = isinstance(inner, httpx.AsyncBaseTransport)
+    if (isinstance(inner, httpx.BaseTransport) and (sync or not is_async)) or (
+        inner is None and sync
+    ):
         return TimedTransport(tracker, inner, routes=routes, order_routes=order_routes)
     if inner is None or isinstance(inner, httpx.AsyncBaseTransport):
         return AsyncTimedTransport(tracker, inner, routes=routes, order_routes=order_routes)

@@ -6,7 +6,9 @@ other version is checked for the names replaced here, and refused by name):
 - every ``requests`` call made during the test, the SDK's module-level ones
   included, gets its transport adapter through `_Guard` (a wrapper of
   ``requests.Session.get_adapter``): requests to the venue under test go
-  through a timing adapter (``api_response_times`` by route, orders also in
+  through a timing adapter mounted on their session (so the SDK's
+  ``requests.request``, a session per call, still opens a connection per call)
+  (``api_response_times`` by route, orders also in
   ``order_execution_times``, errors by type and status class); requests to
   another loopback address are left alone; any other is refused with
   `RefusedRequest` (a ``requests.ConnectionError``), counted in the errors and
@@ -35,10 +37,10 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 
-from pytest_axiomperf.client import RouteTemplates
 from pytest_axiomperf.errors import AxiomPerfError, AxiomPerfWarning
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
 from pytest_axiomperf.redact import safe_url
+from pytest_axiomperf.routes import RouteTemplates
 from pytest_axiomperf.target import Target
 from pytest_axiomperf.tracker import (
     API_RESPONSE_TIMES,
@@ -94,10 +96,10 @@ class _VenueAdapter(HTTPAdapter):
     """Sends to the venue under test and times each request (to its response headers:
     the SDK's answers are small JSON bodies, read at once)."""
 
-    def __init__(self, tracker: PerformanceTracker, direct: bool) -> None:
+    def __init__(self, tracker: PerformanceTracker, routes: RouteTemplates, direct: bool) -> None:
         super().__init__()
         self._tracker = tracker
-        self._routes = RouteTemplates(ROUTES)
+        self._routes = routes
         self._direct = direct
 
     def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
@@ -147,9 +149,25 @@ class _Guard:
     def __init__(self, target: Target, tracker: PerformanceTracker) -> None:
         venue = urlsplit(target.base_url)
         self._venue = (venue.scheme, venue.hostname, venue.port)
+        self._origin = f"{venue.scheme}://{venue.netloc}/"
         self._base = target.base_url
-        self.venue = _VenueAdapter(tracker, direct=_is_loopback(venue.hostname or ""))
+        self._tracker = tracker
+        self._routes = RouteTemplates(ROUTES)
+        self._direct = _is_loopback(venue.hostname or "")
         self.refuse = _RefuseAdapter(tracker, safe_url(target.base_url))
+
+    def venue(self, session: requests.Session) -> BaseAdapter:
+        """The session's timing adapter, mounted on it at its first request to the venue.
+
+        One per session, closed with it, as the session's own adapters are: the SDK's
+        ``requests.request`` (a new session per call) still opens a connection per
+        call, and its time is in the figure, as it is in the bot's.
+        """
+        adapter = session.adapters.get(self._origin)
+        if not isinstance(adapter, _VenueAdapter):
+            adapter = _VenueAdapter(self._tracker, self._routes, self._direct)
+            session.mount(self._origin, adapter)
+        return adapter
 
     def install(self, setattr_: Setattr) -> None:
         original = requests.Session.get_adapter
@@ -158,7 +176,7 @@ class _Guard:
         def get_adapter(session: requests.Session, url: str) -> BaseAdapter:
             parts = urlsplit(url)
             if (parts.scheme, parts.hostname, parts.port) == guard._venue:
-                return guard.venue
+                return guard.venue(session)
             if _is_loopback(parts.hostname or ""):
                 return original(session, url)
             return guard.refuse

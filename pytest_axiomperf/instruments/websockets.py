@@ -7,16 +7,17 @@ give the bot an ordinary ``ClientConnection`` (a subclass) that notes each
 message as it arrives, before it joins the queue ``recv()`` reads; the bot's
 reads themselves are untouched:
 
-- ``websocket_latency`` tag ``"delivery"``: the message's arrival time minus
-  the time it carries (as ``axiom_ws`` times delivery: to the reader taking the
-  message off the socket), read from the first ``"timestamp": <number>`` in
-  its text (epoch seconds; milliseconds, microseconds and nanoseconds told
-  apart by magnitude; quoted or not), or returned by a function given as
-  ``timestamp`` for the message as ``recv()`` would give it (epoch seconds, or
-  None). The field is found by a string search, not a second JSON parse, so a
-  field of that name in a nested object counts too: give a function when that
-  matters. Both clocks must agree (same host, or NTP). A fragmented message is
-  not timed;
+- ``websocket_latency`` tag ``"delivery"``: the message's arrival time (that
+  of the read from the socket that brought it, taken before websockets parses
+  it) minus the time it carries, read from the first ``"timestamp"`` in its
+  raw text when a JSON number follows it (epoch seconds; milliseconds,
+  microseconds and nanoseconds told apart by magnitude; quoted or not), or
+  returned by a function given as ``timestamp`` for the message as ``recv()``
+  would give it (epoch seconds, or None). The field is found by a regular
+  expression over the raw bytes, not a second JSON parse, so a field of that
+  name in a nested object counts too: give a function when that matters. Both
+  clocks must agree (same host, or NTP). A fragmented message is counted, not
+  timed;
 - ``websocket_latency`` tag ``"ping"``: each ping's round trip (the bot's own
   ``await ws.ping()`` and websockets' keepalive pings);
 - ``websocket_message_rate`` (msg/s): one sample per second of messages
@@ -34,12 +35,15 @@ disconnects, invalid frames.
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
 from websockets.frames import Frame, Opcode
 from websockets.typing import Data
 
@@ -57,7 +61,13 @@ ERR_INVALID_FRAME = "WebSocket invalid frame"
 # Close codes websockets sends when it refuses a frame: protocol error, invalid data, too big.
 _INVALID_FRAME_CODES = frozenset({1002, 1007, 1009})
 _DATA_OPCODES = frozenset({Opcode.TEXT, Opcode.BINARY})
+# The frames that end a message: a whole one, or the last fragment of one.
+_MESSAGE_ENDS = frozenset({Opcode.TEXT, Opcode.BINARY, Opcode.CONT})
 _TEXT = Opcode.TEXT
+_CONT = Opcode.CONT
+_SEPARATOR = b"\x00"
+# A JSON number, whole: every text it matches is one float() reads.
+_NUMBER = rb"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 _perf = time.perf_counter
 
 Timestamp = Callable[[Data], "float | None"]
@@ -77,6 +87,38 @@ class FeedStats:
     invalid_frames: int = 0
 
 
+def _field_pattern(name: str, possessive: bool = sys.version_info >= (3, 11)) -> bytes:
+    """Per message, what follows the first ``"<name>":`` when it looks like a number
+    (quoted or not, up to a quote, a space, a comma or a closing bracket), else an
+    empty group.
+
+    The group holds JSON number characters only (``float()`` refuses the rare
+    ones that do not make a number, such as ``1-2``). After the first occurrence
+    the rest of the message is consumed up to the separator the messages are
+    joined with, so a message gives one time at most. The separator is NUL,
+    which a JSON text cannot hold outside a string escape; in a binary or
+    non-JSON message that holds one, a later occurrence after it can give a
+    second time. Possessive quantifiers (Python 3.11+) match the same texts
+    (what ends the number is none of its characters) without backtracking.
+    """
+    key = re.escape(('"' + name + '"').encode())
+    # q after a quantifier: "+" makes it possessive.
+    q = "+" if possessive else ""
+    rest = rf'(?:\s*{q}:\s*{q}"?{q}([-+.eE0-9]+{q})(?=["\s,}}\]]))?{q}[^\x00]*{q}'
+    return key + rest.encode()
+
+
+def _numbers(found: list[bytes]) -> list[float]:
+    """The numbers among ``found``, the others (empty, ``1-2``) left out."""
+    numbers = []
+    for text in found:
+        try:
+            numbers.append(float(text))
+        except ValueError:
+            continue
+    return numbers
+
+
 def _seconds(value: float) -> float:
     """An epoch time in seconds from seconds, milliseconds, microseconds or nanoseconds."""
     if value > 1e17:
@@ -91,68 +133,115 @@ def _seconds(value: float) -> float:
 class _Feed:
     """The measuring state shared by every connection one ``connect`` opens.
 
-    `message` runs for every message the bot receives: it is written as one
-    frame of straight-line code (the field search inlined, the delivery
-    histogram's buffer appended to directly), because each Python call it
-    saves is a few percent of a bot's own per-message work.
+    `frames` runs once per read from the socket, with the events websockets
+    parsed from it; a fast feed delivers hundreds of messages per read, so the
+    per-message work is kept in C where it can be: the messages' data are
+    joined and searched by one regular expression, the times parsed by
+    ``map(float)``, the latencies appended to the delivery histogram's buffer
+    in one ``extend``. Every message of a read arrived at the same moment: the
+    read's time, taken before websockets parses it.
     """
 
     def __init__(self, tracker: PerformanceTracker, timestamp: str | Timestamp | None) -> None:
         self.tracker = tracker
         self.stats = FeedStats()
-        #: The field searched for, as bytes (None: a function of the bot's, or nothing).
-        self._key = ('"' + timestamp + '"').encode() if isinstance(timestamp, str) else None
-        self._function = None if isinstance(timestamp, str) else timestamp
+        if isinstance(timestamp, str):
+            self._pattern: re.Pattern[bytes] | None = re.compile(_field_pattern(timestamp))
+            self._function = None
+        else:
+            self._pattern, self._function = None, timestamp
         delivery = tracker.live_series(WEBSOCKET_LATENCY, DELIVERY_TAG)
         self._buffer, self._fold = delivery.raw_buffer()
         tracker.set_unit(MESSAGE_RATE, "msg/s")
         # Receive times on perf_counter (monotonic), turned into wall time by one offset.
         self._wall_offset = time.time() - _perf()
-        self._window_start = _perf()
+        #: perf_counter time of the latest read from a socket (set before it is parsed)
+        self.arrived = _perf()
+        self._window_start = self.arrived
         self._window_end = self._window_start + 1.0
         self._window_messages = 0
         self._lost_at: float | None = None
 
-    def message(self, data: bytes, text: bool) -> None:
-        now = _perf()
-        self._window_messages += 1
+    def frames(self, events: list[Any]) -> None:
+        """Note the messages among ``events``, all parsed from the read at ``arrived``."""
+        now = self.arrived
+        # One entry per complete message; the last frame of a fragmented one counts
+        # it but gives nothing to search (the field may lie in an earlier fragment).
+        datas = [
+            event.data if event.opcode is not _CONT else b""
+            for event in events
+            if type(event) is Frame and event.fin and event.opcode in _MESSAGE_ENDS
+        ]
+        if not datas:
+            return
+        self._window_messages += len(datas)
         if now >= self._window_end:
             self._flush(now)
-        key = self._key
-        if key is not None:
-            found = data.find(key)
-            if found < 0:
-                return
-            start = found + len(key)
-            end = data.find(b",", start)
-            if end < 0:
-                end = data.find(b"}", start)
-            try:
-                # What follows the key up to the next comma: b': 1796540923.5' or b':"..."'.
-                sent = float(data[start:end].strip(b' \t\r\n:"'))
-            except ValueError:
-                return
-        elif self._function is not None:
-            try:
-                found_at = self._function(data.decode("utf-8", "replace") if text else data)
-            except Exception as exc:  # the bot's own function: counted, never raised into it
-                self.tracker.record_error(exc)
-                return
-            if found_at is None:
-                return
-            sent = found_at
-        else:
+        pattern = self._pattern
+        if pattern is None:
+            if self._function is not None:
+                self._call(now, events)
             return
-        if sent > 1e11:  # milliseconds, microseconds or nanoseconds
-            sent = _seconds(sent)
-        latency = now + self._wall_offset - sent
-        # A sender's clock ahead of ours gives a negative figure: not a latency.
-        if 0.0 <= latency < 1e9:
+        if len(datas) == 1:
+            match = pattern.search(datas[0])
+            if match is not None and match[1]:  # None: a name followed by no number
+                for number in _numbers([match[1]]):  # none if its characters make no number
+                    self._add_one(now, number)
+            return
+        found = pattern.findall(_SEPARATOR.join(datas))
+        if not found:
+            return
+        try:
+            sent = list(map(float, found))
+        except ValueError:  # a name followed by no number (b""), or by no valid one
+            sent = _numbers(found)
+            if not sent:
+                return
+        high, low = max(sent), min(sent)
+        if high > 1e11:  # milliseconds, microseconds or nanoseconds
+            sent = [_seconds(value) for value in sent]
+            high, low = max(sent), min(sent)
+        wall = now + self._wall_offset
+        latencies = [wall - value for value in sent]
+        # A sender's clock ahead of ours gives a negative figure: not a latency (nor is
+        # an absurd one). float() of number characters gives finite numbers or
+        # infinities, never NaN, so the extremes decide for the whole read.
+        if wall - high < 0.0 or wall - low >= 1e9:
+            latencies = [value for value in latencies if 0.0 <= value < 1e9]
+        self.stats.timed += len(latencies)
+        buffer = self._buffer
+        buffer.extend(latencies)
+        if len(buffer) >= BUFFER_SIZE:
+            self._fold()
+
+    def _add_one(self, now: float, sent: float) -> None:
+        latency = now + self._wall_offset - (_seconds(sent) if sent > 1e11 else sent)
+        if 0.0 <= latency < 1e9:  # also refuses NaN
             self.stats.timed += 1
             buffer = self._buffer
             buffer.append(latency)
             if len(buffer) >= BUFFER_SIZE:
                 self._fold()
+
+    def _call(self, now: float, events: list[Any]) -> None:
+        """The bot's own function on each message of a read, as recv() would give it."""
+        function = self._function
+        assert function is not None
+        for event in events:
+            if type(event) is not Frame or not event.fin or event.opcode not in _DATA_OPCODES:
+                continue
+            data = event.data
+            try:
+                found_at = function(
+                    str(data, "utf-8", "replace") if event.opcode is _TEXT else bytes(data)
+                )
+                if found_at is None:
+                    continue
+                sent = float(found_at)
+            except Exception as exc:  # the bot's own function: counted, never raised into it
+                self.tracker.record_error(exc)
+                continue
+            self._add_one(now, sent)
 
     def _flush(self, now: float) -> None:
         elapsed = now - self._window_start
@@ -202,16 +291,30 @@ class _MeasuredConnection(ClientConnection):
     _axiom_feed: _Feed
     _axiom_closing = False
 
+    def __init__(self, protocol: ClientProtocol, *args: Any, **kwargs: Any) -> None:
+        super().__init__(protocol, *args, **kwargs)
+        # The events websockets parses from each read, seen once per read (not through a
+        # method call per message) before they join the queue recv() reads: no layer is
+        # added to the bot's own reads. ``events_received`` is the Sans-I/O protocol's
+        # public method, called by the connection after each read and at EOF.
+        parsed = protocol.events_received
+        frames = self._axiom_feed.frames
+
+        def events_received() -> list[Any]:
+            events = parsed()
+            if events:
+                frames(events)
+            return events
+
+        protocol.events_received = events_received  # type: ignore[method-assign]
+
+    def data_received(self, data: bytes) -> None:
+        self._axiom_feed.arrived = _perf()
+        super().data_received(data)
+
     async def handshake(self, *args: Any, **kwargs: Any) -> None:
         await super().handshake(*args, **kwargs)
         self._axiom_feed.opened()
-
-    def process_event(self, event: Any) -> None:
-        # Each message as it arrives, before it joins the queue recv() reads: no layer
-        # is added to the bot's own reads. A fragmented message is not timed.
-        if type(event) is Frame and event.fin and event.opcode in _DATA_OPCODES:
-            self._axiom_feed.message(bytes(event.data), event.opcode is _TEXT)
-        super().process_event(event)
 
     async def ping(self, data: Any = None) -> Any:
         waiter = await super().ping(data)
