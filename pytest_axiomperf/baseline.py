@@ -6,28 +6,30 @@ seconds) it recorded, the evidence decides which rule applies.
 **Rounds on both sides** (``--axiom-perf-rounds=N`` at save and compare time, or
 ``axiomperf ab``, which measures base and head alternately). The unit of evidence
 is the round: each round's p95 and median of the metric are one observation each
-(see :mod:`pytest_axiomperf.roundstats` for why). Each statistic is read two ways:
-the *typical round* (the median pair ratio, or the ratio of the sides' round medians,
+(see :mod:`pytest_axiomperf.roundstats` for why). Each statistic is read as the
+*typical round* (the median pair ratio, or the ratio of the sides' round medians,
 tested by an exact rank test: Wilcoxon signed-rank on pairs, Mann-Whitney U on
-unpaired rounds) and the *faster half* of each side's rounds (tested by a permutation
-test: swaps within pairs, or splits of the unpaired rounds). The metric *regresses*
-when, for any of the four readings (typical or faster half, p95 or median),
+unpaired rounds) and, for paired rounds, also as the *faster half* of each side's
+rounds (tested by a permutation test over swaps within pairs). The metric
+*regresses* when, for any of its readings (p95 and median, each read one or two
+ways),
 
 1. it got worse by more than ``threshold`` percent;
-2. and its test is significant at :data:`ROUND_ALPHA` / 4 (Bonferroni: the four
-   together stay at :data:`ROUND_ALPHA`).
+2. and its test is significant at :data:`ROUND_ALPHA` divided by the number of
+   readings (Bonferroni: together they stay at :data:`ROUND_ALPHA`): 0.05/4 for
+   paired rounds, 0.05/2 for unpaired ones.
 
 The tail and the body both count: a microsecond path's round p95 is set by how
 often a neighbour preempts it, its median by the code; a change that slows only
 rare calls moves the p95 alone. The typical round follows a machine that drifts
 (rounds measured together alike); the faster half leaves out rounds a neighbour's
 burst slowed as a whole (such noise is one-sided: no round runs faster than its
-code). On the kept rounds of real runs, the two together caught a 30 % slower bot
-on each path far more often than either alone (``benchmarks/RESULTS.md``).
+code). On real runs, the two together caught a 30 % slower bot on each path far
+more often than the typical round alone (``benchmarks/RESULTS.md``).
 
 No absolute noise floor: a 45 us decision path made 30 % slower fails like a
 45 ms one (``noise_floor`` stays available, default 0). With too few rounds to
-ever reach the level (fewer than 7 pairs, or 5 rounds a side), the verdict is
+ever reach the level (fewer than 7 pairs, or 4 rounds a side), the verdict is
 "insufficient data", never a guess.
 
 **One run on a side** (one round, or an older file). Samples within a run share
@@ -594,17 +596,17 @@ class _Shift:
 
 def _shifts(
     old: Mapping[int, float], new: Mapping[int, float], paired: bool, threshold: float
-) -> tuple[_Shift, _Shift]:
-    """One statistic's rounds read two ways: the typical round (rank test) and the faster
-    half (permutation test); see :mod:`pytest_axiomperf.roundstats`. The permutation test
-    runs only when the faster half moved beyond ``threshold`` (else its p is not used)."""
+) -> list[tuple[str, _Shift]]:
+    """One statistic's rounds, read as the typical round (rank test) and, for paired
+    rounds, as their faster half (permutation test); see :mod:`pytest_axiomperf.roundstats`.
+    The permutation test runs only when the faster half moved beyond ``threshold`` (else
+    its p is not used)."""
     if paired:
         keys = sorted(old.keys() & new.keys())
         olds, news = tuple(old[k] for k in keys), tuple(new[k] for k in keys)
         logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
         typical = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
         rank = roundstats.wilcoxon_signed_rank(logs)
-        permutation = roundstats.paired_permutation
         smallest = roundstats.min_p_paired(len(keys))
     else:
         olds = tuple(old[k] for k in sorted(old))
@@ -612,19 +614,19 @@ def _shifts(
         ratio = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
         typical = (ratio - 1) * 100.0
         rank = roundstats.mann_whitney_rounds(olds, news)
-        permutation = roundstats.unpaired_permutation
         smallest = roundstats.min_p_unpaired(len(olds), len(news))
     if not olds or not news:
-        nothing = _Shift(olds, news, 0.0, 1.0, 1.0, smallest, 0.0, 0.0)
-        return nothing, nothing
-    faster = roundstats.faster_half_change(olds, news)
-    tested = permutation(olds, news) if abs(faster) > threshold else (1.0, 1.0)
+        return [("typical", _Shift(olds, news, 0.0, 1.0, 1.0, smallest, 0.0, 0.0))]
     middle = (roundstats.median(olds), roundstats.median(news))
-    fast = (roundstats.faster_half_value(olds), roundstats.faster_half_value(news))
-    return (
-        _Shift(olds, news, typical, *rank, smallest, *middle),
-        _Shift(olds, news, faster, *tested, smallest, *fast),
-    )
+    readings = [("typical", _Shift(olds, news, typical, *rank, smallest, *middle))]
+    if paired:
+        faster = roundstats.faster_half_change(olds, news)
+        tested = (
+            roundstats.paired_permutation(olds, news) if abs(faster) > threshold else (1.0, 1.0)
+        )
+        fast = (roundstats.faster_half_value(olds), roundstats.faster_half_value(news))
+        readings.append(("faster-half", _Shift(olds, news, faster, *tested, smallest, *fast)))
+    return readings
 
 
 #: Added to round values before taking log ratios, so an all-zero metric (a phase that
@@ -658,14 +660,18 @@ def _compare_rounds(
     alpha: float,
 ) -> MetricComparison:
     """Rounds on both sides: the p95 and the median of the rounds, each read as the typical
-    round and as the faster half, each of those tested exactly at ``alpha`` / the number of
+    round and (paired) as the faster half, each reading tested at ``alpha`` / the number of
     readings (a regression of the tail or of the body, see the module docstring)."""
     old_p95s, new_p95s, old_p50s, new_p50s = rounds
-    tail, tail_fast = _shifts(old_p95s, new_p95s, paired, threshold)
-    named = [("typical round p95", tail), ("faster-half round p95", tail_fast)]
+    named = [
+        (f"{how} round p95", shift) for how, shift in _shifts(old_p95s, new_p95s, paired, threshold)
+    ]
     if old_p50s and new_p50s:
-        body, body_fast = _shifts(old_p50s, new_p50s, paired, threshold)
-        named += [("typical round median", body), ("faster-half round median", body_fast)]
+        named += [
+            (f"{how} round median", shift)
+            for how, shift in _shifts(old_p50s, new_p50s, paired, threshold)
+        ]
+    tail = named[0][1]
     level = alpha / len(named)
     evidence = PAIRED if paired else ROUNDS
     need = _rounds_needed(paired, level)
@@ -707,11 +713,10 @@ def _compare_rounds(
             first = hits[0][1]
             return result(status, first.p_value, f"{reason} across {count}", first.change)
     parts = []
-    for (what, typical), (_, faster) in zip(named[::2], named[1::2], strict=True):
-        part = f"{what} {typical.change:+.3g}% (faster half {faster.change:+.3g}%)"
-        beyond = [s for s in (typical, faster) if abs(s.change) > threshold]
-        if beyond:
-            part += f" but the rounds disagree (p={min(s.p_value for s in beyond):.2g})"
+    for what, shift in named:
+        part = f"{what} {shift.change:+.3g}%"
+        if abs(shift.change) > threshold:
+            part += f" but the rounds disagree (p={shift.p_value:.2g})"
         parts.append(part)
     return result(
         UNCHANGED,

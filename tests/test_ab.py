@@ -97,7 +97,7 @@ def test_a_slower_working_tree_fails_and_the_base_tree_is_measured_as_committed(
     assert "7 rounds a side (2 passes each)" in out
     assert "REGRESSION        tests/test_perf.py::test_decision  decision_times" in out
     assert "significant (p=0.0078) across 7 pairs" in out
-    assert "(Wilcoxon signed-rank or permutation test, p < 0.05 in all)" in out
+    assert "rounds agree (Wilcoxon signed-rank or permutation test, p < 0.05 in all)" in out
     data = json.loads((repo / "ab.json").read_text())
     verdict = data["tests"]["tests/test_perf.py::test_decision"]["extra"]["comparison"][0]
     assert verdict["evidence"] == "paired rounds" and verdict["status"] == "regression"

@@ -110,11 +110,17 @@ def rule_text(comparison: Comparison) -> str:
     evidence = {m.evidence for m in comparison.metrics}
     rules = []
     if evidence - {ONE_RUN}:
-        test = "Wilcoxon signed-rank" if comparison.paired else "Mann-Whitney U"
-        rules.append(
-            f"round p95 or median worse by {threshold}, typical or faster half, rounds agree "
-            f"({test} or permutation test, p < {ROUND_ALPHA:g} in all)"
-        )
+        if comparison.paired:
+            rules.append(
+                f"round p95 or median worse by {threshold}, typical pair or faster half, "
+                f"rounds agree (Wilcoxon signed-rank or permutation test, p < {ROUND_ALPHA:g} "
+                "in all)"
+            )
+        else:
+            rules.append(
+                f"typical round p95 or median worse by {threshold}, rounds agree "
+                f"(Mann-Whitney U, p < {ROUND_ALPHA:g} in all)"
+            )
     if ONE_RUN in evidence or not evidence:
         rules.append(
             f"one run a side: p95 and median worse by {threshold}, Mann-Whitney U p < {ALPHA:g}"
