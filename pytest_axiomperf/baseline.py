@@ -604,14 +604,16 @@ def _shifts(
     if paired:
         keys = sorted(old.keys() & new.keys())
         olds, news = tuple(old[k] for k in keys), tuple(new[k] for k in keys)
-        logs = [math.log((n + _EPSILON) / (o + _EPSILON)) for o, n in zip(olds, news, strict=True)]
+        eps = roundstats.EPSILON
+        logs = [math.log((n + eps) / (o + eps)) for o, n in zip(olds, news, strict=True)]
         typical = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
         rank = roundstats.wilcoxon_signed_rank(logs)
         smallest = roundstats.min_p_paired(len(keys))
     else:
         olds = tuple(old[k] for k in sorted(old))
         news = tuple(new[k] for k in sorted(new))
-        ratio = (roundstats.median(news) + _EPSILON) / (roundstats.median(olds) + _EPSILON)
+        eps = roundstats.EPSILON
+        ratio = (roundstats.median(news) + eps) / (roundstats.median(olds) + eps)
         typical = (ratio - 1) * 100.0
         rank = roundstats.mann_whitney_rounds(olds, news)
         smallest = roundstats.min_p_unpaired(len(olds), len(news))
@@ -627,11 +629,6 @@ def _shifts(
         fast = (roundstats.faster_half_value(olds), roundstats.faster_half_value(news))
         readings.append(("faster-half", _Shift(olds, news, faster, *tested, smallest, *fast)))
     return readings
-
-
-#: Added to round values before taking log ratios, so an all-zero metric (a phase that
-#: never happened) compares as unchanged instead of dividing by zero.
-_EPSILON = 1e-9
 
 
 def _rounds_needed(paired: bool, level: float) -> str:

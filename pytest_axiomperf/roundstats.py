@@ -246,17 +246,17 @@ def faster_half(values: Sequence[float]) -> float:
 
 
 def _logs(values: Sequence[float]) -> list[float]:
-    return [math.log(v + _EPSILON) for v in values]
+    return [math.log(v + EPSILON) for v in values]
 
 
 #: Added before taking logs, so an all-zero metric (a phase that never happened)
 #: compares as unchanged instead of failing on log(0).
-_EPSILON = 1e-9
+EPSILON = 1e-9
 
 
 def faster_half_value(values: Sequence[float]) -> float:
     """The typical value of the faster half of ``values`` (their geometric mean)."""
-    return max(0.0, math.exp(faster_half(_logs(values))) - _EPSILON)
+    return max(0.0, math.exp(faster_half(_logs(values))) - EPSILON)
 
 
 def faster_half_change(old: Sequence[float], new: Sequence[float]) -> float:
