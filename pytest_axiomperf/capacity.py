@@ -12,7 +12,11 @@ that serves fewer calls per second than asked shows its own rate.
 The search starts at ``start``, adds ``step`` or multiplies by ``factor`` until
 ``max_rate`` (the last step is ``max_rate`` itself), and stops at the first
 step that breaks, at ``max_steps``, or before a step that would end past
-``time_limit``. The capacity is the highest rate that held.
+``time_limit``. With ``refine=N``, a search that broke then halves the gap
+between the last rate that held and the rate that broke, up to N more steps
+(within the same ``max_steps`` and ``time_limit``): a coarse ``factor=2`` search
+bracketing 200-400/s ends bracketing 50/s after two. The capacity is the highest
+rate that held below the lowest that broke; the curve is kept in order of rate.
 """
 
 from __future__ import annotations
@@ -172,7 +176,7 @@ class CapacityResult:
             head = (
                 f"{self.name}: capacity {self.capacity:g}/s (achieved {self.achieved_rate:.1f}/s)"
             )
-        broken = next((s for s in self.steps if not s.held), None)
+        broken = next((s for s in self.steps if s.rate == self.broke_at and not s.held), None)
         if broken is not None:
             tail = f"broke at {broken.rate:g}/s: {'; '.join(broken.broken)}"
         elif self.stopped == "max_rate":
@@ -271,6 +275,56 @@ RunStep = Callable[[float, float, float], Awaitable[tuple["LoadResult", float]]]
 unpublished."""
 
 
+class _Search:
+    """The steps run so far, within a search's step count and time limit."""
+
+    def __init__(
+        self, budget: CapacityBudget, hold: float, drain: float, max_steps: int, limit: float
+    ) -> None:
+        self.budget, self.hold, self.drain = budget, hold, drain
+        self.max_steps, self.limit = max_steps, limit
+        self.started = time.perf_counter()
+        self.done: list[CapacityStep] = []
+
+    def blocked(self) -> str | None:
+        """Why no further step may run (``max_steps``, ``time_limit``), or None."""
+        if len(self.done) >= self.max_steps:
+            return "max_steps"
+        if self.left() < self.hold:
+            return "time_limit"
+        return None
+
+    def left(self) -> float:
+        return self.limit - (time.perf_counter() - self.started)
+
+    async def step(self, rate: float, run_step: RunStep) -> CapacityStep:
+        run, achieved = await run_step(rate, self.hold, min(self.drain, self.left() - self.hold))
+        broken = self.budget.broken(run, rate, achieved)
+        done = CapacityStep(
+            rate=rate,
+            achieved_rate=achieved,
+            sent=run.sent,
+            completed=run.completed,
+            failed=run.failed,
+            dropped=run.dropped,
+            error_rate=run.error_rate,
+            errors=dict(run.errors),
+            latency=run.latency,
+            held=not broken,
+            broken=tuple(broken),
+            saturated=run.saturated,
+        )
+        self.done.append(done)
+        return done
+
+
+def _midpoint(low: float, high: float) -> float:
+    """Halfway, rounded to 3 significant digits (a rate a person reads), strictly inside."""
+    middle = (low + high) / 2.0
+    rounded = float(f"{middle:.3g}")
+    return rounded if low < rounded < high else middle
+
+
 async def search(
     name: str,
     steps: list[float],
@@ -281,50 +335,40 @@ async def search(
     max_steps: int,
     time_limit: float,
     run_step: RunStep,
+    refine: int = 0,
 ) -> CapacityResult:
-    """Run the steps in order until one breaks (see the module docstring)."""
-    started = time.perf_counter()
-    done: list[CapacityStep] = []
+    """Run the steps in order until one breaks, then refine (see the module docstring)."""
+    runs = _Search(budget, hold, drain, max_steps, time_limit)
     stopped = "max_rate"
     for rate in steps:
-        if len(done) >= max_steps:
-            stopped = "max_steps"
+        blocked = runs.blocked()
+        if blocked is not None:
+            stopped = blocked
             break
-        left = time_limit - (time.perf_counter() - started)
-        if left < hold:
-            stopped = "time_limit"
-            break
-        run, achieved = await run_step(rate, hold, min(drain, left - hold))
-        broken = budget.broken(run, rate, achieved)
-        done.append(
-            CapacityStep(
-                rate=rate,
-                achieved_rate=achieved,
-                sent=run.sent,
-                completed=run.completed,
-                failed=run.failed,
-                dropped=run.dropped,
-                error_rate=run.error_rate,
-                errors=dict(run.errors),
-                latency=run.latency,
-                held=not broken,
-                broken=tuple(broken),
-                saturated=run.saturated,
-            )
-        )
-        if broken:
+        if not (await runs.step(rate, run_step)).held:
             stopped = "budget"
             break
-    held = [step for step in done if step.held]
-    best = held[-1] if held else None
+    held = [step.rate for step in runs.done if step.held]
+    low = held[-1] if held else None
+    high = runs.done[-1].rate if stopped == "budget" else None
+    if low is not None and high is not None:
+        for _ in range(refine):
+            if runs.blocked() is not None:
+                break
+            middle = _midpoint(low, high)
+            if (await runs.step(middle, run_step)).held:
+                low = middle
+            else:
+                high = middle
+    best = next((step for step in runs.done if step.held and step.rate == low), None)
     return CapacityResult(
         name=name,
-        capacity=None if best is None else best.rate,
+        capacity=low,
         achieved_rate=None if best is None else best.achieved_rate,
-        broke_at=done[-1].rate if stopped == "budget" else None,
+        broke_at=high,
         stopped=stopped,
         budget=budget.describe(),
         hold=hold,
-        elapsed=time.perf_counter() - started,
-        steps=tuple(done),
+        elapsed=time.perf_counter() - runs.started,
+        steps=tuple(sorted(runs.done, key=lambda step: step.rate)),
     )

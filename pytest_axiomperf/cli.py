@@ -25,6 +25,7 @@ from pytest_axiomperf.settings import (
     Settings,
     parse_choice,
     parse_non_negative,
+    parse_passes,
     parse_percent,
     parse_rounds,
 )
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ab.add_argument(
         "--passes",
-        type=_arg(parse_rounds),
+        type=_arg(parse_passes),
         default=DEFAULT_PASSES,
         metavar="K",
         help="passes of the tests in each round's process; each statistic keeps its best "

@@ -768,6 +768,7 @@ class LoadGenerator:
         max_in_flight: int = 1000,
         max_steps: int = 20,
         time_limit: float = 120.0,
+        refine: int = 0,
         timeout: float | None = None,
         drain: float | None = None,
         late_after: float = 0.005,
@@ -782,7 +783,9 @@ class LoadGenerator:
         ``p99`` (seconds or text such as ``"100ms"``), its error rate is at most
         ``max_error_rate``, it dropped at most ``max_dropped`` calls (beyond
         ``max_in_flight``), and it achieved at least ``min_achieved`` of the rate.
-        At most ``max_steps`` steps; no step starts that could end after
+        After a step breaks, ``refine`` more steps halve the gap between the last
+        rate that held and the rate that broke (the curve is kept by rate).
+        At most ``max_steps`` steps in all; no step starts that could end after
         ``time_limit`` seconds. Each step waits at most ``drain`` seconds (default:
         ``hold``) for its calls still running. Steps are not recorded in the
         tracker nor in ``results``: the curve is in the result (and the report).
@@ -795,6 +798,7 @@ class LoadGenerator:
         hold = _number("hold", hold, low=0.0, high=self.max_duration)
         self._check_count(plan[-1], hold, 0.0)
         steps = _count("max_steps", max_steps, high=1000)
+        halvings = _count("refine", refine, high=50, zero_ok=True)
         limit = _number("time_limit", time_limit, low=0.0, high=86_400.0)
         if limit < hold:
             raise LoadError(f"time_limit={limit:g}s is shorter than one step (hold={hold:g}s)")
@@ -833,6 +837,7 @@ class LoadGenerator:
             max_steps=steps,
             time_limit=limit,
             run_step=run_step,
+            refine=halvings,
         )
         self.capacities.append(result)
         if self.on_capacity is not None:

@@ -53,7 +53,16 @@ def parse_non_negative(text: str) -> float:
 
 def parse_rounds(text: str) -> int:
     """A whole number of rounds, 1 to 1000."""
-    expected = f"expected a whole number of rounds from 1 to 1000, got {text!r}"
+    return _parse_count(text, "rounds")
+
+
+def parse_passes(text: str) -> int:
+    """A whole number of passes, 1 to 1000."""
+    return _parse_count(text, "passes")
+
+
+def _parse_count(text: str, noun: str) -> int:
+    expected = f"expected a whole number of {noun} from 1 to 1000, got {text!r}"
     try:
         value = int(text.strip())
     except ValueError:

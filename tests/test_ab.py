@@ -118,6 +118,9 @@ def test_a_bad_revision_or_a_broken_round_is_a_usage_error(repo: Path, tmp_path:
     assert broken.returncode == 2
     assert "round 1 on base" in broken.stderr and "usage error" in broken.stderr
     assert "--no-such-option" in broken.stderr
+    passes = _ab(repo, "--base", "HEAD", "--passes", "0")
+    assert passes.returncode == 2
+    assert "--passes: expected a whole number of passes from 1 to 1000, got '0'" in passes.stderr
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
     lost = _ab(outside, "--base", "main")

@@ -155,6 +155,28 @@ async def test_find_capacity_brackets_a_capacity_known_by_construction() -> None
 
 
 @pytest.mark.asyncio
+async def test_find_capacity_refines_between_the_rate_that_held_and_the_one_that_broke() -> None:
+    bot = CappedBot(slots=2, delay=0.05)  # 40 requests/s at most
+    generator = quiet()
+    found = await generator.find_capacity(
+        bot.handle, start=5, factor=4, max_rate=320, hold=0.5, p95="250ms", refine=2
+    )
+    # 5 and 20/s held, 80/s broke; then 50/s (half way) broke, 35/s held. At 50/s two slots
+    # of 50 ms answer 40/s, under 90 % of the rate; at 35/s every call finds a free slot.
+    assert [s.rate for s in found.steps] == [5, 20, 35, 50, 80]
+    assert [s.held for s in found.steps] == [True, True, True, False, False]
+    assert (found.capacity, found.broke_at, found.stopped) == (35, 50, "budget")
+    assert found.achieved_rate == found.steps[2].achieved_rate
+    assert "capacity 35/s" in found.summary() and "broke at 50/s: achieved" in found.summary()
+    # The refinement counts against max_steps: one halving fits in four steps.
+    capped = await generator.find_capacity(
+        bot.handle, start=5, factor=4, max_rate=320, hold=0.5, p95="250ms", refine=2, max_steps=4
+    )
+    assert [s.rate for s in capped.steps] == [5, 20, 50, 80]
+    assert (capped.capacity, capped.broke_at) == (20, 50)
+
+
+@pytest.mark.asyncio
 async def test_find_capacity_stops_at_max_rate_max_steps_and_time_limit() -> None:
     async def fast() -> None:
         pass
@@ -193,6 +215,7 @@ async def test_find_capacity_stops_at_max_rate_max_steps_and_time_limit() -> Non
         ({"start": 1, "max_rate": 5, "step": 1, "min_achieved": 0}, "min_achieved=0 must be"),
         ({"start": 1, "max_rate": 5, "step": 1, "max_dropped": -1}, "max_dropped=-1 must be"),
         ({"start": 1, "max_rate": 5, "step": 1, "max_steps": 0}, "max_steps=0 must be >= 1"),
+        ({"start": 1, "max_rate": 5, "step": 1, "refine": -1}, "refine=-1 must be >= 0"),
     ],
 )
 async def test_bad_capacity_searches_are_refused_before_anything_runs(
