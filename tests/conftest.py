@@ -59,8 +59,9 @@ class Standalone:
 def standalone_exchange() -> Iterator[Standalone]:
     """An exchange in its own process, started as a user starts one, for ``--axiom-base-url``."""
     token = "standalone-" + secrets.token_hex(8)
+    # --exit-with-parent: a test run that is killed does not leave it behind.
     process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0"],
+        [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0", "--exit-with-parent"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
