@@ -159,7 +159,7 @@ async def test_find_capacity_refines_between_the_rate_that_held_and_the_one_that
     bot = CappedBot(slots=2, delay=0.05)  # 40 requests/s at most
     generator = quiet()
     found = await generator.find_capacity(
-        bot.handle, start=5, factor=4, max_rate=320, hold=0.5, p95="250ms", refine=2
+        bot.handle, start=5, factor=4, max_rate=320, hold=0.4, p95="250ms", refine=2
     )
     # 5 and 20/s held, 80/s broke; then 50/s (half way) broke, 35/s held. At 50/s two slots
     # of 50 ms answer 40/s, under 90 % of the rate; at 35/s every call finds a free slot.
@@ -168,11 +168,11 @@ async def test_find_capacity_refines_between_the_rate_that_held_and_the_one_that
     assert (found.capacity, found.broke_at, found.stopped) == (35, 50, "budget")
     assert found.achieved_rate == found.steps[2].achieved_rate
     assert "capacity 35/s" in found.summary() and "broke at 50/s: achieved" in found.summary()
-    # The refinement counts against max_steps: one halving fits in four steps.
+    # The refinement counts against max_steps: one halving fits in three steps.
     capped = await generator.find_capacity(
-        bot.handle, start=5, factor=4, max_rate=320, hold=0.5, p95="250ms", refine=2, max_steps=4
+        bot.handle, start=20, factor=4, max_rate=320, hold=0.4, p95="250ms", refine=2, max_steps=3
     )
-    assert [s.rate for s in capped.steps] == [5, 20, 50, 80]
+    assert [s.rate for s in capped.steps] == [20, 50, 80]
     assert (capped.capacity, capped.broke_at) == (20, 50)
 
 
