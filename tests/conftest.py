@@ -59,9 +59,11 @@ class Standalone:
 def standalone_exchange() -> Iterator[Standalone]:
     """An exchange in its own process, started as a user starts one, for ``--axiom-base-url``."""
     token = "standalone-" + secrets.token_hex(8)
-    # --exit-with-parent: a test run that is killed does not leave it behind.
+    # --exit-with-parent (it exits when its stdin closes): a test run that is killed does
+    # not leave it behind.
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest_axiomperf.exchange", "--port", "0", "--exit-with-parent"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -80,5 +82,6 @@ def standalone_exchange() -> Iterator[Standalone]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
