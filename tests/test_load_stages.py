@@ -303,7 +303,7 @@ def test_stages_and_capacity_curves_reach_every_report(user_project: pytest.Pyte
             "  test_*.py::test_capacity",
             "    orders: capacity */s (achieved */s); broke at */s: *",
             "      rate  achieved * p50 * p95 * p99  errors  dropped  verdict",
-            "      10/s    *held",
+            "      10/s    *held*",  # "held (load generator saturated)" on a busy machine
         ]
     )
     assert "broke: " in result.stdout.str()
