@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -36,7 +36,12 @@ from yarl import URL
 from pytest_axiomperf.histogram import BUFFER_SIZE
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
 from pytest_axiomperf.routes import MAX_TARGETS, RouteSeries, RouteTemplates
-from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
+from pytest_axiomperf.tracker import (
+    API_RESPONSE_TIMES,
+    HTTP_TTFB_TIMES,
+    ORDER_EXECUTION_TIMES,
+    PerformanceTracker,
+)
 
 __all__ = ["trace_config"]
 
@@ -61,17 +66,50 @@ class _Request(SimpleNamespace):
 
 class _Route:
     """What the requests of one method and path record into, looked up once per request:
-    the route's series and tag, whether it places orders, the raw buffers of its
-    phases (durations, never negative)."""
+    the route's series and tag, whether it places orders, and the raw buffers of its
+    histograms (`Histogram.raw_buffer`: durations, never negative), each taken at the
+    route's first sample of it, so a series a route never recorded is never made."""
 
-    __slots__ = ("is_order", "phases", "series", "tag")
+    __slots__ = ("_answers", "_tracker", "_ttfb", "is_order", "phases", "series", "tag")
 
-    def __init__(self, series: RouteSeries, tag: str, is_order: bool) -> None:
+    def __init__(
+        self, tracker: PerformanceTracker, series: RouteSeries, tag: str, is_order: bool
+    ) -> None:
+        self._tracker = tracker
         self.series = series
         self.tag = tag
         self.is_order = is_order
         # Made at the first request that has phases (the middleware's have none).
         self.phases: tuple[tuple[list[float], Callable[[], None]], ...] | None = None
+        self._answers: tuple[tuple[list[float], Callable[[], None]], ...] | None = None
+        self._ttfb: tuple[list[float], Callable[[], None]] | None = None
+
+    def answered(self, elapsed: float) -> None:
+        """Record a whole answer's latency (an order's too, on an order route)."""
+        answers = self._answers
+        if answers is None:
+            metrics = (
+                [API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES]
+                if self.is_order
+                else [API_RESPONSE_TIMES]
+            )
+            answers = self._answers = tuple(
+                self._tracker.live_series(metric, self.tag).raw_buffer() for metric in metrics
+            )
+        for buffer, fold in answers:
+            buffer.append(elapsed)
+            if len(buffer) >= BUFFER_SIZE:
+                fold()
+
+    def first_byte(self, elapsed: float) -> None:
+        """Record a time to first byte alone (the middleware sees no other phase)."""
+        ttfb = self._ttfb
+        if ttfb is None:
+            ttfb = self._ttfb = self._tracker.live_series(HTTP_TTFB_TIMES, self.tag).raw_buffer()
+        buffer, fold = ttfb
+        buffer.append(elapsed)
+        if len(buffer) >= BUFFER_SIZE:
+            fold()
 
 
 class _Recorder:
@@ -98,7 +136,7 @@ class _Recorder:
         route = self._routes.get(key)
         if route is None:
             tag = self.routes.tag(method, path)
-            route = _Route(self.series(tag), tag, tag in self.order_routes)
+            route = _Route(self.tracker, self.series(tag), tag, tag in self.order_routes)
             if len(self._routes) < MAX_TARGETS:  # paths can embed anything
                 self._routes[key] = route
         return route
@@ -132,7 +170,8 @@ class _Recorder:
     ) -> None:
         headers_at = _now()
         start = ctx.start
-        route = self.route(params.method, params.url.raw_path)
+        method, path = params.method, params.url.raw_path
+        route = self._routes.get((method, path)) or self.route(method, path)
         # Straight into the three phase histograms' buffers: a method call less each.
         phases = route.phases
         if phases is None:
@@ -147,25 +186,7 @@ class _Recorder:
             dns_fold()
         if len(ttfb) >= BUFFER_SIZE:
             ttfb_fold()
-        self._time_body(params.response, route.tag, route.series, start, route.is_order)
-
-    def _time_body(
-        self,
-        response: aiohttp.ClientResponse,
-        tag: str,
-        series: RouteSeries,
-        start: int,
-        is_order: bool,
-    ) -> None:
-        """Count an error status; record the whole answer when its body has been read."""
-        status = response.status
-        if status >= 400:
-            self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
-
-        def answered() -> None:
-            series.record_answer((_now() - start) / 1e9, None, is_order)
-
-        response.content.on_eof(answered)
+        _time_body(self.tracker, params.response, route, start, headers_at)
 
     def request_exception(
         self,
@@ -205,10 +226,38 @@ class _Recorder:
             self.failed(request.method, request.url, exc, start)
             raise
         headers_at = _now()
-        route = self.route(request.method, request.url.raw_path)
-        route.series.record_ttfb((headers_at - start) / 1e9)
-        self._time_body(response, route.tag, route.series, start, route.is_order)
+        method, path = request.method, request.url.raw_path
+        route = self._routes.get((method, path)) or self.route(method, path)
+        route.first_byte((headers_at - start) / 1e9)
+        _time_body(self.tracker, response, route, start, headers_at)
         return response
+
+
+def _time_body(
+    tracker: PerformanceTracker,
+    response: aiohttp.ClientResponse,
+    route: _Route,
+    start: int,
+    headers_at: int,
+) -> None:
+    """Count an error status; record the whole answer when its body has been read.
+
+    A body that came in with the headers (a small answer usually does: one read
+    brings both) is complete at ``headers_at``; a longer one is timed when its last
+    byte arrives, however the bot reads it.
+    """
+    status = response.status
+    if status >= 400:
+        tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
+    content = response.content
+    if content.is_eof():
+        route.answered((headers_at - start) / 1e9)
+        return
+
+    def answered() -> None:
+        route.answered((_now() - start) / 1e9)
+
+    content.on_eof(answered)
 
 
 _SIGNALS = (
@@ -236,9 +285,8 @@ class _Done:
 
     __slots__ = ()
 
-    def __await__(self) -> Generator[None, None, None]:
-        return
-        yield
+    def __await__(self) -> Iterator[None]:
+        return iter(())  # an exhausted iterator: C-level, no generator frame
 
 
 _DONE = _Done()
@@ -260,12 +308,13 @@ class _FastSignal(Signal):
         super().__init__(owner)
         self._handler = handler
 
-    def send(self, *args: Any, **kwargs: Any) -> Awaitable[None]:  # type: ignore[override]
+    def send(self, *args: Any) -> Awaitable[None]:  # type: ignore[override]
+        # Positional only, as aiohttp sends: a **kwargs would be a new dict per event.
         handler = self._handler
         if handler is not None:
             handler(*args)
         if len(self):
-            return Signal.send(self, *args, **kwargs)
+            return Signal.send(self, *args)
         return _DONE
 
 
