@@ -186,9 +186,13 @@ class _Feed:
             return
         if len(datas) == 1:
             match = pattern.search(datas[0])
-            if match is not None and match[1]:  # None: a name followed by no number
-                for number in _numbers([match[1]]):  # none if its characters make no number
-                    self._add_one(now, number)
+            found = match[1] if match is not None else None
+            if found:  # b"": a name followed by no number
+                try:
+                    sent = float(found)
+                except ValueError:  # number characters that make no number ("1-2")
+                    return
+                self._add_one(now, sent)
             return
         # Joined a slice at a time: one join of a whole fast read (~260 KB) is a fresh
         # mapping of memory each time, which cost more than searching it.
