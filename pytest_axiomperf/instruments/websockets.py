@@ -189,10 +189,10 @@ class _Feed:
             found = match[1] if match is not None else None
             if found:  # b"": a name followed by no number
                 try:
-                    sent = float(found)
+                    value = float(found)
                 except ValueError:  # number characters that make no number ("1-2")
                     return
-                self._add_one(now, sent)
+                self._add_one(now, value)
             return
         # Joined a slice at a time: one join of a whole fast read (~260 KB) is a fresh
         # mapping of memory each time, which cost more than searching it.
