@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import aiohttp
 import pytest
@@ -264,3 +265,68 @@ def test_routes_remembered_are_bounded() -> None:
     for i in range(MAX_TARGETS + 100):
         assert recorder.route("GET", f"/balance/W{i}").tag == "GET /balance/{a}"
     assert len(recorder._routes) == MAX_TARGETS
+
+
+def _slow_body_server(delay: float) -> tuple[socket.socket, threading.Thread]:
+    """A server answering ``/slow`` with its headers at once and its 2-byte body ``delay``
+    later, and anything else with both at once."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(5)
+
+    def serve() -> None:
+        for _ in range(2):  # the test's two requests, one connection each
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed by the test, or no more requests
+                return
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += conn.recv(4096)
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n"
+                if b"/slow" in request.split(b"\r\n", 1)[0]:
+                    conn.sendall(head)
+                    threading.Event().wait(delay)  # the injected latency of the body
+                    conn.sendall(b"{}")
+                else:
+                    conn.sendall(head + b"{}")  # headers and body in one segment
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize("instrument", ["trace", "middleware"])
+def test_a_body_is_timed_to_its_last_byte(instrument: str) -> None:
+    """A body that comes after the headers is timed when it ends, not at the headers; one
+    that came with them is timed at the headers (no bookkeeping of ours in the figure)."""
+    tracker = PerformanceTracker("bot")
+    server, thread = _slow_body_server(0.3)
+    base = f"http://127.0.0.1:{server.getsockname()[1]}"
+    options: dict[str, object] = (
+        {"trace_configs": [tracker.aiohttp_trace(routes=["/slow", "/fast"])]}
+        if instrument == "trace"
+        else {"middlewares": [tracker.aiohttp_middleware(routes=["/slow", "/fast"])]}
+    )
+
+    async def main() -> None:
+        async with aiohttp.ClientSession(base, **options) as session:  # type: ignore[arg-type]
+            for path in ("/slow", "/fast"):
+                async with session.get(path) as response:
+                    assert await response.read() == b"{}"
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+        thread.join(5)
+    slow, slow_ttfb = (
+        tracker.stats(m, "GET /slow") for m in ("api_response_times", "http_ttfb_times")
+    )
+    fast, fast_ttfb = (
+        tracker.stats(m, "GET /fast") for m in ("api_response_times", "http_ttfb_times")
+    )
+    assert slow.count == fast.count == 1
+    assert slow.min >= 0.29 and slow_ttfb.max < 0.29
+    assert fast.max == fast_ttfb.max < 0.29

@@ -288,6 +288,35 @@ def test_one_read_of_many_messages() -> None:
     assert tracker.errors == {}
 
 
+def test_a_fast_read_of_thousands_of_messages() -> None:
+    """A read of more messages than one search takes (they are searched in slices): every
+    message gives its own time, at most one, whichever slice it falls in, to the bit."""
+    tracker = PerformanceTracker()
+    feed = _feed(tracker, "timestamp")
+    now = time.time()
+    texts = []
+    for i in range(1500):
+        sent = now - 0.001 * (i % 97) - 0.01
+        if i % 7 == 3:
+            texts.append(json.dumps({"type": "status", "seq": i}))  # no time
+        elif i % 11 == 5:  # the first time only, though a nested one follows
+            texts.append(json.dumps({"timestamp": sent, "inner": {"timestamp": now - 9}}))
+        else:
+            texts.append(json.dumps({"type": "token_update", "price": 1.5, "timestamp": sent}))
+    feed.frames([Frame(Opcode.TEXT, text.encode()) for text in texts])
+    wall = feed.arrived + feed._wall_offset
+    expected = [
+        wall - json.loads(text)["timestamp"] for text in texts if "timestamp" in json.loads(text)
+    ]
+    delivery = tracker.histogram("websocket_latency", "delivery")
+    assert feed.stats.timed == delivery.count == len(expected) == 1500 - 214
+    assert (delivery.min, delivery.max, delivery.total) == (
+        min(expected),
+        max(expected),
+        sum(expected),
+    )
+
+
 def test_timestamp_function_per_message() -> None:
     """A function sees each whole message as recv() would give it (str, or bytes for a
     binary one); what it raises or returns that is no time is counted, never raised."""

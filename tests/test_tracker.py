@@ -63,6 +63,19 @@ def test_raw_buffer_appends_count_like_record() -> None:
     assert appended.count == len(data) and not buf
 
 
+def test_bucket_keys_are_the_top_bits_of_each_float32() -> None:
+    """A value's bucket key is the top 16 bits of its float32 (IEEE rounding, ties to
+    even), whatever the value: zeros, denormals, ties, the largest float32, ints."""
+    from pytest_axiomperf.histogram import MAX_VALUE, _keys
+
+    rng = random.Random(5)
+    values: list[float] = [0.0, -0.0, 5e-324, 1e-40, 1.2e-38, MAX_VALUE, 3, 0, 1 + 2**-24]
+    values += [1 + 3 * 2**-24, 2**-17 * (1 + 2**-8), 1e-3 * (1 + 2**-24), 123456789.0]
+    values += [rng.lognormvariate(-7, 3) for _ in range(5000)]
+    expected = np.array(values, dtype=np.float32).view(np.uint32) >> 16
+    assert list(_keys(values)) == expected.tolist()
+
+
 def test_percentile_rank_is_not_fooled_by_float_rounding() -> None:
     # 0.95 * 100 == 95.00000000000001 in floats: the rank must still be 95.
     assert percentile_rank(95, 100) == 95

@@ -4,7 +4,7 @@
 request of the session is recorded in the tracker, whatever code sends it:
 
 - ``api_response_times``: from the request's start to its whole body received
-  (however the bot reads it, or when it is already buffered), tagged
+  (however the bot reads it; a body that came with the headers, at the headers), tagged
   ``"METHOD /route/{param}"`` by the same `RouteTemplates` as ``axiom_client``;
   order routes (``POST /orders``, ``POST /api/send-transaction``) also in
   ``order_execution_times``. A request that timed out is recorded too (the bot
@@ -14,20 +14,25 @@ request of the session is recorded in the tracker, whatever code sends it:
   response headers), per request;
 - errors by exception type, and ``"HTTP 4xx"``/``"HTTP 5xx"`` by status class.
 
-What it costs: aiohttp sends a trace's signals as coroutines; with the
-receivers here a request costs a few microseconds more of CPU
-(``benchmarks/bench_instruments.py``, figures in ``benchmarks/RESULTS.md``).
-A response whose body never completes (the connection lost mid-body) records
-no latency.
+``middleware`` records the same from an aiohttp 3.12+ client middleware, but the
+connect and DNS phases.
+
+What it costs (``benchmarks/bench_instrument_cost.py`` and
+``bench_instruments.py``, figures in ``benchmarks/RESULTS.md``): aiohttp's
+tracing itself, once any ``TraceConfig`` is set, is most of the trace's cost (a
+context, a parameters object and an awaited signal per event of each request);
+the receivers here add ~3.5 % of a pooled loopback request's instructions, the
+middleware ~1.7 % over aiohttp's own middleware call. A response whose body never
+completes (the connection lost mid-body) records no latency.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from aiosignal import Signal
@@ -36,7 +41,12 @@ from yarl import URL
 from pytest_axiomperf.histogram import BUFFER_SIZE
 from pytest_axiomperf.instruments import ORDER_ROUTES, ROUTES
 from pytest_axiomperf.routes import MAX_TARGETS, RouteSeries, RouteTemplates
-from pytest_axiomperf.tracker import API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES, PerformanceTracker
+from pytest_axiomperf.tracker import (
+    API_RESPONSE_TIMES,
+    HTTP_TTFB_TIMES,
+    ORDER_EXECUTION_TIMES,
+    PerformanceTracker,
+)
 
 __all__ = ["trace_config"]
 
@@ -59,19 +69,58 @@ class _Request(SimpleNamespace):
     dns = 0
 
 
+_Buffer = tuple[list[float], Callable[[], None]]
+
+
 class _Route:
     """What the requests of one method and path record into, looked up once per request:
-    the route's series and tag, whether it places orders, the raw buffers of its
-    phases (durations, never negative)."""
+    the route's series and tag, whether it places orders, and the raw buffers of its
+    histograms (`Histogram.raw_buffer`: durations, never negative), each taken at the
+    route's first sample of it, so a series a route never recorded is never made."""
 
-    __slots__ = ("is_order", "phases", "series", "tag")
+    __slots__ = ("_tracker", "answers", "is_order", "phases", "series", "tag", "ttfb")
 
-    def __init__(self, series: RouteSeries, tag: str, is_order: bool) -> None:
+    def __init__(
+        self, tracker: PerformanceTracker, series: RouteSeries, tag: str, is_order: bool
+    ) -> None:
+        self._tracker = tracker
         self.series = series
         self.tag = tag
         self.is_order = is_order
         # Made at the first request that has phases (the middleware's have none).
-        self.phases: tuple[tuple[list[float], Callable[[], None]], ...] | None = None
+        self.phases: tuple[_Buffer, ...] | None = None
+        #: api_response_times (and order_execution_times on an order route)
+        self.answers: tuple[_Buffer, ...] | None = None
+        #: http_ttfb_times alone, for the middleware
+        self.ttfb: _Buffer | None = None
+
+    def take_answers(self) -> tuple[_Buffer, ...]:
+        metrics = (
+            [API_RESPONSE_TIMES, ORDER_EXECUTION_TIMES] if self.is_order else [API_RESPONSE_TIMES]
+        )
+        self.answers = tuple(
+            self._tracker.live_series(metric, self.tag).raw_buffer() for metric in metrics
+        )
+        return self.answers
+
+    def take_ttfb(self) -> _Buffer:
+        self.ttfb = self._tracker.live_series(HTTP_TTFB_TIMES, self.tag).raw_buffer()
+        return self.ttfb
+
+    def answered(self, elapsed: float) -> None:
+        """Record a whole answer's latency (an order's too, on an order route)."""
+        for buffer, fold in self.answers or self.take_answers():
+            buffer.append(elapsed)
+            if len(buffer) >= BUFFER_SIZE:
+                fold()
+
+    def when_read(self, content: aiohttp.StreamReader, start: int) -> None:
+        """Record the answer when the last byte of a body still coming arrives."""
+
+        def answered() -> None:
+            self.answered((_now() - start) / 1e9)
+
+        content.on_eof(answered)
 
 
 class _Recorder:
@@ -98,7 +147,7 @@ class _Recorder:
         route = self._routes.get(key)
         if route is None:
             tag = self.routes.tag(method, path)
-            route = _Route(self.series(tag), tag, tag in self.order_routes)
+            route = _Route(self.tracker, self.series(tag), tag, tag in self.order_routes)
             if len(self._routes) < MAX_TARGETS:  # paths can embed anything
                 self._routes[key] = route
         return route
@@ -132,7 +181,8 @@ class _Recorder:
     ) -> None:
         headers_at = _now()
         start = ctx.start
-        route = self.route(params.method, params.url.raw_path)
+        method, path = params.method, params.url.raw_path
+        route = self._routes.get((method, path)) or self.route(method, path)
         # Straight into the three phase histograms' buffers: a method call less each.
         phases = route.phases
         if phases is None:
@@ -147,25 +197,21 @@ class _Recorder:
             dns_fold()
         if len(ttfb) >= BUFFER_SIZE:
             ttfb_fold()
-        self._time_body(params.response, route.tag, route.series, start, route.is_order)
+        response = params.response
+        if response.status >= 400:
+            self.status_error(response.status)
+        content = response.content
+        if content.is_eof():  # the body came with the headers (a small one usually does)
+            elapsed = (headers_at - start) / 1e9
+            for buffer, fold in route.answers or route.take_answers():
+                buffer.append(elapsed)
+                if len(buffer) >= BUFFER_SIZE:
+                    fold()
+        else:  # timed at its last byte, however the bot reads it
+            route.when_read(content, start)
 
-    def _time_body(
-        self,
-        response: aiohttp.ClientResponse,
-        tag: str,
-        series: RouteSeries,
-        start: int,
-        is_order: bool,
-    ) -> None:
-        """Count an error status; record the whole answer when its body has been read."""
-        status = response.status
-        if status >= 400:
-            self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
-
-        def answered() -> None:
-            series.record_answer((_now() - start) / 1e9, None, is_order)
-
-        response.content.on_eof(answered)
+    def status_error(self, status: int) -> None:
+        self.tracker.record_error("HTTP 5xx" if status >= 500 else "HTTP 4xx")
 
     def request_exception(
         self,
@@ -197,7 +243,10 @@ class _Recorder:
     async def middleware(
         self, request: aiohttp.ClientRequest, handler: Callable[..., Awaitable[Any]]
     ) -> Any:
-        """The same records from a client middleware: no connect/DNS phases, at less cost."""
+        """The same records from a client middleware: no connect/DNS phases, at less cost.
+
+        Written inline (a call less per record): this runs for every request.
+        """
         start = _now()
         try:
             response = await handler(request)
@@ -205,9 +254,23 @@ class _Recorder:
             self.failed(request.method, request.url, exc, start)
             raise
         headers_at = _now()
-        route = self.route(request.method, request.url.raw_path)
-        route.series.record_ttfb((headers_at - start) / 1e9)
-        self._time_body(response, route.tag, route.series, start, route.is_order)
+        method, path = request.method, request.url.raw_path
+        route = self._routes.get((method, path)) or self.route(method, path)
+        elapsed = (headers_at - start) / 1e9
+        buffer, fold = route.ttfb or route.take_ttfb()
+        buffer.append(elapsed)
+        if len(buffer) >= BUFFER_SIZE:
+            fold()
+        if response.status >= 400:
+            self.status_error(response.status)
+        content = response.content
+        if content.is_eof():  # the body came with the headers: answered then
+            for buffer, fold in route.answers or route.take_answers():
+                buffer.append(elapsed)
+                if len(buffer) >= BUFFER_SIZE:
+                    fold()
+        else:
+            route.when_read(content, start)
         return response
 
 
@@ -236,12 +299,12 @@ class _Done:
 
     __slots__ = ()
 
-    def __await__(self) -> Generator[None, None, None]:
-        return
-        yield
+    def __await__(self) -> Iterator[None]:
+        return iter(())  # an exhausted iterator: C-level, no generator frame
 
 
-_DONE = _Done()
+# Typed as the awaitable it is (an exhausted iterator is no Generator to mypy).
+_DONE = cast(Awaitable[None], _Done())
 
 
 class _FastSignal(Signal):
@@ -260,12 +323,13 @@ class _FastSignal(Signal):
         super().__init__(owner)
         self._handler = handler
 
-    def send(self, *args: Any, **kwargs: Any) -> Awaitable[None]:  # type: ignore[override]
+    def send(self, *args: Any) -> Awaitable[None]:  # type: ignore[override]
+        # Positional only, as aiohttp sends: a **kwargs would be a new dict per event.
         handler = self._handler
         if handler is not None:
             handler(*args)
         if len(self):
-            return Signal.send(self, *args, **kwargs)
+            return Signal.send(self, *args)
         return _DONE
 
 
