@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from websockets.asyncio.client import connect
 
-from pytest_axiomperf.exchange import ExchangeSimulator
+from pytest_axiomperf.exchange import ExchangeSimulator, clock
 from pytest_axiomperf.exchange.reactions import percentile
 from pytest_axiomperf.exchange.scenario import constant
 
@@ -212,4 +212,4 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    asyncio.run(main(options.seconds, options.rounds))
+    clock.run(main(options.seconds, options.rounds))
