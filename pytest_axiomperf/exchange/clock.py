@@ -100,13 +100,19 @@ if sys.platform.startswith("linux"):  # epoll and timerfd are Linux's
 
     class _TimedEpollSelector(selectors.EpollSelector):
         """An epoll selector whose waits end on time: a timerfd among its keys is armed for
-        each wait's exact timeout. The loop never sees that key (`select` takes it out), and
-        a fired timer is disarmed at once, so a fired timer never makes a wait return early."""
+        each wait's exact timeout. The loop never sees that key (`select` takes it out).
+
+        A fired timer stays readable until the next wait that could block re-arms it (which
+        clears it) or, with no timeout, disarms it: no wait is cut short by an old expiry,
+        and a wake costs one timerfd call, not two (on Python < 3.13 each is a ctypes call,
+        about 3 us here)."""
 
         def __init__(self, timer: TimerFd) -> None:
             super().__init__()
             self._timer = timer
-            self._armed = False
+            # Armed, or fired and not cleared yet: the timerfd may be (or become) readable.
+            self._set = False
+            self._fired = False
             # Waits the timer ended: a loop that sleeps sub-millisecond gaps shows them here.
             self.timer_wakes = 0
             self._timer_key = self.register(timer.fd, selectors.EVENT_READ)
@@ -114,19 +120,19 @@ if sys.platform.startswith("linux"):  # epoll and timerfd are Linux's
         def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
             if timeout is not None and timeout > 0:
                 self._timer.arm(timeout)
-                self._armed = True
-            elif timeout is None and self._armed:
+                self._set, self._fired = True, False
+            elif timeout is None and self._set:
                 self._timer.disarm()
-                self._armed = False
+                self._set = False
             # The selector's own timeout (rounded up to whole ms) stays as a backstop.
             ready = super().select(timeout)
-            if self._armed:
+            if self._set:
                 for index, (key, _) in enumerate(ready):
                     if key is self._timer_key:
                         del ready[index]
-                        self.timer_wakes += 1
-                        self._timer.disarm()
-                        self._armed = False
+                        if not self._fired:
+                            self._fired = True
+                            self.timer_wakes += 1
                         break
             return ready
 
