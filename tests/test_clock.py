@@ -9,17 +9,21 @@ that the exchange's scenarios run on it.
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 import select
+import socket
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from pytest_axiomperf.exchange import clock
 from pytest_axiomperf.exchange.app import create_app
-from pytest_axiomperf.exchange.core import STATE
+from pytest_axiomperf.exchange.core import ARRIVED, STATE
 from pytest_axiomperf.exchange.director import ScenarioDirector
 from pytest_axiomperf.exchange.scenario import Scenario, constant
 
@@ -143,3 +147,89 @@ def test_the_exchange_reports_timers_that_wake_on_time() -> None:
         exchange.scenario(listings=constant(rate=100, duration=0.05))
         summary = exchange.reactions(end=True)
     assert summary["precise_timers"] is sys.platform.startswith("linux")
+
+
+@linux
+def test_the_loop_knows_when_bytes_arrived_before_it_reads_them() -> None:
+    """Work queued before a socket's reader delays the read, not the time its bytes were seen."""
+    left, right = socket.socketpair()
+
+    async def main() -> tuple[float, float | None]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[tuple[float, float | None]] = loop.create_future()
+
+        def read() -> None:
+            started = loop.time()
+            left.recv(16)
+            done.set_result((started, clock.read_at(loop, left.fileno())))
+
+        right.send(b"order")
+        loop.call_soon(time.sleep, 0.05)  # runs first in the iteration that sees the bytes
+        loop.add_reader(left.fileno(), read)
+        try:
+            return await asyncio.wait_for(done, 10)
+        finally:
+            loop.remove_reader(left.fileno())
+
+    try:
+        read_started, seen = clock.run(main())
+    finally:
+        left.close()
+        right.close()
+    assert seen is not None and read_started - seen >= 0.045
+
+
+@linux
+def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
+    """The venue's arrival stamp is when its loop saw the request's bytes, not when it got
+    round to routing them (here 50 ms of other work later)."""
+    token = "t0ken"
+    sending = threading.Event()
+    answers: list[dict[str, float]] = []
+
+    async def probe(request: web.Request) -> web.Response:
+        now = asyncio.get_running_loop().time()
+        return web.json_response({"arrived": request[ARRIVED], "now": now})
+
+    def client(port: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        headers = {"Authorization": f"Bearer {token}"}
+        try:
+            for _ in range(2):  # the first opens the connection, the second is timed
+                connection.request("GET", "/probe", headers=headers)
+                answers.append(json.loads(connection.getresponse().read()))
+                if not sending.wait(10):
+                    return
+        finally:
+            connection.close()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        app = create_app(token)
+        app.router.add_get("/probe", probe)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = runner.addresses[0][1]
+            thread = threading.Thread(target=client, args=(port,), daemon=True)
+            thread.start()
+            for _ in range(1000):
+                if answers:
+                    break
+                await asyncio.sleep(0.01)
+
+            def busy() -> None:
+                sending.set()  # the request is sent while the loop is busy...
+                time.sleep(0.05)
+                loop.call_soon(time.sleep, 0.05)  # ...and read after 50 ms more
+
+            loop.call_soon(busy)
+            await loop.run_in_executor(None, thread.join, 10)
+        finally:
+            await runner.cleanup()
+
+    clock.run(main())
+    assert len(answers) == 2
+    assert answers[1]["now"] - answers[1]["arrived"] >= 0.045

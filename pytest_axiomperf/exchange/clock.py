@@ -14,6 +14,13 @@ in the kernel as before, and I/O wakes it as before. Where there is no timerfd
 (not Linux, or the call fails) it is asyncio's own loop: kqueue (macOS) already
 waits with nanosecond timeouts.
 
+The selector also notes when it last saw each fd readable (`read_at`): the
+venue's arrival time of an order, taken when the loop saw the request's bytes
+rather than when it got round to parsing and routing them (on Python 3.11 two
+loop iterations later, after whatever else those iterations ran). It is never
+before the bytes were there, except for a request pipelined behind another on
+one connection and read with it (HTTP clients do not pipeline by default).
+
 `run` is ``asyncio.run`` on such a loop.
 """
 
@@ -29,7 +36,7 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["TimerFd", "new_event_loop", "run", "timer_wakes"]
+__all__ = ["TimerFd", "new_event_loop", "read_at", "run", "timer_wakes"]
 
 _T = TypeVar("_T")
 
@@ -115,6 +122,8 @@ if sys.platform.startswith("linux"):  # epoll and timerfd are Linux's
             self._fired = False
             # Waits the timer ended: a loop that sleeps sub-millisecond gaps shows them here.
             self.timer_wakes = 0
+            # When each fd was last seen readable (monotonic s): when its bytes had arrived.
+            self.read_at: dict[int, float] = {}
             self._timer_key = self.register(timer.fd, selectors.EVENT_READ)
 
         def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
@@ -134,7 +143,18 @@ if sys.platform.startswith("linux"):  # epoll and timerfd are Linux's
                             self._fired = True
                             self.timer_wakes += 1
                         break
+            if ready:
+                now = time.monotonic()
+                read_at = self.read_at
+                for key, events in ready:
+                    if events & selectors.EVENT_READ:
+                        read_at[key.fd] = now
             return ready
+
+        def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+            key = super().unregister(fileobj)
+            self.read_at.pop(key.fd, None)
+            return key
 
         def close(self) -> None:
             try:
@@ -154,6 +174,13 @@ def timer_wakes(loop: asyncio.AbstractEventLoop) -> int | None:
     own (it does not come from `new_event_loop`, or the system has no timerfd)."""
     selector = _SELECTORS.get(loop)
     return None if selector is None else selector.timer_wakes
+
+
+def read_at(loop: asyncio.AbstractEventLoop, fd: int) -> float | None:
+    """When `loop` last saw `fd` readable (its clock), or None when unknown (not seen,
+    or the loop does not come from `new_event_loop`)."""
+    selector = _SELECTORS.get(loop)
+    return None if selector is None else selector.read_at.get(fd)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
