@@ -136,8 +136,9 @@ def test_a_fast_replay_is_played_by_the_timer_not_in_batches(tmp_path: Path) -> 
 
     woken, summary = clock.run(play())
     assert summary["sent"] == 40 and summary["precise_timers"] is True
-    # Counted, not timed: most of the 39 waits were ended by the timer.
-    assert woken >= 20
+    # Counted, not timed: the waits were the timer's (a quarter at least, whatever the
+    # machine's load; asyncio's own loop has none).
+    assert woken >= 10
 
 
 def test_the_exchange_reports_timers_that_wake_on_time() -> None:
@@ -184,7 +185,7 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
     """The venue's arrival stamp is when its loop saw the request's bytes, not when it got
     round to routing them (here 50 ms of other work later)."""
     token = "t0ken"
-    sending = threading.Event()
+    sending, sent = threading.Event(), threading.Event()
     answers: list[dict[str, float]] = []
 
     async def probe(request: web.Request) -> web.Response:
@@ -195,11 +196,14 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         headers = {"Authorization": f"Bearer {token}"}
         try:
-            for _ in range(2):  # the first opens the connection, the second is timed
-                connection.request("GET", "/probe", headers=headers)
-                answers.append(json.loads(connection.getresponse().read()))
-                if not sending.wait(10):
-                    return
+            # The first opens the connection; the second is sent while the loop is busy.
+            connection.request("GET", "/probe", headers=headers)
+            answers.append(json.loads(connection.getresponse().read()))
+            if not sending.wait(10):
+                return
+            connection.request("GET", "/probe", headers=headers)
+            sent.set()
+            answers.append(json.loads(connection.getresponse().read()))
         finally:
             connection.close()
 
@@ -221,9 +225,9 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
                 await asyncio.sleep(0.01)
 
             def busy() -> None:
-                sending.set()  # the request is sent while the loop is busy...
-                time.sleep(0.05)
-                loop.call_soon(time.sleep, 0.05)  # ...and read after 50 ms more
+                sending.set()
+                sent.wait(10)  # the request's bytes are there while the loop is busy...
+                loop.call_soon(time.sleep, 0.05)  # ...and read after 50 ms of other work
 
             loop.call_soon(busy)
             await loop.run_in_executor(None, thread.join, 10)
