@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from pytest_axiomperf.errors import ConfigError
+from pytest_axiomperf.exchange import clock
 from pytest_axiomperf.exchange.app import create_app
 from pytest_axiomperf.exchange.models import ExchangeProfile
 
@@ -183,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
     try:
-        asyncio.run(
+        # Timers that wake on time: scenarios are emitted on schedule (clock.py).
+        clock.run(
             serve(
                 args.host,
                 args.port,

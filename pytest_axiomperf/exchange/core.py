@@ -118,7 +118,8 @@ class ExchangeState:
 STATE: web.AppKey[ExchangeState] = web.AppKey("axiom_exchange_state", ExchangeState)
 
 ARRIVED = "axiom_arrived"
-"""Key of a request's arrival time (loop time, after its connection's handshakes)."""
+"""Key of a request's arrival time (loop time: when the loop saw its bytes, or after its
+new connection's modelled handshakes; app.py)."""
 
 
 def arrival(request: web.Request) -> float:

@@ -25,7 +25,7 @@ import bisect
 import random
 from typing import Any
 
-from pytest_axiomperf.exchange import axiom
+from pytest_axiomperf.exchange import axiom, clock
 from pytest_axiomperf.exchange.axiom import listed_token
 from pytest_axiomperf.exchange.core import ExchangeState, WsSession
 from pytest_axiomperf.exchange.data import BY_MINT, TOKENS, Token
@@ -116,6 +116,8 @@ class ScenarioDirector:
         data["scenario"] = self.scenario.to_dict()
         data["elapsed"] = loop.time() - self.start
         data["duration"] = self.duration
+        # Whether its timers wake on time (clock.py), or up to 1 ms late (asyncio's own).
+        data["precise_timers"] = clock.timer_wakes(loop) is not None
         return data
 
     async def _run(self) -> None:
