@@ -117,7 +117,9 @@ class ExchangeState:
 
 STATE: web.AppKey[ExchangeState] = web.AppKey("axiom_exchange_state", ExchangeState)
 
-ARRIVED = "axiom_arrived"
+# web.RequestKey where aiohttp has it (3.13+: a plain string key warns there), else a string.
+_REQUEST_KEY: Any = getattr(web, "RequestKey", None)
+ARRIVED: Any = "axiom_arrived" if _REQUEST_KEY is None else _REQUEST_KEY("axiom_arrived", float)
 """Key of a request's arrival time (loop time: when the loop saw its bytes, or after its
 new connection's modelled handshakes; app.py)."""
 
