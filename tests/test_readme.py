@@ -29,8 +29,8 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 #: Commands that are about this repository (CI runs them) or need a real API.
 NOT_RUN_HERE = {
     'pip install -e ".[test]" && pytest --axiom-perf examples/',  # .ci/run runs it
-    "pytest tests/",  # .ci/run runs it
-    "pytest tests/                       # the plugin's tests (pytester runs user projects)",
+    "pytest -n 2 tests/",  # .ci/run runs it
+    "pytest -n 2 tests/                  # the plugin's tests (pytester runs user projects)",
     "ruff check . && mypy                # lint and types (mypy --strict on the package)",
     "python benchmarks/bench_tracker.py  # each benchmarks/bench_*.py prints side-by-side tables",
     # Builds its own virtualenv from a package index; CI runs it.
