@@ -76,12 +76,12 @@ def standalone_exchange() -> Iterator[Standalone]:
         assert rest[:1] == ["REST"] and ws[:1] == ["WS"], (rest, ws)
         yield Standalone(rest[1], ws[1], token)
     finally:
-        process.terminate()
+        if process.stdin is not None:
+            process.stdin.close()  # its way out, as when the run ends any other way
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                pipe.close()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -187,6 +187,7 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
     token = "t0ken"
     sending, sent = threading.Event(), threading.Event()
     answers: list[dict[str, float]] = []
+    busy_ended: list[float] = []
 
     async def probe(request: web.Request) -> web.Response:
         now = asyncio.get_running_loop().time()
@@ -228,6 +229,7 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
                 sending.set()
                 sent.wait(10)  # the request's bytes are there while the loop is busy...
                 loop.call_soon(time.sleep, 0.05)  # ...and read after 50 ms of other work
+                busy_ended.append(loop.time())
 
             loop.call_soon(busy)
             await loop.run_in_executor(None, thread.join, 10)
@@ -235,5 +237,8 @@ def test_an_order_arrives_when_its_bytes_reached_the_exchange() -> None:
             await runner.cleanup()
 
     clock.run(main())
-    assert len(answers) == 2
+    assert len(answers) == 2 and len(busy_ended) == 1
     assert answers[1]["now"] - answers[1]["arrived"] >= 0.045
+    # Stamped by the wait after the busy callback, not taken from an earlier read of the
+    # same connection (the first request's).
+    assert answers[1]["arrived"] >= busy_ended[0]

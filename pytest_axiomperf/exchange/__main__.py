@@ -107,8 +107,10 @@ def _watch_parent(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     """Set `stop` when stdin reaches EOF (the parent closed it or died)."""
 
     def read_until_eof() -> None:
+        # os.read, not sys.stdin: a thread blocked in a buffered read holds the buffer's
+        # lock, and an interpreter exiting meanwhile aborts on it (SIGABRT).
         with contextlib.suppress(OSError, ValueError):
-            while sys.stdin.buffer.read(4096):
+            while os.read(0, 4096):
                 pass
         with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(stop.set)

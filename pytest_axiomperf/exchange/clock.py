@@ -124,7 +124,11 @@ if sys.platform.startswith("linux"):  # epoll and timerfd are Linux's
             self.timer_wakes = 0
             # When each fd was last seen readable (monotonic s): when its bytes had arrived.
             self.read_at: dict[int, float] = {}
-            self._timer_key = self.register(timer.fd, selectors.EVENT_READ)
+            try:
+                self._timer_key = self.register(timer.fd, selectors.EVENT_READ)
+            except BaseException:
+                super().close()  # the epoll fd; the caller closes the timer
+                raise
 
         def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
             if timeout is not None and timeout > 0:
@@ -196,9 +200,20 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     except BaseException:
         timer.close()
         raise
-    loop = asyncio.SelectorEventLoop(selector)
+    try:
+        loop = asyncio.SelectorEventLoop(selector)
+    except BaseException:
+        selector.close()  # closes the timer too
+        raise
     _SELECTORS[loop] = selector
     return loop
+
+
+class _Policy(asyncio.DefaultEventLoopPolicy):
+    """Python 3.10's way to give ``asyncio.run`` a loop of ours (it has no loop_factory)."""
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop()
 
 
 def run(main: Coroutine[Any, Any, _T]) -> _T:
@@ -206,22 +221,11 @@ def run(main: Coroutine[Any, Any, _T]) -> _T:
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=new_event_loop) as runner:
             return runner.run(main)
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
+    # asyncio.run itself (its cancelling, async generators and executor shutdown), with a
+    # policy whose loops are ours while it runs.
+    previous = asyncio.get_event_loop_policy()
+    asyncio.set_event_loop_policy(_Policy())
     try:
-        return loop.run_until_complete(main)
+        return asyncio.run(main)
     finally:
-        try:
-            _cancel_all(loop)
-            loop.run_until_complete(loop.shutdown_asyncgens())
-        finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-
-
-def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
-    tasks = asyncio.all_tasks(loop)
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        asyncio.set_event_loop_policy(previous)
