@@ -202,11 +202,7 @@ class _Recorder:
             self.status_error(response.status)
         content = response.content
         if content.is_eof():  # the body came with the headers (a small one usually does)
-            elapsed = (headers_at - start) / 1e9
-            for buffer, fold in route.answers or route.take_answers():
-                buffer.append(elapsed)
-                if len(buffer) >= BUFFER_SIZE:
-                    fold()
+            route.answered((headers_at - start) / 1e9)
         else:  # timed at its last byte, however the bot reads it
             route.when_read(content, start)
 
@@ -265,10 +261,7 @@ class _Recorder:
             self.status_error(response.status)
         content = response.content
         if content.is_eof():  # the body came with the headers: answered then
-            for buffer, fold in route.answers or route.take_answers():
-                buffer.append(elapsed)
-                if len(buffer) >= BUFFER_SIZE:
-                    fold()
+            route.answered(elapsed)
         else:
             route.when_read(content, start)
         return response
