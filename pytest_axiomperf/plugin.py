@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf import calibration, rounds
+from pytest_axiomperf import calibration, rounds, turns
 from pytest_axiomperf.budgets import (
     MARKERS,
     Budgets,
@@ -114,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
         watch.install(plugin)
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "axiomperf-runtime")
+    turns.install(config)  # only in a process axiomperf ab started to take turns
 
 
 def _revalidate_budgets(item: pytest.Item) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_axiomperf.ab import abba_order
+from pytest_axiomperf.ab import abba_order, uses_xdist
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -63,8 +64,8 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def _ab(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def _ab(repo: Path, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | extra_env
     # The plugin under test, wherever this checkout is, stays importable in the rounds.
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     return subprocess.run(
@@ -116,7 +117,7 @@ def test_a_bad_revision_or_a_broken_round_is_a_usage_error(repo: Path, tmp_path:
     assert "Traceback" not in bad.stderr
     broken = _ab(repo, "--base", "HEAD", "--rounds", "2", "--", "--no-such-option")
     assert broken.returncode == 2
-    assert "round 1 on base" in broken.stderr and "usage error" in broken.stderr
+    assert "the base side" in broken.stderr and "usage error" in broken.stderr
     assert "--no-such-option" in broken.stderr
     passes = _ab(repo, "--base", "HEAD", "--passes", "0")
     assert passes.returncode == 2
@@ -125,3 +126,93 @@ def test_a_bad_revision_or_a_broken_round_is_a_usage_error(repo: Path, tmp_path:
     outside.mkdir()
     lost = _ab(outside, "--base", "main")
     assert lost.returncode == 2 and "is not in a git repository" in lost.stderr
+
+
+SPANS_TEST = """
+import os
+import time
+
+import botlib
+
+
+def test_decision(axiom_tracker):
+    started = time.monotonic()
+    for _ in range(5):
+        with axiom_tracker.measure("decision_times"):
+            assert botlib.decide() == "buy"
+    with open(os.environ["SPANS"], "a") as fh:
+        fh.write(f"{botlib.SIDE} {os.getpid()} {started} {time.monotonic()}\\n")
+"""
+
+
+def test_the_sides_take_turns_round_by_round_in_abba_order(repo: Path, tmp_path: Path) -> None:
+    """One process a side: while one measures a round (its passes), the other waits."""
+    spans = tmp_path / "spans.txt"
+    for side in ("base", "head"):
+        (repo / "botlib" / "__init__.py").write_text(BOT.format(delay=0.002) + f"SIDE = {side!r}\n")
+        (repo / "tests" / "test_perf.py").write_text(SPANS_TEST)
+        if side == "base":
+            _git(repo, "commit", "-qam", "spans")
+    done = _ab(repo, "--base", "HEAD", "--rounds", "3", "--passes", "2", "tests/", SPANS=str(spans))
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    rows = [line.split() for line in spans.read_text().splitlines()]
+    sides = [side for side, _, _, _ in rows]
+    # Each round's two passes back to back, the sides in ABBA order.
+    assert sides == ["base"] * 2 + ["head"] * 4 + ["base"] * 4 + ["head"] * 2
+    # One process a side, all of its rounds in it.
+    pids = {(side, pid) for side, pid, _, _ in rows}
+    assert len(pids) == len({pid for _, pid in pids}) == 2
+    times = [(float(start), float(end)) for _, _, start, end in rows]
+    assert all(end <= start for (_, end), (start, _) in itertools.pairwise(times)), times
+    assert len(re.findall(r"^  round \d/3  (?:base|head)", done.stdout, re.M)) == 6
+
+
+def test_a_round_whose_tests_fail_and_a_side_that_dies(repo: Path, tmp_path: Path) -> None:
+    # The working tree fails its tests in round 2 only (its third and fourth pass).
+    (repo / "tests" / "test_perf.py").write_text(
+        PERF_TEST
+        + """
+CALLS = []
+
+
+def test_flaky(axiom_tracker):
+    CALLS.append(1)
+    assert len(CALLS) not in (3, 4), "failed in round 2"
+"""
+    )
+    failing = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    assert "round 2/3  head" in failing.stdout and "(tests failed)" in failing.stdout
+    assert "tests failed on the working tree in round(s) 2" in failing.stdout
+    # The working tree's process dies in its second round: a clear error, no hang.
+    (repo / "tests" / "test_perf.py").write_text(
+        PERF_TEST
+        + """
+import os
+
+CALLS = []
+
+
+def test_dies(axiom_tracker):
+    CALLS.append(1)
+    if len(CALLS) == 3:
+        os._exit(3)
+"""
+    )
+    died = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
+    assert died.returncode == 2, died.stdout + died.stderr
+    assert "the head side" in died.stderr and "internal error" in died.stderr
+    assert "Traceback" not in died.stderr
+
+
+def test_uses_xdist() -> None:
+    assert uses_xdist(["-n", "2", "tests/"]) and uses_xdist(["-n2"]) and uses_xdist(["-nauto"])
+    assert uses_xdist(["--numprocesses=2"]) and uses_xdist(["--dist", "load"])
+    assert not uses_xdist(["--no-header", "-q", "tests/", "-k", "not slow"])
+
+
+def test_under_xdist_each_round_is_its_own_process(repo: Path) -> None:
+    done = _ab(repo, "--base", "HEAD", "--rounds", "2", "--passes", "1", "--", "-n", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The per-process form names the tests each round's process ran.
+    assert len(re.findall(r"^  round \d/2  (?:base|head)  1 test\(s\)", done.stdout, re.M)) == 4

@@ -181,9 +181,10 @@ class _Feed:
     parsed from it; a fast feed delivers hundreds of messages per read, so the
     per-message work is kept in C where it can be: the messages' data are
     joined and searched by one regular expression, the times parsed by
-    ``map(float)`` (on its fast path, see `_times`), the latencies appended to the delivery histogram's buffer
-    in one ``extend``. Every message of a read arrived at the same moment: the
-    read's time, taken before websockets parses it.
+    ``map(float)`` (on its fast path, see `_times`), the latencies appended to
+    the delivery histogram's buffer in one ``extend``. Every message of a read
+    arrived at the same moment: the read's time, taken before websockets parses
+    it.
     """
 
     def __init__(self, tracker: PerformanceTracker, timestamp: str | Timestamp | None) -> None:
