@@ -36,11 +36,12 @@ from pytest_axiomperf.turns import TURNS_ENV
 
 #: Rounds a side by default. The gate reads the tail (p95) and the body (median) of each
 #: metric across the pairs two ways, at 0.05 / 4 each (and a metric's k routes at
-#: 0.05 / 4k): twelve pairs' smallest p-value, 1/4097 (drawn swaps), reaches that for up
-#: to 48 routes of a metric. Chosen on real runs of a three-test suite: at 10 rounds, a
-#: CPU hog left about one round in six disturbed even at its best pass, and the 30 %
-#: slower bot was missed on a path in 4 of 20 runs (benchmarks/RESULTS.md).
-DEFAULT_ROUNDS = 12
+#: 0.05 / 4k). Chosen on real runs of a three-test suite (benchmarks/RESULTS.md): twelve
+#: pairs missed a 30 % slower bot's millisecond path in 1 to 2 of 20 runs beside a CPU
+#: hog; with the sides taking turns in two long-lived processes a round costs its tests
+#: alone (no interpreter start, collection or exchange start), and twenty pairs of that
+#: suite take about as long as twelve rounds of a process each did.
+DEFAULT_ROUNDS = 20
 #: Passes of the suite in each round's process; each statistic keeps its best pass.
 DEFAULT_PASSES = 2
 #: pytest's exit codes that mean "the run itself broke" rather than "a test failed".
