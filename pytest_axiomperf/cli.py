@@ -102,14 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_arg(parse_rounds),
         default=DEFAULT_ROUNDS,
         metavar="N",
-        help=f"rounds a side, each its own pytest process (default {DEFAULT_ROUNDS})",
+        help=f"rounds a side, the two sides taking turns (default {DEFAULT_ROUNDS})",
     )
     ab.add_argument(
         "--passes",
         type=_arg(parse_passes),
         default=DEFAULT_PASSES,
         metavar="K",
-        help="passes of the tests in each round's process; each statistic keeps its best "
+        help="passes of the tests in each round; each statistic keeps its best "
         f"pass (default {DEFAULT_PASSES})",
     )
     _add_rule_options(ab)
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument("--markdown", type=Path, metavar="PATH", help="write a Markdown report")
     ab.add_argument("--html", type=Path, metavar="PATH", help="write an HTML report")
     ab.add_argument(
-        "--keep", type=Path, metavar="DIR", help="keep each round's results and pytest output here"
+        "--keep", type=Path, metavar="DIR", help="keep each side's results and pytest output here"
     )
     record.add_parser(sub)
     return parser
