@@ -10,8 +10,8 @@ weighs on all rows alike.
 
 Modes, each a row per variant:
 
-- ``ab``: ``axiomperf ab --base HEAD`` at its default rounds (each round its own pytest
-  process; the base is the committed tree, SLOWDOWN 1.0);
+- ``ab``: ``axiomperf ab --base HEAD`` at its default rounds (one pytest process a side,
+  taking turns; the base is the committed tree, SLOWDOWN 1.0);
 - ``baseline``: ``pytest --axiom-perf-rounds=R --axiom-perf-compare=base.json`` against a
   baseline saved once, at the start, on the quiet machine with the same rounds;
 - ``single``: the same with one round a side (the plugin's default before rounds);
