@@ -7,7 +7,8 @@ process with that tree's code first on the import path. The two processes take
 turns (see ``turns.py``): one measures a round while the other waits, so the
 interpreter's start, collection and the session's fixtures are paid once a side,
 not once a round. (Under pytest-xdist, whose workers cannot take turns, each
-round is its own pytest process instead.) Round i of base and round i of head
+round is its own pytest process instead, and so off POSIX systems, where the
+pipes cannot be handed to a child.) Round i of base and round i of head
 run next to each other in time, so whatever the machine was doing then weighs
 on both: the gate compares the pairs (see ``baseline.py``), and a runner that is
 slower than the one that saved a baseline cancels out. No baseline file is
@@ -128,7 +129,7 @@ class ABRun:
             try:
                 sides = {"base": Side("base", base_tree), "head": Side("head", root)}
                 started = time.perf_counter()
-                if uses_xdist(self.pytest_args):
+                if uses_xdist(self.pytest_args) or os.name != "posix":  # no turns: see above
                     for number, (index, name) in enumerate(abba_order(self.rounds), 1):
                         self._round(sides[name], index, number, relative, work)
                 else:
