@@ -167,38 +167,30 @@ def test_the_sides_take_turns_round_by_round_in_abba_order(repo: Path, tmp_path:
     assert len(re.findall(r"^  round \d/3  (?:base|head)", done.stdout, re.M)) == 6
 
 
-def test_a_round_whose_tests_fail_and_a_side_that_dies(repo: Path, tmp_path: Path) -> None:
-    # The working tree fails its tests in round 2 only (its third and fourth pass).
-    (repo / "tests" / "test_perf.py").write_text(
-        PERF_TEST
-        + """
-CALLS = []
-
-
-def test_flaky(axiom_tracker):
-    CALLS.append(1)
-    assert len(CALLS) not in (3, 4), "failed in round 2"
-"""
-    )
-    failing = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
-    assert failing.returncode == 1, failing.stdout + failing.stderr
-    assert "round 2/3  head" in failing.stdout and "(tests failed)" in failing.stdout
-    assert "tests failed on the working tree in round(s) 2" in failing.stdout
-    # The working tree's process dies in its second round: a clear error, no hang.
-    (repo / "tests" / "test_perf.py").write_text(
-        PERF_TEST
-        + """
+CALL_COUNTER = """
 import os
 
 CALLS = []
 
 
-def test_dies(axiom_tracker):
+def test_counted(axiom_tracker):
     CALLS.append(1)
-    if len(CALLS) == 3:
-        os._exit(3)
+    {action}
 """
-    )
+
+
+def test_a_round_whose_tests_fail_and_a_side_that_dies(repo: Path, tmp_path: Path) -> None:
+    # The working tree fails its tests in round 2 only (its third and fourth pass).
+    action = 'assert len(CALLS) not in (3, 4), "failed in round 2"'
+    (repo / "tests" / "test_perf.py").write_text(PERF_TEST + CALL_COUNTER.format(action=action))
+    failing = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
+    assert failing.returncode == 1, failing.stdout + failing.stderr
+    marked = re.findall(r"^  round (\d)/3  (\w+) .*\(tests failed\)", failing.stdout, re.M)
+    assert marked == [("2", "head")], failing.stdout
+    assert "tests failed on the working tree in round(s) 2" in failing.stdout
+    # The working tree's process dies in its second round: a clear error, no hang.
+    action = "os._exit(3) if len(CALLS) == 3 else None"
+    (repo / "tests" / "test_perf.py").write_text(PERF_TEST + CALL_COUNTER.format(action=action))
     died = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
     assert died.returncode == 2, died.stdout + died.stderr
     assert "the head side" in died.stderr and "internal error" in died.stderr
