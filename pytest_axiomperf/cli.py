@@ -1,7 +1,8 @@
 """The ``axiomperf`` command: compare two results files, show one, or A/B two revisions.
 
 Exit codes: 0 fine, 1 a regression (``compare``, ``ab``; ``ab`` also when the working
-tree's tests failed), 2 a bad file or usage (or an A/B run that could not be made). A
+tree's tests failed), 2 a bad file or usage (or an A/B run that could not be made, or
+was interrupted). A
 file that breaks ``show`` or ``compare`` is a bad file (2), never a regression (1).
 """
 
@@ -186,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except (BaselineError, ABError) as exc:
         print(f"axiomperf: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:  # Ctrl-C: ab's pytest processes are stopped on the way out
+        print(f"axiomperf {args.command}: interrupted", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
         print(f"axiomperf: error: {printable(str(exc))}", file=sys.stderr)

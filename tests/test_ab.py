@@ -208,3 +208,62 @@ def test_under_xdist_each_round_is_its_own_process(repo: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     # The per-process form names the tests each round's process ran.
     assert len(re.findall(r"^  round \d/2  (?:base|head)  1 test\(s\)", done.stdout, re.M)) == 4
+
+
+PID_TEST = """
+import os
+import time
+
+
+def test_slowly(axiom_tracker):
+    with open(os.environ["PIDS"], "a") as fh:
+        fh.write(f"{os.getpid()}\\n")
+    with axiom_tracker.measure("decision_times"):
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGINT")
+@pytest.mark.parametrize("group", [True, False], ids=["terminal", "driver-only"])
+def test_ctrl_c_stops_both_sides_and_removes_the_worktree(
+    repo: Path, tmp_path: Path, group: bool
+) -> None:
+    """Ctrl-C mid-run: SIGINT to the whole process group, as a terminal sends it, or to
+    axiomperf alone (its pytest processes are then stopped by it)."""
+    import signal
+    import time
+
+    import psutil
+
+    (repo / "tests" / "test_perf.py").write_text(PID_TEST)
+    _git(repo, "commit", "-qam", "pids")
+    pids, out = tmp_path / "pids.txt", tmp_path / "out.txt"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env |= {"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PIDS": str(pids)}
+    with open(out, "w") as fh:
+        ab = subprocess.Popen(
+            [sys.executable, "-m", "pytest_axiomperf.cli", "ab", "--base", "HEAD",
+             "--rounds", "50", "tests/"],
+            cwd=repo, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "round 3/50" not in out.read_text() and time.monotonic() < deadline:
+            assert ab.poll() is None, out.read_text()
+            time.sleep(0.05)
+        if group:
+            os.killpg(ab.pid, signal.SIGINT)
+        else:
+            os.kill(ab.pid, signal.SIGINT)
+        assert ab.wait(timeout=60) == 2
+    finally:
+        if ab.poll() is None:
+            os.killpg(ab.pid, signal.SIGKILL)
+            ab.wait()
+    text = out.read_text()
+    assert "axiomperf ab: interrupted" in text and "Traceback" not in text, text
+    sides = {int(line) for line in pids.read_text().split()}
+    assert len(sides) == 2  # both sides' pytest processes had started
+    assert not any(psutil.pid_exists(pid) for pid in sides)
+    assert _git(repo, "worktree", "list").count("\n") == 1
