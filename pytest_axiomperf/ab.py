@@ -23,17 +23,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from pytest_axiomperf import roundstats
 from pytest_axiomperf.baseline import Comparison, attach, compare, load_results, save_results
 from pytest_axiomperf.errors import AxiomPerfError, BaselineError
 from pytest_axiomperf.results import SessionResults, write_text_atomic
-from pytest_axiomperf.turns import TURNS_ENV
+from pytest_axiomperf.settings import MAX_COUNT
+from pytest_axiomperf.turns import Launch, TurnTaker, turn_takers
 
 #: Rounds a side by default. The gate reads the tail (p95) and the body (median) of each
 #: metric across the pairs two ways, at 0.05 / 4 each (and a metric's k routes at
@@ -43,6 +43,9 @@ from pytest_axiomperf.turns import TURNS_ENV
 #: alone (no interpreter start, collection or exchange start), and twenty pairs of that
 #: suite take about as long as twelve rounds of a process each did.
 DEFAULT_ROUNDS = 20
+#: Rounds a side by default when each round is its own pytest process (under
+#: pytest-xdist, or off POSIX): the ~1.3 s a process costs a round is paid 24 times.
+DEFAULT_PROCESS_ROUNDS = 12
 #: Passes of the suite in each round's process; each statistic keeps its best pass.
 DEFAULT_PASSES = 2
 #: pytest's exit codes that mean "the run itself broke" rather than "a test failed".
@@ -60,6 +63,8 @@ class Side:
     name: str  # "base" or "head"
     tree: Path
     results: SessionResults = field(default_factory=SessionResults)
+    #: Whether a test failed, and in which rounds when that is known.
+    tests_failed: bool = False
     failed_rounds: list[int] = field(default_factory=list)
 
     def python_path(self) -> str:
@@ -96,7 +101,7 @@ class ABRun:
     """Everything one ``axiomperf ab`` needs; :meth:`run` measures and compares."""
 
     base_ref: str
-    rounds: int
+    rounds: int | None  # None: the default for how the rounds run
     pytest_args: list[str]
     threshold: float
     noise_floor: float
@@ -104,6 +109,8 @@ class ABRun:
     say: Callable[[str], None] = print
     workdir: Path | None = None
     passes: int = DEFAULT_PASSES
+    #: The rounds a side measured: ``rounds``, or the default for how they ran.
+    measured: int = 0
 
     def run(self) -> tuple[Comparison, Side, Side]:
         """Measure both sides round by round and compare them; ``ABError`` when it cannot."""
@@ -129,16 +136,22 @@ class ABRun:
             try:
                 sides = {"base": Side("base", base_tree), "head": Side("head", root)}
                 started = time.perf_counter()
-                if uses_xdist(self.pytest_args) or os.name != "posix":  # no turns: see above
-                    for number, (index, name) in enumerate(abba_order(self.rounds), 1):
+                turned = False
+                if os.name == "posix":  # where pass_fds hands the pipes to the child
+                    try:
+                        self._take_turns(sides, relative, work)
+                        turned = True
+                    except NoTurns:
+                        self.say("axiomperf ab: pytest-xdist is on: a pytest process a round")
+                if not turned:
+                    self.measured = self.rounds or DEFAULT_PROCESS_ROUNDS
+                    for number, (index, name) in enumerate(abba_order(self.measured), 1):
                         self._round(sides[name], index, number, relative, work)
-                else:
-                    self._take_turns(sides, relative, work)
                 elapsed = time.perf_counter() - started
             finally:
                 _git(["worktree", "remove", "--force", str(base_tree)], root)
         passes = f" ({self.passes} passes each)" if self.passes > 1 else ""
-        self.say(f"axiomperf ab: {self.rounds} rounds a side{passes} in {elapsed:.0f}s")
+        self.say(f"axiomperf ab: {self.measured} rounds a side{passes} in {elapsed:.0f}s")
         base, head = sides["base"], sides["head"]
         comparison = compare(
             base.results,
@@ -165,7 +178,7 @@ class ABRun:
         ]
 
     def _round(self, side: Side, index: int, number: int, relative: Path, work: Path) -> None:
-        """One round in its own pytest process (under pytest-xdist)."""
+        """One round in its own pytest process (under pytest-xdist, or off POSIX)."""
         out = work / f"{side.name}-{index}.json"
         log = work / f"{side.name}-{index}.log"
         cmd = self._command(self.passes, out)
@@ -178,6 +191,7 @@ class ABRun:
         took = time.perf_counter() - started
         _check_exit(f"round {index} on {side.name} ({side.tree})", code, cmd, out, log)
         if code != 0:
+            side.tests_failed = True
             side.failed_rounds.append(index)
         measured = _load(out)
         for result in measured.tests.values():
@@ -187,8 +201,8 @@ class ABRun:
         self._keep_environment(side, measured)
         failed = " (tests failed)" if code else ""
         self.say(
-            f"  round {index}/{self.rounds}  {side.name:<4}  {len(measured.tests)} test(s)  "
-            f"{took:.1f}s{failed}  [{number}/{2 * self.rounds}]"
+            f"  round {index}/{self.measured}  {side.name:<4}  {len(measured.tests)} test(s)  "
+            f"{took:.1f}s{failed}  [{number}/{2 * self.measured}]"
         )
 
     def _keep_environment(self, side: Side, measured: SessionResults) -> None:
@@ -198,159 +212,96 @@ class ABRun:
         side.results.environment["round_passes"] = self.passes
 
     def _take_turns(self, sides: dict[str, Side], relative: Path, work: Path) -> None:
-        """Both sides in one pytest process each, taking turns round by round."""
-        with _turn_takers(self, sides, relative, work) as takers:
-            for number, (index, name) in enumerate(abba_order(self.rounds), 1):
+        """Both sides in one pytest process each, taking turns round by round; ``NoTurns``
+        when pytest-xdist is on (its workers cannot take turns)."""
+        rounds = self.measured = self.rounds or DEFAULT_ROUNDS
+        if rounds * self.passes > MAX_COUNT:
+            raise ABError(
+                f"--rounds {rounds} x --passes {self.passes} is more than the {MAX_COUNT} "
+                "rounds a pytest run takes"
+            )
+        launches = {
+            name: Launch(
+                self._command(rounds * self.passes, work / f"{name}.json"),
+                side.tree / relative,
+                {**os.environ, "PYTHONPATH": side.python_path()},
+                work / f"{name}.json",
+                work / f"{name}.log",
+            )
+            for name, side in sides.items()
+        }
+        with turn_takers(launches, self.passes) as takers:
+            if any(taker.xdist for taker in takers.values()):
+                raise NoTurns
+            for name, taker in takers.items():
+                self._expect(name, taker, 1, sides[name])
+            for number, (index, name) in enumerate(abba_order(rounds), 1):
                 taker = takers[name]
-                if taker.waiting != index:  # ended early, or nothing to measure this round
-                    continue
                 started = time.perf_counter()
                 taker.go(index)
                 took = time.perf_counter() - started
                 failed = " (tests failed)" if index in taker.failed else ""
                 self.say(
-                    f"  round {index}/{self.rounds}  {name:<4}  {took:.1f}s{failed}  "
-                    f"[{number}/{2 * self.rounds}]"
+                    f"  round {index}/{rounds}  {name:<4}  {took:.1f}s{failed}  "
+                    f"[{number}/{2 * rounds}]"
                 )
-            for name, taker in takers.items():
-                code = taker.finish()
-                side = sides[name]
-                what = f"the {name} side ({side.tree})"
-                _check_exit(what, code, taker.cmd, taker.out, taker.log)
-                measured = _load(taker.out)
-                for result in measured.tests.values():
-                    result.rounds = _paired_rounds(result.rounds, self.passes)
-                    side.results.add(result)
-                self._keep_environment(side, measured)
-                side.failed_rounds = sorted(taker.failed) if code else []
+                self._expect(name, taker, index + 1 if index < rounds else None, sides[name])
+        for name, taker in takers.items():
+            side = sides[name]
+            measured = _load(taker.out)
+            for result in measured.tests.values():
+                result.rounds = _paired_rounds(result.rounds, self.passes)
+                side.results.add(result)
+            self._keep_environment(side, measured)
+            # Each side's process ran while the other took its turns: its readings of the
+            # machine (a calibration at its start, beside the other's start; the other
+            # processes' CPU over its session) describe the A/B, not the machine.
+            for reading in ("calibration", "neighbours"):
+                side.results.environment.pop(reading, None)
+            side.tests_failed = taker.returncode != 0
+            side.failed_rounds = sorted(taker.failed)
 
-
-@dataclass
-class _TurnTaker:
-    """One side's pytest process and the pipes it takes turns over."""
-
-    cmd: list[str]
-    out: Path
-    log: Path
-    process: subprocess.Popen[bytes]
-    control: IO[str]  # what this driver writes: "go N"
-    status: IO[str]  # what the process writes: "ready N", "done N ok|failed"
-    waiting: int | None = None  # the turn the process waits for; None once it ended
-    failed: set[int] = field(default_factory=set)
-
-    def _read(self) -> None:
-        """Read up to the process's next wait for a turn (``waiting``), or to its end
-        (``waiting`` None); note the turns it says a test failed in."""
-        while True:
-            words = self.status.readline().split()
-            if len(words) == 3 and words[0] == "done" and words[1].isdigit():
-                if words[2] == "failed":
-                    self.failed.add(int(words[1]))
-                continue
-            if len(words) == 2 and words[0] == "ready" and words[1].isdigit():
-                self.waiting = int(words[1])
-                return
-            self.waiting = None  # the pipe closed: the process has ended (or broke)
+    def _expect(self, name: str, taker: TurnTaker, turn: int | None, side: Side) -> None:
+        """``ABError`` unless the side now waits for ``turn`` (None: it has ended well)."""
+        if turn is not None and taker.waiting == turn:
             return
-
-    def go(self, turn: int) -> None:
-        """Let the process measure ``turn``; returns when it is done with it (for its last
-        turn, when the process has ended: its session's end is part of the turn)."""
-        self.control.write(f"go {turn}\n")
-        self.control.flush()
-        self._read()
-        if self.waiting is None:
-            self.process.wait()
-
-    def finish(self) -> int:
-        """The process's exit code, once it has ended."""
-        self.control.close()  # a process still waiting reads the end of the pipe and stops
-        code = self.process.wait()
-        self.status.close()
-        return code
+        code = taker.finish()
+        what = f"the {name} side ({side.tree})"
+        _check_exit(what, code, taker.cmd, taker.out, taker.log)
+        if turn is None:
+            return
+        after = f"after round {turn - 1}" if turn > 1 else "before its first round"
+        why = ": a test failed, and -x or --maxfail stops pytest there" if code == 1 else ""
+        raise ABError(
+            f"{what}: pytest ended {after} of {self.measured} (exit code {code}{why}); "
+            "axiomperf ab needs every round of both sides, so the selection must hold a "
+            f"performance test\n{_tail(taker.log)}"
+        )
 
 
-@contextmanager
-def _turn_takers(
-    run: ABRun, sides: dict[str, Side], relative: Path, work: Path
-) -> Iterator[dict[str, _TurnTaker]]:
-    """Start each side's pytest process; both wait for their first turn (their start and
-    collection overlap, which nothing measures). Stopped, whatever happens."""
-    takers: dict[str, _TurnTaker] = {}
-    try:
-        for name, side in sides.items():
-            out, log = work / f"{name}.json", work / f"{name}.log"
-            cmd = run._command(run.rounds * run.passes, out)
-            to_child, from_driver = os.pipe()
-            to_driver, from_child = os.pipe()
-            env = {
-                **os.environ,
-                "PYTHONPATH": side.python_path(),
-                TURNS_ENV: f"{to_child},{from_child},{run.passes}",
-            }
-            with open(log, "w", encoding="utf-8") as fh:
-                process = subprocess.Popen(
-                    cmd,
-                    cwd=side.tree / relative,
-                    env=env,
-                    stdout=fh,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(to_child, from_child),
-                )
-            os.close(to_child)
-            os.close(from_child)
-            takers[name] = _TurnTaker(
-                cmd,
-                out,
-                log,
-                process,
-                os.fdopen(from_driver, "w", encoding="ascii"),
-                os.fdopen(to_driver, "r", encoding="ascii"),
-            )
-        for taker in takers.values():
-            taker._read()
-        yield takers
-    finally:
-        for taker in takers.values():
-            if taker.process.poll() is None:
-                taker.process.kill()
-                taker.process.wait()
-            for pipe in (taker.control, taker.status):
-                with suppress(OSError):  # the process is gone; its end of the pipe with it
-                    pipe.close()
-
-
-def uses_xdist(pytest_args: Sequence[str]) -> bool:
-    """Whether the pytest arguments distribute the tests over pytest-xdist workers."""
-    for arg in pytest_args:
-        if arg in ("-n", "--numprocesses", "--dist", "--tx", "-d"):
-            return True
-        if arg.startswith(("--numprocesses=", "--dist=", "--tx=")) or (
-            arg.startswith("-n") and not arg.startswith("--")
-        ):
-            return True
-    return False
+class NoTurns(Exception):
+    """The sides cannot take turns (pytest-xdist is on): a process a round instead."""
 
 
 def _paired_rounds(rounds: list[dict[str, Any]], passes: int) -> list[dict[str, Any]]:
     """A side's rounds of one pass each, grouped ``passes`` at a time into paired rounds
     (the best pass of each group, see :func:`roundstats.best_pass`)."""
-    ordered = sorted(rounds, key=lambda one: int(one.get("round", 0)))
     groups: dict[int, list[dict[str, Any]]] = {}
-    for one in ordered:
+    for one in sorted(rounds, key=lambda one: int(one.get("round", 1))):
         groups.setdefault((int(one.get("round", 1)) - 1) // passes + 1, []).append(one)
     return [roundstats.best_pass(group, index) for index, group in sorted(groups.items())]
+
+
+def _tail(log: Path) -> str:
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
+    return "\n".join(f"    {line}" for line in lines)
 
 
 def _check_exit(what: str, code: int, cmd: list[str], out: Path, log: Path) -> None:
     """``ABError`` with the end of the output when the pytest run broke."""
     if code in _BROKEN or not out.is_file():
-        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-15:]
         why = _BROKEN.get(code, f"exit code {code}, no results written")
-        raise ABError(
-            f"{what}: pytest stopped ({why}): {shlex.join(cmd[1:])}\n"
-            + "\n".join(f"    {line}" for line in tail)
-        )
+        raise ABError(f"{what}: pytest stopped ({why}): {shlex.join(cmd[1:])}\n{_tail(log)}")
 
 
 def _load(out: Path) -> SessionResults:

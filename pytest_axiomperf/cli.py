@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import TypeVar
 
 from pytest_axiomperf import record
-from pytest_axiomperf.ab import DEFAULT_PASSES, DEFAULT_ROUNDS, ABError, ABRun, write_outputs
+from pytest_axiomperf.ab import (
+    DEFAULT_PASSES,
+    DEFAULT_PROCESS_ROUNDS,
+    DEFAULT_ROUNDS,
+    ABError,
+    ABRun,
+    write_outputs,
+)
 from pytest_axiomperf.baseline import Comparison, compare, load_results
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.report.comparison import render_comparison
@@ -101,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--rounds",
         type=_arg(parse_rounds),
-        default=DEFAULT_ROUNDS,
+        default=None,
         metavar="N",
-        help=f"rounds a side, the two sides taking turns (default {DEFAULT_ROUNDS})",
+        help=f"rounds a side, the two sides taking turns (default {DEFAULT_ROUNDS}; "
+        f"{DEFAULT_PROCESS_ROUNDS} under pytest-xdist, where each round is a process)",
     )
     ab.add_argument(
         "--passes",
@@ -141,10 +149,11 @@ def _run_ab(args: argparse.Namespace, pytest_args: list[str]) -> int:
     print(render_comparison(comparison))
     for line in write_outputs(comparison, base, head, args.json, args.markdown, args.html):
         print(f"axiomperf ab wrote the {line}")
-    if head.failed_rounds:
+    if head.tests_failed:
         rounds = ", ".join(str(i) for i in head.failed_rounds)
-        print(f"axiomperf ab: tests failed on the working tree in round(s) {rounds}")
-    return EXIT_REGRESSION if comparison.regressions or head.failed_rounds else EXIT_OK
+        where = f" in round(s) {rounds}" if rounds else ""
+        print(f"axiomperf ab: tests failed on the working tree{where}")
+    return EXIT_REGRESSION if comparison.regressions or head.tests_failed else EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,10 @@ def parse_non_negative(text: str) -> float:
     return value
 
 
+#: The most rounds (or passes) a run takes.
+MAX_COUNT = 1000
+
+
 def parse_rounds(text: str) -> int:
     """A whole number of rounds, 1 to 1000."""
     return _parse_count(text, "rounds")
@@ -62,12 +66,12 @@ def parse_passes(text: str) -> int:
 
 
 def _parse_count(text: str, noun: str) -> int:
-    expected = f"expected a whole number of {noun} from 1 to 1000, got {text!r}"
+    expected = f"expected a whole number of {noun} from 1 to {MAX_COUNT}, got {text!r}"
     try:
         value = int(text.strip())
     except ValueError:
         raise ValueError(expected) from None
-    if not 1 <= value <= 1000:
+    if not 1 <= value <= MAX_COUNT:
         raise ValueError(expected)
     return value
 

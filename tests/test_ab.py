@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_axiomperf.ab import abba_order, uses_xdist
+from pytest_axiomperf.ab import abba_order
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 
@@ -189,25 +189,43 @@ def test_a_round_whose_tests_fail_and_a_side_that_dies(repo: Path, tmp_path: Pat
     assert marked == [("2", "head")], failing.stdout
     assert "tests failed on the working tree in round(s) 2" in failing.stdout
     # The working tree's process dies in its second round: a clear error, no hang.
-    action = "os._exit(3) if len(CALLS) == 3 else None"
+    action = "os._exit(7) if len(CALLS) == 3 else None"
     (repo / "tests" / "test_perf.py").write_text(PERF_TEST + CALL_COUNTER.format(action=action))
     died = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/")
     assert died.returncode == 2, died.stdout + died.stderr
-    assert "the head side" in died.stderr and "internal error" in died.stderr
+    assert "the head side" in died.stderr and "exit code 7" in died.stderr
+    assert "round 3/3" not in died.stdout  # stopped there, not after base's every round
     assert "Traceback" not in died.stderr
 
 
-def test_uses_xdist() -> None:
-    assert uses_xdist(["-n", "2", "tests/"]) and uses_xdist(["-n2"]) and uses_xdist(["-nauto"])
-    assert uses_xdist(["--numprocesses=2"]) and uses_xdist(["--dist", "load"])
-    assert not uses_xdist(["--no-header", "-q", "tests/", "-k", "not slow"])
-
-
-def test_under_xdist_each_round_is_its_own_process(repo: Path) -> None:
-    done = _ab(repo, "--base", "HEAD", "--rounds", "2", "--passes", "1", "--", "-n", "1")
+@pytest.mark.parametrize("where", ["command line", "PYTEST_ADDOPTS"])
+def test_under_xdist_each_round_is_its_own_process(repo: Path, where: str) -> None:
+    """pytest-xdist's workers cannot take turns: wherever -n comes from, a process a round."""
+    args = ["--", "-n", "1"] if where == "command line" else []
+    extra = {"PYTEST_ADDOPTS": "-n 1"} if where == "PYTEST_ADDOPTS" else {}
+    done = _ab(repo, "--base", "HEAD", "--rounds", "2", "--passes", "1", *args, **extra)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "pytest-xdist is on: a pytest process a round" in done.stdout
     # The per-process form names the tests each round's process ran.
     assert len(re.findall(r"^  round \d/2  (?:base|head)  1 test\(s\)", done.stdout, re.M)) == 4
+
+
+def test_a_side_that_stops_early_is_an_error_at_once(repo: Path) -> None:
+    """A round missing on one side would leave pairs unmatched: the run stops there."""
+    (repo / "tests" / "test_perf.py").write_text(
+        PERF_TEST + CALL_COUNTER.format(action="assert len(CALLS) != 3")
+    )
+    stopped = _ab(repo, "--base", "HEAD", "--rounds", "4", "--", "-x")
+    assert stopped.returncode == 2, stopped.stdout + stopped.stderr
+    assert "the head side" in stopped.stderr
+    assert "pytest ended after round 2 of 4 (exit code 1: a test failed, and -x" in stopped.stderr
+    assert "round 3/4" not in stopped.stdout
+    # A side that cannot collect its tests: reported before any round is measured.
+    (repo / "tests" / "test_perf.py").write_text("def test_broken(:\n")
+    broken = _ab(repo, "--base", "HEAD", "--rounds", "4", "tests/")
+    assert broken.returncode == 2, broken.stdout + broken.stderr
+    assert "the head side" in broken.stderr and "(interrupted)" in broken.stderr
+    assert "SyntaxError" in broken.stderr and "round 1/4" not in broken.stdout
 
 
 PID_TEST = """

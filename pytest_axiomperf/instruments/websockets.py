@@ -131,16 +131,19 @@ def _times(found: list[bytes]) -> tuple[float, list[float], float, float]:
     leading digits every time of the read shares (those above the last 8 integer
     digits; for an integer, above the last 15) are taken off the text and added
     back as ``base``, whose value comes from their place in the first time. The
-    rest parses on the fast path, exactly; ``(wall - base) - value`` is then exact
-    to the bit or better than ``wall - float(text)``. A read whose times do not
-    all start with those digits, or whose rests do not all sit below the
-    digits' place within a tenth of it of each other (a time with its point
-    elsewhere), is parsed whole.
+    rest parses on the fast path, correctly rounded (for seconds, to within
+    7.5e-9 s), so ``(wall - base) - value`` is as close to the true difference as
+    ``wall - float(text)`` or closer (that is up to 1.2e-7 s off). A read whose
+    first time has an exponent, whose times do not all start with those digits,
+    or whose rests do not all sit below the digits' place within a tenth of it of
+    each other (a time with its point elsewhere), is parsed whole. (A read mixing
+    times ten times apart whose digits after the shared ones start with 0 can
+    pass that check; no clock writes such a feed.)
     """
     first = found[0]
     dot = first.find(b".")
     cut = dot - 8 if dot > 0 else len(first) - 15
-    if cut > 0 and first[:cut].isdigit():
+    if cut > 0 and first[:cut].isdigit() and b"e" not in first and b"E" not in first:
         head = _SEPARATOR + first[:cut]
         parts = (_SEPARATOR + _SEPARATOR.join(found)).split(head)
         if len(parts) == len(found) + 1:  # every time starts with the head's digits
