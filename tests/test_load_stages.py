@@ -117,6 +117,14 @@ async def test_warmup_runs_at_the_start_rate_unrecorded() -> None:
 async def test_bad_stages_are_refused_before_anything_runs(
     kwargs: dict[str, object], message: str
 ) -> None:
+    await _refused_before_anything_runs("run", kwargs, message, "results")
+
+
+async def _refused_before_anything_runs(
+    method: str, kwargs: dict[str, object], message: str, kept: str
+) -> None:
+    """``generator.<method>(call, **kwargs)`` raises a LoadError holding ``message``
+    before it calls anything or keeps a result in ``generator.<kept>``."""
     calls = [0]
 
     async def call() -> None:
@@ -124,9 +132,9 @@ async def test_bad_stages_are_refused_before_anything_runs(
 
     generator = quiet()
     with pytest.raises(LoadError) as error:
-        await generator.run(call, **kwargs)  # type: ignore[arg-type]
+        await getattr(generator, method)(call, **kwargs)
     assert message in str(error.value)
-    assert calls == [0] and generator.results == []
+    assert calls == [0] and getattr(generator, kept) == []
 
 
 @pytest.mark.asyncio
@@ -224,16 +232,7 @@ async def test_find_capacity_stops_at_max_rate_max_steps_and_time_limit() -> Non
 async def test_bad_capacity_searches_are_refused_before_anything_runs(
     kwargs: dict[str, object], message: str
 ) -> None:
-    calls = [0]
-
-    async def call() -> None:
-        calls[0] += 1
-
-    generator = quiet()
-    with pytest.raises(LoadError) as error:
-        await generator.find_capacity(call, **kwargs)  # type: ignore[arg-type]
-    assert message in str(error.value)
-    assert calls == [0] and generator.capacities == []
+    await _refused_before_anything_runs("find_capacity", kwargs, message, "capacities")
 
 
 @pytest.mark.asyncio
