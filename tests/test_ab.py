@@ -285,3 +285,53 @@ def test_ctrl_c_stops_both_sides_and_removes_the_worktree(
     assert len(sides) == 2  # both sides' pytest processes had started
     assert not any(psutil.pid_exists(pid) for pid in sides)
     assert _git(repo, "worktree", "list").count("\n") == 1
+
+
+WRAPPER_CONFTEST = """
+import os
+import time
+
+import pytest
+
+import botlib
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    # As a per-test timeout plugin does: time each test's whole protocol.
+    started = time.monotonic()
+    result = yield
+    with open(os.environ["PROTOCOLS"], "a") as fh:
+        fh.write(f"{botlib.DELAY} {time.monotonic() - started}\\n")
+    return result
+"""
+
+TWO_CALLS = """
+import botlib
+
+
+def test_decision(axiom_tracker):
+    for _ in range(2):
+        with axiom_tracker.measure("decision_times"):
+            botlib.decide()
+"""
+
+
+def test_the_wait_for_a_turn_is_outside_other_plugins_wrappers(repo: Path, tmp_path: Path) -> None:
+    """A plugin timing each test's protocol (a timeout plugin) never sees the other side's
+    turn: the head's tests take ~1 ms while each base turn takes ~1 s."""
+    (repo / "tests" / "conftest.py").write_text(WRAPPER_CONFTEST)
+    (repo / "tests" / "test_perf.py").write_text(TWO_CALLS)
+    (repo / "botlib" / "__init__.py").write_text(BOT.format(delay=0.25))
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "a slow base")
+    (repo / "botlib" / "__init__.py").write_text(BOT.format(delay=0.0005))
+    protocols = tmp_path / "protocols.txt"
+    done = _ab(repo, "--base", "HEAD", "--rounds", "3", "tests/", PROTOCOLS=str(protocols))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split() for line in protocols.read_text().splitlines()]
+    base = [float(took) for delay, took in rows if delay == "0.25"]
+    head = [float(took) for delay, took in rows if delay == "0.0005"]
+    assert len(base) == len(head) == 6  # 3 rounds x 2 passes a side
+    assert min(base) >= 0.5  # two calls of 0.25 s
+    assert max(head) < 0.4, head  # never the 1 s of a base turn
