@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_axiomperf import calibration, rounds, turns
+from pytest_axiomperf import calibration, rounds
 from pytest_axiomperf.budgets import (
     MARKERS,
     Budgets,
@@ -114,7 +114,10 @@ def pytest_configure(config: pytest.Config) -> None:
         watch.install(plugin)
     config.stash[PLUGIN_KEY] = plugin
     config.pluginmanager.register(plugin, "axiomperf-runtime")
-    turns.install(config)  # only in a process axiomperf ab started to take turns
+    if rounds.TURNS_ENV in os.environ:  # a process axiomperf ab started to take turns
+        from pytest_axiomperf import turns
+
+        turns.install(config)
 
 
 def _revalidate_budgets(item: pytest.Item) -> str | None:

@@ -25,6 +25,9 @@ ROUND_PARAM = "_axiom_perf_round"
 BUDGET_MARKS = frozenset({"latency_budget", "memory_budget", "throughput_budget"})
 #: The plugin's fixtures start with this.
 FIXTURE_PREFIX = "axiom_"
+#: The environment variable that makes a pytest process take turns with another one
+#: (``axiomperf ab``; see :mod:`pytest_axiomperf.turns`, imported only then).
+TURNS_ENV = "AXIOMPERF_AB_TURNS"
 
 
 def round_id(index: int) -> str:

@@ -33,10 +33,7 @@ from typing import IO, NamedTuple
 
 import pytest
 
-from pytest_axiomperf.rounds import round_of
-
-#: The environment variable that makes a pytest process take turns.
-TURNS_ENV = "AXIOMPERF_AB_TURNS"
+from pytest_axiomperf.rounds import TURNS_ENV, round_of
 
 
 class Turns:
