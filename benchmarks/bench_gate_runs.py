@@ -173,7 +173,9 @@ def main() -> int:
     parser.add_argument("--baseline-rounds", type=int, default=5)
     parser.add_argument("--ab-rounds", type=int, default=None, help="default: axiomperf's")
     parser.add_argument("--out", type=Path, default=Path("gate_runs.jsonl"))
-    parser.add_argument("--keep", type=Path, help="keep each A/B run's rounds here")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each A/B run's rounds and each compare's results here"
+    )
     parser.add_argument(
         "--summarize", type=Path, metavar="JSONL", help="only print the tables of a past run"
     )
@@ -234,6 +236,11 @@ def main() -> int:
                             )  # fmt: skip
                             found = verdicts(repo / "cmp.json")
                             guards = machine(repo / "cmp.json")
+                            if args.keep and (repo / "cmp.json").is_file():
+                                which = "aa" if factor == 1.0 else "slow"
+                                kept = args.keep / f"run{i}-{mode}-{which}"
+                                kept.mkdir(parents=True, exist_ok=True)
+                                shutil.copy(repo / "cmp.json", kept / "cmp.json")
                         else:
                             code, took, out = run(
                                 [sys.executable, "-m", "pytest", "tests/test_pybenchmark.py",
