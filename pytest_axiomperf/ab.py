@@ -32,6 +32,7 @@ from pytest_axiomperf import roundstats
 from pytest_axiomperf.baseline import Comparison, attach, compare, load_results, save_results
 from pytest_axiomperf.errors import AxiomPerfError, BaselineError
 from pytest_axiomperf.results import SessionResults, write_text_atomic
+from pytest_axiomperf.rounds import turn_of_round
 from pytest_axiomperf.settings import MAX_COUNT
 from pytest_axiomperf.turns import Launch, TurnTaker, turn_takers
 
@@ -220,16 +221,16 @@ class ABRun:
                 f"--rounds {rounds} x --passes {self.passes} is more than the {MAX_COUNT} "
                 "rounds a pytest run takes"
             )
-        launches = {
-            name: Launch(
-                self._command(rounds * self.passes, work / f"{name}.json"),
+        launches = {}
+        for name, side in sides.items():
+            out = work / f"{name}.json"
+            launches[name] = Launch(
+                self._command(rounds * self.passes, out),
                 side.tree / relative,
                 {**os.environ, "PYTHONPATH": side.python_path()},
-                work / f"{name}.json",
+                out,
                 work / f"{name}.log",
             )
-            for name, side in sides.items()
-        }
         with turn_takers(launches, self.passes) as takers:
             if any(taker.xdist for taker in takers.values()):
                 raise NoTurns
@@ -248,7 +249,7 @@ class ABRun:
                 self._expect(name, taker, index + 1 if index < rounds else None, sides[name])
         for name, taker in takers.items():
             side = sides[name]
-            measured = _load(taker.out)
+            measured = _load(taker.launch.out)
             for result in measured.tests.values():
                 result.rounds = _paired_rounds(result.rounds, self.passes)
                 side.results.add(result)
@@ -267,7 +268,8 @@ class ABRun:
             return
         code = taker.finish()
         what = f"the {name} side ({side.tree})"
-        _check_exit(what, code, taker.cmd, taker.out, taker.log)
+        launch = taker.launch
+        _check_exit(what, code, launch.cmd, launch.out, launch.log)
         if turn is None:
             return
         after = f"after round {turn - 1}" if turn > 1 else "before its first round"
@@ -275,7 +277,7 @@ class ABRun:
         raise ABError(
             f"{what}: pytest ended {after} of {self.measured} (exit code {code}{why}); "
             "axiomperf ab needs every round of both sides, so the selection must hold a "
-            f"performance test\n{_tail(taker.log)}"
+            f"performance test\n{_tail(launch.log)}"
         )
 
 
@@ -288,7 +290,7 @@ def _paired_rounds(rounds: list[dict[str, Any]], passes: int) -> list[dict[str, 
     (the best pass of each group, see :func:`roundstats.best_pass`)."""
     groups: dict[int, list[dict[str, Any]]] = {}
     for one in sorted(rounds, key=lambda one: int(one.get("round", 1))):
-        groups.setdefault((int(one.get("round", 1)) - 1) // passes + 1, []).append(one)
+        groups.setdefault(turn_of_round(int(one.get("round", 1)), passes), []).append(one)
     return [roundstats.best_pass(group, index) for index, group in sorted(groups.items())]
 
 

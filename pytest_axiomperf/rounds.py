@@ -53,6 +53,12 @@ def parametrize(metafunc: pytest.Metafunc, rounds: int) -> None:
     metafunc.parametrize(ROUND_PARAM, indexes, ids=[round_id(i) for i in indexes])
 
 
+def turn_of_round(index: int, passes: int) -> int:
+    """The paired round (an ``axiomperf ab`` turn) a run's round ``index`` belongs to, when
+    each paired round is ``passes`` consecutive rounds."""
+    return (index - 1) // passes + 1
+
+
 def round_of(item: pytest.Item) -> int:
     """The item's round (1 for a test measured once)."""
     callspec = getattr(item, "callspec", None)

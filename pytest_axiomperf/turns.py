@@ -33,7 +33,7 @@ from typing import IO, NamedTuple
 
 import pytest
 
-from pytest_axiomperf.rounds import TURNS_ENV, round_of
+from pytest_axiomperf.rounds import TURNS_ENV, round_of, turn_of_round
 
 
 class Turns:
@@ -46,13 +46,9 @@ class Turns:
         self._turn = 0
         self._failed: set[int] = set()
 
-    def turn_of(self, item: pytest.Item) -> int:
-        """The turn an item belongs to: its round's passes share one."""
-        return (round_of(item) - 1) // self._passes + 1
-
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
-        turn = self.turn_of(item)
+        turn = turn_of_round(round_of(item), self._passes)
         if turn != self._turn:
             self._done()
             self._turn = turn
@@ -136,18 +132,6 @@ class TurnTaker:
     #: The process found pytest-xdist on and stopped.
     xdist: bool = False
     returncode: int | None = None
-
-    @property
-    def cmd(self) -> list[str]:
-        return self.launch.cmd
-
-    @property
-    def out(self) -> Path:
-        return self.launch.out
-
-    @property
-    def log(self) -> Path:
-        return self.launch.log
 
     def read(self) -> None:
         """Read up to the process's next wait for a turn, or to its end."""
