@@ -613,6 +613,8 @@ class OptimizedClient:
     # -- lifecycle -------------------------------------------------------------------
 
     def __repr__(self) -> str:
+        if "_closed" not in vars(self):  # __init__ refused its arguments (a traceback's -l)
+            return "OptimizedClient(<not configured>)"
         token = "<set>" if self._token else None
         state = "closed" if self._closed else ("open" if self.is_open else "not opened")
         base_url = None if self.base_url is None else safe_url(self.base_url)

@@ -770,3 +770,25 @@ def test_latency_budget_catches_injected_latency(pytester: pytest.Pytester) -> N
             "  latency budget: api_response_times[[]GET /health[]] p95 = 2??.??ms > 50.00ms*",
         ]
     )
+
+
+def test_a_refused_client_shows_cleanly_in_a_traceback_with_locals(
+    pytester: pytest.Pytester,
+) -> None:
+    """``--tb=long -l`` shows the half-built client among __init__'s locals: its repr says
+    so instead of failing (pytest printed "AttributeError ... raised in repr()")."""
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        from pytest_axiomperf.client import OptimizedClient
+
+
+        def test_refused():
+            OptimizedClient("http://127.0.0.1:9", limit=-1)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long", "-l")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*OptimizedClient: limit must be >= 0, got -1*"])
+    assert "self       = OptimizedClient(<not configured>)" in result.stdout.str()
+    assert "raised in repr()" not in result.stdout.str()
