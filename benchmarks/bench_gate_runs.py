@@ -46,6 +46,7 @@ SUITE = Path(__file__).resolve().parent / "gate_suite"
 PLUGIN_ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {"A/A": 1.0, "+30%": 1.3}
 TIMEOUT = 600
+INCOMPARABLE = "not comparable"
 
 
 @contextmanager
@@ -96,12 +97,14 @@ def run(cmd: list[str], repo: Path) -> tuple[int, float, str]:
 
 
 def machine(path: Path) -> dict[str, object]:
-    """The run's machine guards as recorded: calibration (ms) and neighbours (cores)."""
+    """The run's machine guards as recorded: calibration (fastest and typical repetition,
+    ms) and neighbours (cores)."""
     if not path.is_file():
         return {}
     env = json.loads(path.read_text()).get("environment", {})
     return {
         "calibration_ms": (env.get("calibration") or {}).get("ms"),
+        "calibration_median_ms": (env.get("calibration") or {}).get("median_ms"),
         "neighbour_cores": (env.get("neighbours") or {}).get("cores"),
     }
 
@@ -138,7 +141,7 @@ def summarize(records: list[dict[str, object]], walls: list[float]) -> None:
     print()
     print(f"{'mode':<18}{'variant':<8}{'failed runs':>12}{'quiet':>8}{'hog':>8}  " + "".join(
         f"{name:>15}" for name in PATHS
-    ))  # fmt: skip
+    ) + f"{'not comparable':>16}")  # fmt: skip
     for mode in modes:
         for variant in VARIANTS:
             mine = [r for r in records if r["mode"] == mode and r["variant"] == variant]
@@ -155,9 +158,14 @@ def summarize(records: list[dict[str, object]], walls: list[float]) -> None:
                 seen = [r for r in mine if key in r["verdicts"]]  # type: ignore[operator]
                 hits = sum(r["verdicts"][key] == "regression" for r in seen)  # type: ignore[index]
                 paths += f"{f'{hits}/{len(seen)}' if seen else '-':>15}"
+            # Runs in which a machine guard excused at least one path (committed baselines).
+            excused = sum(
+                any(r["verdicts"].get(key) == INCOMPARABLE for key in PATHS.values())  # type: ignore[attr-defined]
+                for r in mine
+            )
             print(
                 f"{mode:<18}{variant:<8}{failed(mine):>12}{failed(quiet):>8}"
-                f"{failed(hogged):>8}  {paths}"
+                f"{failed(hogged):>8}  {paths}{f'{excused}/{len(mine)}':>16}"
             )
     if walls:
         print(

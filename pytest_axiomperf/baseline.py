@@ -54,13 +54,15 @@ An improvement is the mirror image. A metric with fewer than :data:`MIN_SAMPLES`
 samples on either side is "insufficient data": shown, never failed.
 
 **Machine drift.** Each run times a short CPU calibration
-(:mod:`pytest_axiomperf.calibration`). When a committed baseline's calibration and
-this run's differ by more than ``threshold`` percent, the machine, not the code,
-moved every number: regressions and improvements are reported as "not comparable"
-and the comparison names same-job A/B (``mismatch="refuse"``: the run stops, exit 4).
-The same holds when the rest of the machine was busier or quieter by more than a
-quarter of its CPUs (:mod:`pytest_axiomperf.neighbours`): the calibration measures
-the machine's speed, not its load.
+(:mod:`pytest_axiomperf.calibration`) throughout the run. When a committed baseline's
+calibration and this run's differ by more than ``threshold`` percent, at its fastest
+repetition (another machine) or at its typical one (the machine running at another
+speed while the tests ran), the machine, not the code, moved every number:
+regressions and improvements are reported as "not comparable" and the comparison
+names same-job A/B (``mismatch="refuse"``: the run stops, exit 4). The same holds
+when the rest of the machine was busier or quieter by more than a quarter of its
+CPUs (:mod:`pytest_axiomperf.neighbours`): the calibration measures the machine's
+speed, not its load.
 
 Routes too: when a metric's samples are split over tags (``"GET /balance/{address}"``,
 ``"POST /orders"``), each tag recorded in both runs with enough samples on both
@@ -86,7 +88,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_axiomperf import roundstats
-from pytest_axiomperf.calibration import speed_change
+from pytest_axiomperf.calibration import speed_change, typical_change
 from pytest_axiomperf.errors import BaselineError
 from pytest_axiomperf.exchange.models import ExchangeProfile
 from pytest_axiomperf.histogram import Histogram
@@ -329,8 +331,11 @@ class Comparison:
     #: Base and head measured alternately in one job (``axiomperf ab``): rounds are paired.
     paired: bool = False
     #: How much slower (percent; negative: faster) this machine ran the calibration than
-    #: the baseline's; None when either side has none.
+    #: the baseline's, at its fastest; None when either side has none.
     machine_drift_pct: float | None = None
+    #: The same for the calibration's typical repetition over the run (its speed while the
+    #: tests ran); None when either side has none.
+    machine_typical_drift_pct: float | None = None
 
     def with_status(self, status: str) -> list[MetricComparison]:
         """The metric comparisons of one status."""
@@ -377,6 +382,7 @@ class Comparison:
             "paired": self.paired,
             "round_alpha": ROUND_ALPHA,
             "machine_drift_pct": self.machine_drift_pct,
+            "machine_typical_drift_pct": self.machine_typical_drift_pct,
             "mismatches": list(self.mismatches),
             "metrics": [m.to_dict() for m in self.metrics],
             "new_tests": list(self.new_tests),
@@ -396,12 +402,13 @@ class Comparison:
             mismatches=[str(m) for m in data.get("mismatches", [])],
             refused=bool(data.get("refused", False)),
             paired=bool(data.get("paired", False)),
-            machine_drift_pct=(
-                float(data["machine_drift_pct"])
-                if isinstance(data.get("machine_drift_pct"), (int, float))
-                else None
-            ),
+            machine_drift_pct=_number(data.get("machine_drift_pct")),
+            machine_typical_drift_pct=_number(data.get("machine_typical_drift_pct")),
         )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def environment_mismatches(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -751,11 +758,18 @@ def compare(
     comparison.mismatches = fingerprint_mismatches(old, new)
     excuse = None
     if not paired:
-        drift = speed_change(old.environment.get("calibration"), new.environment.get("calibration"))
-        comparison.machine_drift_pct = drift
+        was, now = old.environment.get("calibration"), new.environment.get("calibration")
+        drift = comparison.machine_drift_pct = speed_change(was, now)
+        typical = comparison.machine_typical_drift_pct = typical_change(was, now)
         if drift is not None and abs(drift) > threshold:
             comparison.mismatches.append(_drift_message(drift, old, new))
             excuse = f"the machine ran the calibration {drift:+.0f}% against the baseline's"
+        elif typical is not None and abs(typical) > threshold:
+            comparison.mismatches.append(_typical_message(typical, old, new))
+            excuse = (
+                f"the machine ran the calibration's typical repetition {typical:+.0f}% "
+                "against the baseline's"
+            )
         load = busier(old.environment.get("neighbours"), new.environment.get("neighbours"))
         if load is not None and abs(load) > BUSIER_SHARE:
             comparison.mismatches.append(_load_message(old, new))
@@ -785,6 +799,18 @@ def _drift_message(drift: float, old: SessionResults, new: SessionResults) -> st
         f"{'slower' if drift > 0 else 'faster'} than the baseline's ({was:g} -> {now:g} ms): "
         "its timings cannot be compared with the baseline's; measure base and head in one "
         "job with `axiomperf ab --base REF`"
+    )
+
+
+def _typical_message(typical: float, old: SessionResults, new: SessionResults) -> str:
+    was, now = old.environment["calibration"], new.environment["calibration"]
+    return (
+        f"machine speed during the run: the CPU calibration's typical repetition took "
+        f"{now['median_ms']:g} ms, {was['median_ms']:g} ms when the baseline was saved "
+        f"({abs(typical):.0f}% {'slower' if typical > 0 else 'faster'}; its fastest "
+        f"{was['ms']:g} -> {now['ms']:g} ms): the machine ran at another speed while the "
+        "tests ran (a busy host, another power state), so its timings cannot be compared "
+        "with the baseline's; measure base and head in one job with `axiomperf ab --base REF`"
     )
 
 

@@ -87,6 +87,8 @@ BodyGuard = Callable[[pytest.Item], "contextlib.AbstractContextManager[Any] | No
 REPORT_ATTR = "axiomperf"
 #: Key of a pytest-xdist worker's resource samples in ``workeroutput``.
 WORKER_RESOURCES = "axiomperf_resources"
+#: Key of a pytest-xdist worker's calibration readings (taken before its rounds).
+WORKER_CALIBRATIONS = "axiomperf_calibrations"
 #: Percentiles of each latency metric recorded as JUnit XML properties.
 JUNIT_PERCENTILES = ("p50", "p95", "p99")
 
@@ -173,7 +175,11 @@ class AxiomPerfPlugin:
         self._warned_marks: set[int] = set()
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
-        self._calibration: dict[str, Any] | None = None
+        # Machine speed, for the drift guard of committed baselines (see calibration.py);
+        # not read before each round in a process axiomperf ab started (its rounds are
+        # paired: the machine is the same on both sides by construction).
+        self._calibration = calibration.Readings()
+        self._calibrate_rounds = rounds.TURNS_ENV not in os.environ
         self._neighbours: NeighbourMeter | None = None
         # pytest-xdist controller: each finished worker's resource samples, by worker id.
         self._worker_samples: dict[str, list[Any]] = {}
@@ -305,9 +311,8 @@ class AxiomPerfPlugin:
         if not self.is_worker and self.settings.compare_path is not None:
             self._load_baseline(self.settings.compare_path)
         if not self.is_worker:
-            # Machine speed, for the drift guard of committed baselines (see calibration.py);
-            # timed again at the end of the run, and the faster of the two kept.
-            self._calibration = calibration.calibrate()
+            # Timed again before each round (where the tests run) and at the end of the run.
+            self._calibration.take()
             # How busy the rest of the machine is, for the same guard (see neighbours.py).
             from pytest_axiomperf.neighbours import NeighbourMeter
 
@@ -344,6 +349,8 @@ class AxiomPerfPlugin:
         # warning that filterwarnings turns into an error fails this test, not pytest.
         if self.enabled:
             warn_if_meant_as_ms(item, self._warned_marks)
+            if self._calibrate_rounds:
+                self._calibration.before_round(rounds.round_of(item))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -469,12 +476,15 @@ class AxiomPerfPlugin:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """pytest-xdist controller: keep a finished worker's resource samples; the run's
-        totals are made from all of them at the end.
+        """pytest-xdist controller: keep a finished worker's resource samples and
+        calibration readings; the run's totals are made from all of them at the end.
 
         Per-test results came earlier, on the reports, so a crashed worker loses none.
         """
-        samples = getattr(node, "workeroutput", {}).get(WORKER_RESOURCES)
+        output = getattr(node, "workeroutput", {})
+        if self.enabled:
+            self._calibration.taken.extend(output.get(WORKER_CALIBRATIONS, []))
+        samples = output.get(WORKER_RESOURCES)
         if self.enabled and samples is not None:
             worker = getattr(node, "workerinput", {}).get("workerid", len(self._worker_samples))
             self._worker_samples[str(worker)] = samples
@@ -490,10 +500,10 @@ class AxiomPerfPlugin:
             if workeroutput is not None:
                 samples = self.sampler.samples if self.sampler is not None else []
                 workeroutput[WORKER_RESOURCES] = [list(sample) for sample in samples]
+                workeroutput[WORKER_CALIBRATIONS] = self._calibration.taken
             return
-        self.results.environment["calibration"] = calibration.best(
-            self._calibration, calibration.calibrate()
-        )
+        self._calibration.take()
+        self.results.environment["calibration"] = self._calibration.combined()
         if self._neighbours is not None:
             self.results.environment["neighbours"] = self._neighbours.stop()
         if self._worker_samples:

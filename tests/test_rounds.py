@@ -315,6 +315,11 @@ def test_rounds_under_xdist_merge_on_the_controller(measured: pytest.Pytester) -
         test = data["tests"][f"test_measured.py::test_measured[{kind}]"]
         assert [r["round"] for r in test["rounds"]] == [1, 2, 3, 4]
         assert test["metrics"]["api_response_times"]["count"] == 160
+    # The controller's readings (start, end) and at least one a round from the workers
+    # (each worker reads before the first test of each later round it runs).
+    calibration = data["environment"]["calibration"]
+    assert calibration["readings"] >= 2 + 3
+    assert calibration["median_ms"] >= calibration["ms"] > 0
 
 
 def test_a_slower_code_path_fails_on_rounds_and_shows_them(
@@ -401,6 +406,80 @@ def test_a_faster_baseline_machine_is_named_not_blamed_on_the_code(
     assert statuses == {INCOMPARABLE}
     refused = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-mismatch=refuse")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_the_machine_is_read_before_each_round_and_its_typical_speed_kept(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_axiomperf import calibration
+
+    taken: list[int] = []
+
+    def reading(repeats: int = calibration.REPEATS, items: int = calibration.ITEMS) -> dict:
+        taken.append(repeats)
+        # Readings slower and slower: the run's typical one is their median.
+        ms = float(len(taken))
+        return {"ms": ms, "median_ms": ms * 2, "repeats": repeats, "items": items}
+
+    monkeypatch.setattr(calibration, "calibrate", reading)
+    result = measured.runpytest("--axiom-perf-rounds=3", "--axiom-perf-json=out.json")
+    result.assert_outcomes(passed=7)
+    # The start, before rounds 2 and 3 (shorter readings), the end.
+    assert taken == [calibration.REPEATS, calibration.ROUND_REPEATS, calibration.ROUND_REPEATS,
+                     calibration.REPEATS]  # fmt: skip
+    stored = _json(measured, "out.json")["environment"]["calibration"]
+    assert stored == {
+        "ms": 1.0, "median_ms": 5.0, "readings": 4, "repeats": calibration.REPEATS,
+        "items": calibration.ITEMS,
+    }  # fmt: skip
+
+
+def test_a_machine_running_slower_while_the_tests_ran_is_named_not_blamed_on_the_code(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Saved while the machine ran its typical repetition in 1.0 ms; this run, at the same
+    # fastest speed, the typical repetition took 1.6 ms (a host running its vCPUs slower
+    # for seconds at a time), and the bot's timings moved with it.
+    assert measured.runpytest("--axiom-perf-save=base.json").ret == 0
+    from pytest_axiomperf import calibration
+
+    slow = {"ms": 1.0, "median_ms": 1.6, "repeats": 30, "items": calibration.ITEMS}
+    monkeypatch.setattr(calibration, "calibrate", lambda *a, **k: dict(slow))
+    monkeypatch.setenv("AXIOM_TEST_SCALE", "1.5")
+    result = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-json=out.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "  WARNING: machine speed during the run: the CPU calibration's typical repetition "
+            "took 1.6 ms, 1 ms when the baseline was saved (60% slower; its fastest 1 -> 1 ms)"
+            "*axiomperf ab --base REF*",
+            "  not comparable * test_measured.py::test_measured[[]a[]] *regression (*), but the "
+            "machine ran the calibration's typical repetition +60% against the baseline's: not "
+            "blamed on the code",
+        ]
+    )
+    comparison = _json(measured, "out.json")["comparison"]
+    assert comparison["machine_typical_drift_pct"] == pytest.approx(60.0)
+    assert comparison["machine_drift_pct"] == pytest.approx(0.0)
+    refused = measured.runpytest("--axiom-perf-compare=base.json", "--axiom-perf-mismatch=refuse")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    # Within the threshold (+5 %), the code is blamed.
+    slow["median_ms"] = 1.05
+    blamed = measured.runpytest("--axiom-perf-compare=base.json")
+    assert blamed.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_baseline_without_a_typical_reading_is_compared_by_its_fastest() -> None:
+    from pytest_axiomperf import calibration
+
+    old = {"ms": 1.0, "repeats": 30, "items": calibration.ITEMS}  # saved by an older version
+    new = {"ms": 1.02, "median_ms": 1.9, "repeats": 30, "items": calibration.ITEMS}
+    assert calibration.typical_change(old, new) is None
+    assert calibration.speed_change(old, new) == pytest.approx(2.0)
+    assert calibration.combine([old, new]) == {
+        "ms": 1.0, "repeats": 30, "items": calibration.ITEMS, "readings": 2
+    }  # fmt: skip
+    assert calibration.combine([None]) is None
 
 
 def test_a_busier_machine_is_named_not_blamed_on_the_code(
