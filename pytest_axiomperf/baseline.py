@@ -14,10 +14,20 @@ rounds (tested by a permutation test over swaps within pairs). The metric
 *regresses* when, for any of its readings (p95 and median, each read one or two
 ways),
 
-1. it got worse by more than ``threshold`` percent;
+1. it got worse by more than ``threshold`` percent and, for unpaired rounds (a
+   committed baseline), by more than the baseline's own round-to-round spread (two
+   standard deviations of its rounds' logarithms, :func:`roundstats.spread_pct`);
 2. and its test is significant at :data:`ROUND_ALPHA` divided by the number of
    readings (Bonferroni: together they stay at :data:`ROUND_ALPHA`): 0.05/4 for
    paired rounds, 0.05/2 for unpaired ones.
+
+Why the spread, for a committed baseline only: its rounds and this run's come from two
+sessions, and rounds of one session share that session's state. A rank test across two
+sessions' rounds sees a small shift between the sessions as significant however alike
+the code: measured on real runs, an unchanged bot read +12 to +13 % on one path against
+rounds saved minutes earlier (every round alike, p <= 0.016) while that baseline's own
+rounds spread by 16 %. Paired rounds cancel the sessions' states out; unpaired ones can
+only refuse to see a change smaller than the spread one session shows.
 
 The tail and the body both count: a microsecond path's round p95 is set by how
 often a neighbour preempts it, its median by the code; a change that slows only
@@ -591,6 +601,9 @@ class _Shift:
     smallest: float  # the smallest p-value these rounds can give
     old_value: float  # each side's value as this reading sees it (for the noise floor)
     new_value: float
+    #: Unpaired rounds: the baseline's own round-to-round spread (percent), which a change
+    #: must exceed too (see :func:`baseline_spread`); 0 for paired rounds.
+    spread: float = 0.0
 
     @property
     def worse(self) -> bool:
@@ -616,6 +629,7 @@ def _shifts(
         typical = (math.exp(roundstats.median(logs)) - 1) * 100.0 if logs else 0.0
         rank = roundstats.wilcoxon_signed_rank(logs)
         smallest = roundstats.min_p_paired(len(keys))
+        spread = 0.0
     else:
         olds = tuple(old[k] for k in sorted(old))
         news = tuple(new[k] for k in sorted(new))
@@ -624,10 +638,11 @@ def _shifts(
         typical = (ratio - 1) * 100.0
         rank = roundstats.mann_whitney_rounds(olds, news)
         smallest = roundstats.min_p_unpaired(len(olds), len(news))
+        spread = roundstats.spread_pct(olds)
     if not olds or not news:
         return [("typical", _Shift(olds, news, 0.0, 1.0, 1.0, smallest, 0.0, 0.0))]
     middle = (roundstats.median(olds), roundstats.median(news))
-    readings = [("typical", _Shift(olds, news, typical, *rank, smallest, *middle))]
+    readings = [("typical", _Shift(olds, news, typical, *rank, smallest, *middle, spread))]
     if paired:
         faster = roundstats.faster_half_change(olds, news)
         tested = (
@@ -703,7 +718,7 @@ def _compare_rounds(
         diff_ms = abs(shift.new_value - shift.old_value) * 1e3
         return (
             shift.worse == worse
-            and abs(shift.change) > threshold
+            and abs(shift.change) > max(threshold, shift.spread)
             and diff_ms > noise_floor
             and shift.p_value < level
         )
@@ -719,7 +734,9 @@ def _compare_rounds(
     parts = []
     for what, shift in named:
         part = f"{what} {shift.change:+.3g}%"
-        if abs(shift.change) > threshold:
+        if threshold < abs(shift.change) <= shift.spread:
+            part += f" but within the baseline's own round-to-round spread ({shift.spread:.3g}%)"
+        elif abs(shift.change) > threshold:
             part += f" but the rounds disagree (p={shift.p_value:.2g})"
         parts.append(part)
     return result(

@@ -236,6 +236,18 @@ def mann_whitney_rounds(old: Sequence[float], new: Sequence[float]) -> tuple[flo
     return min(1.0, p_greater), min(1.0, p_less)
 
 
+def spread_pct(values: Sequence[float]) -> float:
+    """The round-to-round spread of one session's rounds, in percent: two standard
+    deviations of their logarithms, as a change (``exp(2 sd) - 1``); 0 for fewer than
+    two rounds. It does not grow with the number of rounds, as their range would."""
+    logs = _logs(values)
+    if len(logs) < 2:
+        return 0.0
+    mean = sum(logs) / len(logs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (len(logs) - 1))
+    return (math.exp(2.0 * sd) - 1.0) * 100.0
+
+
 def faster_half(values: Sequence[float]) -> float:
     """Mean of the smaller half of ``values`` (the middle one included for an odd count)."""
     ordered = sorted(values)

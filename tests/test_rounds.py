@@ -181,6 +181,33 @@ def test_unpaired_rounds_and_too_few_rounds() -> None:
     assert six.status == INSUFFICIENT and "7 paired rounds" in six.reason
 
 
+def test_a_committed_baseline_does_not_see_a_shift_within_its_own_round_spread() -> None:
+    # Measured on real runs (a feed handler's p95): an unchanged bot read +12 % against
+    # rounds saved minutes earlier, every round alike, while the baseline's own five rounds
+    # spread by 16 %. Two sessions' rounds differ by their sessions: not the code.
+    old = [0.317, 0.301, 0.294, 0.267, 0.320]
+    new = [0.343, 0.324, 0.374, 0.338, 0.317]
+    assert roundstats.spread_pct(old) == pytest.approx(15.7, abs=0.1)
+    same = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old),
+                          new_rounds=_rounds(new))  # fmt: skip
+    assert same.change_pct == pytest.approx(12.3, abs=0.1)
+    assert same.status == UNCHANGED
+    assert "+12.3% but within the baseline's own round-to-round spread (15.7%)" in same.reason
+    # The same baseline against the 30 % slower bot (+35 %, as measured): a regression.
+    slow = [0.433, 0.408, 0.416, 0.376, 0.408]
+    assert compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old),
+                          new_rounds=_rounds(slow)).status == REGRESSION  # fmt: skip
+    # Paired rounds (A/B) are not held to it: each pair shares its moment.
+    paired = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old * 2),
+                            new_rounds=_rounds([v * 1.12 for v in old * 2]),
+                            paired=True)  # fmt: skip
+    assert paired.status == REGRESSION
+    # The spread does not grow with the number of rounds (a range would).
+    many = [0.29 + 0.03 * ((i * 7) % 10) / 9 for i in range(40)]
+    assert roundstats.spread_pct(many) < 2 * roundstats.spread_pct(many[:5]) < 40
+    assert roundstats.spread_pct([0.3]) == 0.0
+
+
 def test_rounds_of_another_number_of_passes_are_a_mismatch() -> None:
     from pytest_axiomperf.baseline import fingerprint_mismatches
     from pytest_axiomperf.results import SessionResults
