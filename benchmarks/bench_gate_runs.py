@@ -182,7 +182,8 @@ def main() -> int:
     parser.add_argument("--ab-rounds", type=int, default=None, help="default: axiomperf's")
     parser.add_argument("--out", type=Path, default=Path("gate_runs.jsonl"))
     parser.add_argument(
-        "--keep", type=Path, help="keep each A/B run's rounds and each compare's results here"
+        "--keep", type=Path,
+        help="keep each A/B run's rounds, the committed baseline and each compare's results here",
     )
     parser.add_argument(
         "--summarize", type=Path, metavar="JSONL", help="only print the tables of a past run"
@@ -215,6 +216,9 @@ def main() -> int:
             assert code == 0, out
         print(f"baselines saved (rounds={r} took {took:.0f}s): {machine(repo / 'r.json')}",
               flush=True)  # fmt: skip
+        if args.keep:  # for benchmarks/replay_baseline_guards.py
+            args.keep.mkdir(parents=True, exist_ok=True)
+            shutil.copy(repo / "r.json", args.keep / "baseline-r.json")
         for i in range(args.runs):
             hog = i % 2 == 1
             for variant, factor in VARIANTS.items():

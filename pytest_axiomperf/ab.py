@@ -32,7 +32,7 @@ from pytest_axiomperf import roundstats
 from pytest_axiomperf.baseline import Comparison, attach, compare, load_results, save_results
 from pytest_axiomperf.errors import AxiomPerfError, BaselineError
 from pytest_axiomperf.results import SessionResults, write_text_atomic
-from pytest_axiomperf.rounds import turn_of_round
+from pytest_axiomperf.rounds import AB_ENV, turn_of_round
 from pytest_axiomperf.settings import MAX_COUNT
 from pytest_axiomperf.turns import Launch, TurnTaker, turn_takers
 
@@ -178,12 +178,18 @@ class ABRun:
             "no:cacheprovider",
         ]
 
+    @staticmethod
+    def _env(side: Side) -> dict[str, str]:
+        """A side's pytest process: that tree's code first on the import path, and told
+        that ab started it (see :func:`pytest_axiomperf.rounds.started_by_ab`)."""
+        return {**os.environ, "PYTHONPATH": side.python_path(), AB_ENV: "1"}
+
     def _round(self, side: Side, index: int, number: int, relative: Path, work: Path) -> None:
         """One round in its own pytest process (under pytest-xdist, or off POSIX)."""
         out = work / f"{side.name}-{index}.json"
         log = work / f"{side.name}-{index}.log"
         cmd = self._command(self.passes, out)
-        env = {**os.environ, "PYTHONPATH": side.python_path()}
+        env = self._env(side)
         started = time.perf_counter()
         with open(log, "w", encoding="utf-8") as fh:
             code = subprocess.call(
@@ -227,7 +233,7 @@ class ABRun:
             launches[name] = Launch(
                 self._command(rounds * self.passes, out),
                 side.tree / relative,
-                {**os.environ, "PYTHONPATH": side.python_path()},
+                self._env(side),
                 out,
                 work / f"{name}.log",
             )

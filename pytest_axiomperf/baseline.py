@@ -16,7 +16,8 @@ ways),
 
 1. it got worse by more than ``threshold`` percent and, for unpaired rounds (a
    committed baseline), by more than the baseline's own round-to-round spread (two
-   standard deviations of its rounds' logarithms, :func:`roundstats.spread_pct`);
+   standard deviations of its rounds' logarithms, its slowest round left out, compared
+   on a log scale: :func:`roundstats.spread_pct`);
 2. and its test is significant at :data:`ROUND_ALPHA` divided by the number of
    readings (Bonferroni: together they stay at :data:`ROUND_ALPHA`): 0.05/4 for
    paired rounds, 0.05/2 for unpaired ones.
@@ -602,12 +603,18 @@ class _Shift:
     old_value: float  # each side's value as this reading sees it (for the noise floor)
     new_value: float
     #: Unpaired rounds: the baseline's own round-to-round spread (percent), which a change
-    #: must exceed too (see :func:`baseline_spread`); 0 for paired rounds.
+    #: must exceed too (see :func:`roundstats.spread_pct`); 0 for paired rounds.
     spread: float = 0.0
 
     @property
     def worse(self) -> bool:
         return self.change >= 0
+
+    @property
+    def within_spread(self) -> bool:
+        """Whether the change is within the baseline's spread, on a log scale (a change of
+        -s/(1+s) is as far below as +s is above)."""
+        return abs(math.log1p(self.change / 100.0)) <= math.log1p(self.spread / 100.0)
 
     @property
     def p_value(self) -> float:
@@ -714,14 +721,20 @@ def _compare_rounds(
             f"{tail.smallest:.2g}): measure at least {need}",
         )
 
-    def moved(shift: _Shift, worse: bool) -> bool:
+    def short_of(shift: _Shift) -> list[str]:
+        """What a reading beyond the threshold lacks to be a verdict (nothing: it is one)."""
         diff_ms = abs(shift.new_value - shift.old_value) * 1e3
-        return (
-            shift.worse == worse
-            and abs(shift.change) > max(threshold, shift.spread)
-            and diff_ms > noise_floor
-            and shift.p_value < level
-        )
+        lacks = []
+        if shift.within_spread:
+            lacks.append(f"within the baseline's own round-to-round spread ({shift.spread:.3g}%)")
+        if diff_ms <= noise_floor:
+            lacks.append(f"{diff_ms:.3g}ms within the {noise_floor:g}ms noise floor")
+        if shift.p_value >= level:
+            lacks.append(f"the rounds disagree (p={shift.p_value:.2g})")
+        return lacks
+
+    def moved(shift: _Shift, worse: bool) -> bool:
+        return shift.worse == worse and abs(shift.change) > threshold and not short_of(shift)
 
     for worse, status in ((True, REGRESSION), (False, IMPROVEMENT)):
         hits = [(what, shift) for what, shift in named if moved(shift, worse)]
@@ -734,17 +747,14 @@ def _compare_rounds(
     parts = []
     for what, shift in named:
         part = f"{what} {shift.change:+.3g}%"
-        if threshold < abs(shift.change) <= shift.spread:
-            part += f" but within the baseline's own round-to-round spread ({shift.spread:.3g}%)"
-        elif abs(shift.change) > threshold:
-            part += f" but the rounds disagree (p={shift.p_value:.2g})"
+        if abs(shift.change) > threshold:
+            part += " but " + " and ".join(short_of(shift))
         parts.append(part)
-    return result(
-        UNCHANGED,
-        tail.p_value,
-        f"{', '.join(parts)}: within the {threshold:g}% threshold or not significant at "
-        f"{level:.2g} across {count}",
-    )
+    if all(abs(shift.change) <= threshold for _, shift in named):
+        closing = f": within the {threshold:g}% threshold"
+    else:
+        closing = f" (threshold {threshold:g}%, level p < {level:.2g})"
+    return result(UNCHANGED, tail.p_value, f"{', '.join(parts)}{closing} across {count}")
 
 
 def _pct(old: float, new: float) -> float | None:
@@ -784,7 +794,7 @@ def compare(
         elif typical is not None and abs(typical) > threshold:
             comparison.mismatches.append(_typical_message(typical, old, new))
             excuse = (
-                f"the machine ran the calibration's typical repetition {typical:+.0f}% "
+                f"the machine ran the calibration's typical repetition {typical:+.1f}% "
                 "against the baseline's"
             )
         load = busier(old.environment.get("neighbours"), new.environment.get("neighbours"))
@@ -823,11 +833,12 @@ def _typical_message(typical: float, old: SessionResults, new: SessionResults) -
     was, now = old.environment["calibration"], new.environment["calibration"]
     return (
         f"machine speed during the run: the CPU calibration's typical repetition took "
-        f"{now['median_ms']:g} ms, {was['median_ms']:g} ms when the baseline was saved "
-        f"({abs(typical):.0f}% {'slower' if typical > 0 else 'faster'}; its fastest "
-        f"{was['ms']:g} -> {now['ms']:g} ms): the machine ran at another speed while the "
-        "tests ran (a busy host, another power state), so its timings cannot be compared "
-        "with the baseline's; measure base and head in one job with `axiomperf ab --base REF`"
+        f"{was['median_ms']:g} ms when the baseline was saved and {now['median_ms']:g} ms "
+        f"in this run ({abs(typical):.1f}% {'slower' if typical > 0 else 'faster'}; its "
+        f"fastest {was.get('ms', '?')} -> {now.get('ms', '?')} ms): the machine ran at "
+        "another speed while the tests ran (a busy host, another power state), so its "
+        "timings cannot be compared with the baseline's; measure base and head in one job "
+        "with `axiomperf ab --base REF`"
     )
 
 

@@ -20,9 +20,11 @@ Two readings of it are kept, for two kinds of drift:
   then, and an unchanged bot's timings moved with it by +28 to +74 %, all rounds
   alike, while the fastest repetition stayed within 10 % (``benchmarks/RESULTS.md``).
 
-A run calibrates at its start, before each of its rounds (``--axiom-perf-rounds``)
-and at its end (:class:`Readings`), so the typical reading covers the moments its
-tests ran in. A reading takes 30 repetitions of ~1.5 ms (15 before a round).
+A run calibrates at its start, before each of its later rounds
+(``--axiom-perf-rounds``: rounds 2, 3, ...) and at its end (:class:`Readings`), so the
+typical reading covers the moments its tests ran in. A reading takes 30 repetitions of
+~1.5 ms (15 before a round). The readings before rounds run between two tests: a thread
+the bot leaves busy, or more xdist workers than CPUs, slows them as it slows the tests.
 """
 
 from __future__ import annotations
@@ -80,32 +82,47 @@ def calibrate(repeats: int = REPEATS, items: int = ITEMS) -> dict[str, Any]:
 
 
 class Readings:
-    """A run's calibration readings, taken as it goes; :meth:`combined` is what it stores."""
+    """A run's calibration readings, taken as it goes; :meth:`combined` is what it stores.
 
-    def __init__(self) -> None:
-        self.taken: list[dict[str, Any]] = []
+    ``between_rounds=False`` (a process ``axiomperf ab`` started: its rounds are paired,
+    the machine the same on both sides by construction) takes no reading before rounds.
+    """
+
+    def __init__(self, between_rounds: bool = True) -> None:
+        self._taken: list[dict[str, Any]] = []
+        self._between_rounds = between_rounds
         self._round = 1
 
     def take(self, repeats: int = REPEATS) -> None:
         """A reading now."""
-        self.taken.append(calibrate(repeats))
+        self._taken.append(calibrate(repeats))
 
     def before_round(self, index: int) -> None:
         """A shorter reading when a test of a later round than any so far is about to run
-        (the rounds run in order: every test's round 1, then round 2, ...)."""
-        if index > self._round:
+        (the rounds run in order: every test's round 1, then round 2, ...; round 1 has the
+        run's start reading)."""
+        if self._between_rounds and index > self._round:
             self._round = index
             self.take(ROUND_REPEATS)
 
+    def add(self, readings: Iterable[dict[str, Any]]) -> None:
+        """Readings another process took (a pytest-xdist worker's)."""
+        self._taken.extend(readings)
+
+    def shipped(self) -> list[dict[str, Any]]:
+        """This process's readings, to hand to another (a worker's to the controller)."""
+        return [dict(reading) for reading in self._taken]
+
     def combined(self) -> dict[str, Any] | None:
         """The run's calibration: see :func:`combine`."""
-        return combine(self.taken)
+        return combine(self._taken)
 
 
 def combine(readings: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
     """One run's calibration from its readings (None entries skipped): the fastest
     repetition of all (``ms``), the median of the readings' medians (``median_ms``; absent
-    when a reading has none), and how many readings there were."""
+    when a reading has none), how many readings there were, and the repetitions of the
+    longest one (``repeats``)."""
     done = [r for r in readings if r is not None]
     if not done:
         return None

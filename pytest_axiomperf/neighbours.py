@@ -1,10 +1,11 @@
 """How busy the rest of the machine was during a run: the CPU its neighbours used.
 
 The calibration (:mod:`pytest_axiomperf.calibration`) tells a slower machine from a
-faster one; it keeps its fastest repetition on purpose, so it does not see a busy
-one. A CPU-bound neighbour on a 2-core runner slows the bot and the exchange
-together by a quarter to a half while the calibration, run when the suite is idle,
-finds a free core and reads the same as on a quiet machine. Measured on real runs
+faster one (its fastest repetition) and a machine that ran slower while the tests ran
+(its typical one); neither sees a busy neighbour. A CPU-bound neighbour on a 2-core
+runner slows the bot and the exchange together by a quarter to a half, while the
+calibration, one thread run between tests, finds the free core and reads as on a
+quiet machine. Measured on real runs
 (``benchmarks/RESULTS.md``), a baseline saved quietly and compared under such a
 neighbour failed as a regression with no change in the code.
 

@@ -175,11 +175,8 @@ class AxiomPerfPlugin:
         self._warned_marks: set[int] = set()
         #: Each test's samples over the rounds this process ran: budgets check them merged.
         self._round_trackers: dict[str, PerformanceTracker] = {}
-        # Machine speed, for the drift guard of committed baselines (see calibration.py);
-        # not read before each round in a process axiomperf ab started (its rounds are
-        # paired: the machine is the same on both sides by construction).
-        self._calibration = calibration.Readings()
-        self._calibrate_rounds = rounds.TURNS_ENV not in os.environ
+        # Machine speed, for the drift guard of committed baselines (see calibration.py).
+        self._calibration = calibration.Readings(between_rounds=not rounds.started_by_ab())
         self._neighbours: NeighbourMeter | None = None
         # pytest-xdist controller: each finished worker's resource samples, by worker id.
         self._worker_samples: dict[str, list[Any]] = {}
@@ -349,8 +346,7 @@ class AxiomPerfPlugin:
         # warning that filterwarnings turns into an error fails this test, not pytest.
         if self.enabled:
             warn_if_meant_as_ms(item, self._warned_marks)
-            if self._calibrate_rounds:
-                self._calibration.before_round(rounds.round_of(item))
+            self._calibration.before_round(rounds.round_of(item))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
@@ -483,7 +479,7 @@ class AxiomPerfPlugin:
         """
         output = getattr(node, "workeroutput", {})
         if self.enabled:
-            self._calibration.taken.extend(output.get(WORKER_CALIBRATIONS, []))
+            self._calibration.add(output.get(WORKER_CALIBRATIONS, []))
         samples = output.get(WORKER_RESOURCES)
         if self.enabled and samples is not None:
             worker = getattr(node, "workerinput", {}).get("workerid", len(self._worker_samples))
@@ -500,7 +496,7 @@ class AxiomPerfPlugin:
             if workeroutput is not None:
                 samples = self.sampler.samples if self.sampler is not None else []
                 workeroutput[WORKER_RESOURCES] = [list(sample) for sample in samples]
-                workeroutput[WORKER_CALIBRATIONS] = self._calibration.taken
+                workeroutput[WORKER_CALIBRATIONS] = self._calibration.shipped()
             return
         self._calibration.take()
         self.results.environment["calibration"] = self._calibration.combined()

@@ -15,6 +15,7 @@ kept beside the merged samples.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import pytest
@@ -28,6 +29,14 @@ FIXTURE_PREFIX = "axiom_"
 #: The environment variable that makes a pytest process take turns with another one
 #: (``axiomperf ab``; see :mod:`pytest_axiomperf.turns`, imported only then).
 TURNS_ENV = "AXIOMPERF_AB_TURNS"
+#: Set by ``axiomperf ab`` in every pytest process it starts (taking turns or a process
+#: a round): its rounds are paired, so the machine's speed is not read between them.
+AB_ENV = "AXIOMPERF_AB"
+
+
+def started_by_ab() -> bool:
+    """Whether ``axiomperf ab`` started this pytest process."""
+    return AB_ENV in os.environ
 
 
 def round_id(index: int) -> str:

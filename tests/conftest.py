@@ -31,7 +31,8 @@ def steady_machine(monkeypatch: pytest.MonkeyPatch) -> None:
 
     The machine-drift guard compares the CPU calibration and the neighbours' CPU use of a
     baseline with a run's; on a shared machine two runs' can differ by chance. Tests of the guard
-    write the calibrations they need into the files (and subprocess runs are unpinned).
+    write the calibrations they need into the files. Subprocess runs are unpinned, and so
+    are the workers of an in-process run with ``-n`` (their readings reach the controller).
     """
     from pytest_axiomperf import calibration, neighbours
 

@@ -199,15 +199,26 @@ def test_a_round_whose_tests_fail_and_a_side_that_dies(repo: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize("where", ["command line", "PYTEST_ADDOPTS"])
-def test_under_xdist_each_round_is_its_own_process(repo: Path, where: str) -> None:
+def test_under_xdist_each_round_is_its_own_process(
+    repo: Path, where: str, tmp_path: Path
+) -> None:
     """pytest-xdist's workers cannot take turns: wherever -n comes from, a process a round."""
     args = ["--", "-n", "1"] if where == "command line" else []
     extra = {"PYTEST_ADDOPTS": "-n 1"} if where == "PYTEST_ADDOPTS" else {}
-    done = _ab(repo, "--base", "HEAD", "--rounds", "2", "--passes", "1", *args, **extra)
+    kept = tmp_path / "kept"
+    done = _ab(
+        repo, "--base", "HEAD", "--rounds", "2", "--passes", "2", "--keep", str(kept), *args,
+        **extra,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pytest-xdist is on: a pytest process a round" in done.stdout
     # The per-process form names the tests each round's process ran.
     assert len(re.findall(r"^  round \d/2  (?:base|head)  1 test\(s\)", done.stdout, re.M)) == 4
+    # Each process read the machine at its start and end only, not before its second pass
+    # (ab's rounds are paired: the readings would only take time beside the other side).
+    for side in ("base", "head"):
+        measured = json.loads((kept / f"{side}-1.json").read_text())
+        assert measured["environment"]["calibration"]["readings"] == 2
 
 
 def test_a_side_that_stops_early_is_an_error_at_once(repo: Path) -> None:

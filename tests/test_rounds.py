@@ -13,6 +13,7 @@ import pytest
 
 from pytest_axiomperf import roundstats
 from pytest_axiomperf.baseline import (
+    IMPROVEMENT,
     INCOMPARABLE,
     INSUFFICIENT,
     ONE_RUN,
@@ -187,25 +188,41 @@ def test_a_committed_baseline_does_not_see_a_shift_within_its_own_round_spread()
     # spread by 16 %. Two sessions' rounds differ by their sessions: not the code.
     old = [0.317, 0.301, 0.294, 0.267, 0.320]
     new = [0.343, 0.324, 0.374, 0.338, 0.317]
-    assert roundstats.spread_pct(old) == pytest.approx(15.7, abs=0.1)
-    same = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old),
-                          new_rounds=_rounds(new))  # fmt: skip
+    assert roundstats.spread_pct(old) == pytest.approx(15.5, abs=0.1)
+
+    def gate(olds: list[float], news: list[float], paired: bool = False) -> Any:
+        return compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(olds),
+                              new_rounds=_rounds(news), paired=paired)  # fmt: skip
+
+    same = gate(old, new)
     assert same.change_pct == pytest.approx(12.3, abs=0.1)
     assert same.status == UNCHANGED
-    assert "+12.3% but within the baseline's own round-to-round spread (15.7%)" in same.reason
+    assert same.reason == (
+        "typical round p95 +12.3% but within the baseline's own round-to-round spread "
+        "(15.5%) (threshold 10%, level p < 0.05) across 5 and 5 rounds"
+    )
     # The same baseline against the 30 % slower bot (+35 %, as measured): a regression.
-    slow = [0.433, 0.408, 0.416, 0.376, 0.408]
-    assert compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old),
-                          new_rounds=_rounds(slow)).status == REGRESSION  # fmt: skip
+    assert gate(old, [0.433, 0.408, 0.416, 0.376, 0.408]).status == REGRESSION
+    # Faster as far as +12.3 % is slower (a log scale): within it too; much faster is not.
+    assert gate(old, [v / 1.123 for v in old]).status == UNCHANGED
+    assert gate(old, [v * 0.7 for v in old]).status == IMPROVEMENT
+    # A baseline whose rounds agree exactly: the threshold alone decides.
+    assert roundstats.spread_pct([0.3] * 5) == 0.0
+    assert gate([0.3] * 5, [0.3 * 1.12] * 5).status == REGRESSION
+    # One round a burst slowed does not widen it: the slowest round is left out.
+    burst = [58e-6, 59e-6, 57e-6, 58e-6, 100e-6]
+    assert roundstats.spread_pct(burst) == pytest.approx(2.9, abs=0.1)
+    slower = gate(burst, [v * 1.3 for v in burst])
+    assert slower.status == REGRESSION, slower.reason  # within a 63 % spread, with the burst
     # Paired rounds (A/B) are not held to it: each pair shares its moment.
-    paired = compare_metric("t", "m", _hist(), _hist(), 10.0, old_rounds=_rounds(old * 2),
-                            new_rounds=_rounds([v * 1.12 for v in old * 2]),
-                            paired=True)  # fmt: skip
-    assert paired.status == REGRESSION
-    # The spread does not grow with the number of rounds (a range would).
-    many = [0.29 + 0.03 * ((i * 7) % 10) / 9 for i in range(40)]
-    assert roundstats.spread_pct(many) < 2 * roundstats.spread_pct(many[:5]) < 40
-    assert roundstats.spread_pct([0.3]) == 0.0
+    assert gate(old * 2, [v * 1.12 for v in old * 2], paired=True).status == REGRESSION
+    # It does not grow with the number of rounds (a range would): 40 rounds of the same
+    # pattern spread as its 5 do.
+    pattern = [1.0, 1.05, 0.95, 1.02, 0.98]
+    assert roundstats.spread_pct(pattern * 8) == pytest.approx(
+        roundstats.spread_pct(pattern), rel=0.3
+    )
+    assert roundstats.spread_pct([0.3, 0.4, 0.5]) == 0.0  # too few rounds to tell
 
 
 def test_rounds_of_another_number_of_passes_are_a_mismatch() -> None:
@@ -357,8 +374,8 @@ def test_a_slower_code_path_fails_on_rounds_and_shows_them(
     assert same.ret == pytest.ExitCode.OK
     same.stdout.fnmatch_lines(
         [
-            "*regression: typical round p95 or median worse by > 10%, rounds agree "
-            "(Mann-Whitney U, p < 0.05 in all)*",
+            "*regression: typical round p95 or median worse by > 10% and by more than the "
+            "baseline's round-to-round spread, rounds agree (Mann-Whitney U, p < 0.05 in all)*",
             "Result: 0 regression(s), 0 improved, 2 unchanged, *",
         ]
     )
@@ -461,6 +478,23 @@ def test_the_machine_is_read_before_each_round_and_its_typical_speed_kept(
     }  # fmt: skip
 
 
+def test_a_process_axiomperf_ab_started_reads_the_machine_only_at_its_start_and_end(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_axiomperf import calibration, rounds
+
+    taken: list[int] = []
+
+    def reading(repeats: int = calibration.REPEATS, items: int = calibration.ITEMS) -> dict:
+        taken.append(repeats)
+        return {"ms": 1.0, "median_ms": 1.0, "repeats": repeats, "items": items}
+
+    monkeypatch.setattr(calibration, "calibrate", reading)
+    monkeypatch.setenv(rounds.AB_ENV, "1")
+    measured.runpytest("--axiom-perf", "--axiom-perf-rounds=3").assert_outcomes(passed=7)
+    assert taken == [calibration.REPEATS, calibration.REPEATS]
+
+
 def test_a_machine_running_slower_while_the_tests_ran_is_named_not_blamed_on_the_code(
     measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -478,10 +512,11 @@ def test_a_machine_running_slower_while_the_tests_ran_is_named_not_blamed_on_the
     result.stdout.fnmatch_lines(
         [
             "  WARNING: machine speed during the run: the CPU calibration's typical repetition "
-            "took 1.6 ms, 1 ms when the baseline was saved (60% slower; its fastest 1 -> 1 ms)"
+            "took 1 ms when the baseline was saved and 1.6 ms in this run (60.0% slower; its "
+            "fastest 1.0 -> 1.0 ms)"
             "*axiomperf ab --base REF*",
             "  not comparable * test_measured.py::test_measured[[]a[]] *regression (*), but the "
-            "machine ran the calibration's typical repetition +60% against the baseline's: not "
+            "machine ran the calibration's typical repetition +60.0% against the baseline's: not "
             "blamed on the code",
         ]
     )
@@ -507,6 +542,16 @@ def test_a_baseline_without_a_typical_reading_is_compared_by_its_fastest() -> No
         "ms": 1.0, "repeats": 30, "items": calibration.ITEMS, "readings": 2
     }  # fmt: skip
     assert calibration.combine([None]) is None
+    # Through the gate: no typical drift, no mismatch, the fastest compared.
+    from pytest_axiomperf.baseline import compare
+    from pytest_axiomperf.results import SessionResults
+
+    was, now = SessionResults(), SessionResults()
+    was.environment = {**was.environment, "calibration": old}
+    now.environment = {**now.environment, "calibration": new}
+    comparison = compare(was, now)
+    assert comparison.machine_typical_drift_pct is None and comparison.mismatches == []
+    assert comparison.machine_drift_pct == pytest.approx(2.0)
 
 
 def test_a_busier_machine_is_named_not_blamed_on_the_code(

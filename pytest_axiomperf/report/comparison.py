@@ -118,8 +118,9 @@ def rule_text(comparison: Comparison) -> str:
             )
         else:
             rules.append(
-                f"typical round p95 or median worse by {threshold}, rounds agree "
-                f"(Mann-Whitney U, p < {ROUND_ALPHA:g} in all)"
+                f"typical round p95 or median worse by {threshold} and by more than the "
+                f"baseline's round-to-round spread, rounds agree (Mann-Whitney U, "
+                f"p < {ROUND_ALPHA:g} in all)"
             )
     if ONE_RUN in evidence or not evidence:
         rules.append(
