@@ -12,7 +12,8 @@ compares them again with :func:`pytest_axiomperf.baseline.compare`, as the run d
 - without either.
 
 A run *fails* when any metric is a regression (the exit code the run had). Prints, per
-variant (A/A, +30 %), how many runs each rule set fails. The compare runs measured what
+variant (A/A, +30 %), how many runs each rule set fails, and how many the runs failed
+as they ran (with the code they ran). The compare runs measured what
 they measured; only the rule changes::
 
     python benchmarks/replay_baseline_guards.py --keep DIR --jsonl gate_runs.jsonl
@@ -79,6 +80,12 @@ def main() -> int:
             failed = _failed(old, new, typical, spread)
             row[0] += failed
             row[1] += failed and not hog[(run, variant)]
+            row[2] += 1
+    for record in records:  # what the runs themselves exited with, for reference
+        if record["mode"] == "baseline":
+            row = counts.setdefault(("as run (its exit codes)", record["variant"]), [0, 0, 0])
+            row[0] += record["exit"] != 0
+            row[1] += record["exit"] != 0 and not record["hog"]
             row[2] += 1
     print(f"{'rules':<36}{'variant':<8}{'failed runs':>12}{'quiet':>8}")
     for (rule, variant), (failed, quiet, runs) in counts.items():

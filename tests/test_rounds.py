@@ -452,25 +452,34 @@ def test_a_faster_baseline_machine_is_named_not_blamed_on_the_code(
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
 
 
-def test_the_machine_is_read_before_each_round_and_its_typical_speed_kept(
-    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _counted_readings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each calibration reading's repetitions, in order; the n-th reading's fastest
+    repetition is n ms and its median 2n ms (slower and slower)."""
     from pytest_axiomperf import calibration
 
     taken: list[int] = []
 
     def reading(repeats: int = calibration.REPEATS, items: int = calibration.ITEMS) -> dict:
         taken.append(repeats)
-        # Readings slower and slower: the run's typical one is their median.
         ms = float(len(taken))
         return {"ms": ms, "median_ms": ms * 2, "repeats": repeats, "items": items}
 
     monkeypatch.setattr(calibration, "calibrate", reading)
+    return taken
+
+
+def test_the_machine_is_read_before_each_round_and_its_typical_speed_kept(
+    measured: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_axiomperf import calibration
+
+    taken = _counted_readings(monkeypatch)
     result = measured.runpytest("--axiom-perf-rounds=3", "--axiom-perf-json=out.json")
     result.assert_outcomes(passed=7)
     # The start, before rounds 2 and 3 (shorter readings), the end.
     assert taken == [calibration.REPEATS, calibration.ROUND_REPEATS, calibration.ROUND_REPEATS,
                      calibration.REPEATS]  # fmt: skip
+    # The fastest of all; the median of the readings' medians (2, 4, 6, 8 ms).
     stored = _json(measured, "out.json")["environment"]["calibration"]
     assert stored == {
         "ms": 1.0, "median_ms": 5.0, "readings": 4, "repeats": calibration.REPEATS,
@@ -483,13 +492,7 @@ def test_a_process_axiomperf_ab_started_reads_the_machine_only_at_its_start_and_
 ) -> None:
     from pytest_axiomperf import calibration, rounds
 
-    taken: list[int] = []
-
-    def reading(repeats: int = calibration.REPEATS, items: int = calibration.ITEMS) -> dict:
-        taken.append(repeats)
-        return {"ms": 1.0, "median_ms": 1.0, "repeats": repeats, "items": items}
-
-    monkeypatch.setattr(calibration, "calibrate", reading)
+    taken = _counted_readings(monkeypatch)
     monkeypatch.setenv(rounds.AB_ENV, "1")
     measured.runpytest("--axiom-perf", "--axiom-perf-rounds=3").assert_outcomes(passed=7)
     assert taken == [calibration.REPEATS, calibration.REPEATS]
