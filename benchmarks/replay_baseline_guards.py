@@ -34,7 +34,7 @@ from pytest_axiomperf import baseline, roundstats
 from pytest_axiomperf.results import SessionResults
 
 RULES = {
-    "as committed": (True, True),
+    "this code": (True, True),
     "no typical-speed guard": (False, True),
     "no spread floor": (True, False),
     "neither (the seventh pass's rule)": (False, False),
@@ -83,7 +83,7 @@ def main() -> int:
             row[2] += 1
     for record in records:  # what the runs themselves exited with, for reference
         if record["mode"] == "baseline":
-            row = counts.setdefault(("as run (its exit codes)", record["variant"]), [0, 0, 0])
+            row = counts.setdefault(("as run (their exit codes)", record["variant"]), [0, 0, 0])
             row[0] += record["exit"] != 0
             row[1] += record["exit"] != 0 and not record["hog"]
             row[2] += 1
