@@ -785,21 +785,25 @@ def compare(
     comparison.mismatches = fingerprint_mismatches(old, new)
     excuse = None
     if not paired:
-        was, now = old.environment.get("calibration"), new.environment.get("calibration")
+        # Each side's reading as stored (JSON): the helpers below say when it is usable.
+        was: Any = old.environment.get("calibration")
+        now: Any = new.environment.get("calibration")
         drift = comparison.machine_drift_pct = speed_change(was, now)
         typical = comparison.machine_typical_drift_pct = typical_change(was, now)
         if drift is not None and abs(drift) > threshold:
-            comparison.mismatches.append(_drift_message(drift, old, new))
+            comparison.mismatches.append(_drift_message(drift, was, now))
             excuse = f"the machine ran the calibration {drift:+.0f}% against the baseline's"
         elif typical is not None and abs(typical) > threshold:
-            comparison.mismatches.append(_typical_message(typical, old, new))
+            comparison.mismatches.append(_typical_message(typical, was, now))
             excuse = (
                 f"the machine ran the calibration's typical repetition {typical:+.1f}% "
                 "against the baseline's"
             )
-        load = busier(old.environment.get("neighbours"), new.environment.get("neighbours"))
+        busy_was: Any = old.environment.get("neighbours")
+        busy_now: Any = new.environment.get("neighbours")
+        load = busier(busy_was, busy_now)
         if load is not None and abs(load) > BUSIER_SHARE:
-            comparison.mismatches.append(_load_message(old, new))
+            comparison.mismatches.append(_load_message(busy_was, busy_now))
             excuse = excuse or (
                 f"other processes used {abs(load) * 100:.0f}% of the machine "
                 f"{'more' if load > 0 else 'less'} than when the baseline was saved"
@@ -818,37 +822,39 @@ def compare(
     return comparison
 
 
-def _drift_message(drift: float, old: SessionResults, new: SessionResults) -> str:
-    was = old.environment["calibration"]["ms"]
-    now = new.environment["calibration"]["ms"]
+#: How each machine mismatch ends: what to do instead.
+_USE_AB = (
+    "its timings cannot be compared with the baseline's; measure base and head in one job "
+    "with `axiomperf ab --base REF`"
+)
+
+
+def _drift_message(drift: float, was: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """``was`` and ``now``: the baseline's calibration and this run's."""
     return (
         f"machine speed: this machine ran the CPU calibration {abs(drift):.0f}% "
-        f"{'slower' if drift > 0 else 'faster'} than the baseline's ({was:g} -> {now:g} ms): "
-        "its timings cannot be compared with the baseline's; measure base and head in one "
-        "job with `axiomperf ab --base REF`"
+        f"{'slower' if drift > 0 else 'faster'} than the baseline's "
+        f"({was['ms']:g} -> {now['ms']:g} ms): {_USE_AB}"
     )
 
 
-def _typical_message(typical: float, old: SessionResults, new: SessionResults) -> str:
-    was, now = old.environment["calibration"], new.environment["calibration"]
+def _typical_message(typical: float, was: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """``was`` and ``now``: the baseline's calibration and this run's."""
     return (
         f"machine speed during the run: the CPU calibration's typical repetition took "
         f"{was['median_ms']:g} ms when the baseline was saved and {now['median_ms']:g} ms "
         f"in this run ({abs(typical):.1f}% {'slower' if typical > 0 else 'faster'}; its "
         f"fastest {was.get('ms', '?')} -> {now.get('ms', '?')} ms): the machine ran at "
-        "another speed while the tests ran (a busy host, another power state), so its "
-        "timings cannot be compared with the baseline's; measure base and head in one job "
-        "with `axiomperf ab --base REF`"
+        f"another speed while the tests ran (a busy host, another power state), so {_USE_AB}"
     )
 
 
-def _load_message(old: SessionResults, new: SessionResults) -> str:
-    was, now = old.environment["neighbours"], new.environment["neighbours"]
+def _load_message(was: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """``was`` and ``now``: the baseline's neighbours reading and this run's."""
     return (
         f"machine load: other processes used {now['cores']:.2g} of {now['cpus']} CPUs during "
-        f"this run, {was['cores']:.2g} of {was['cpus']} when the baseline was saved: its "
-        "timings cannot be compared with the baseline's; measure base and head in one job "
-        "with `axiomperf ab --base REF`"
+        f"this run, {was['cores']:.2g} of {was['cpus']} when the baseline was saved: "
+        f"{_USE_AB}"
     )
 
 
